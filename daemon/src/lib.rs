@@ -1,0 +1,1 @@
+//! jobnet daemon library

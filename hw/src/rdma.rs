@@ -1,0 +1,1 @@
+//! RDMA devices found in sysfs (owned by the RDMA work).

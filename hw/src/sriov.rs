@@ -1,0 +1,1 @@
+//! SR-IOV physical and virtual functions found in sysfs.
