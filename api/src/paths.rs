@@ -1,0 +1,77 @@
+//! URL paths of API version 1, shared by the client and the daemon.
+
+/// Prefix of every version-1 path.
+pub const PREFIX: &str = "/v1";
+/// `POST`: reserve an attachment.
+pub const RESERVE: &str = "/v1/attachments/reserve";
+/// `POST`: commit a reservation.
+pub const COMMIT: &str = "/v1/attachments/commit";
+/// `POST`: release an attachment.
+pub const RELEASE: &str = "/v1/attachments/release";
+/// `POST`: look an attachment up.
+pub const CHECK: &str = "/v1/attachments/check";
+/// `GET`: every attachment.
+pub const ATTACHMENTS: &str = "/v1/attachments";
+/// `GET`: daemon status.
+pub const STATUS: &str = "/v1/status";
+/// `POST`: garbage-collect attachments.
+pub const GC: &str = "/v1/gc";
+/// `GET`: jobs; `GET {JOBS}/{job}`: one job.
+pub const JOBS: &str = "/v1/jobs";
+/// `GET`: VFs.
+pub const VFS: &str = "/v1/vfs";
+/// `POST`: gang reservation.
+pub const GANG: &str = "/v1/gang";
+
+/// Path of one job, with the name percent-encoded as a path segment.
+pub fn job(name: &str) -> String {
+    format!("{JOBS}/{}", encode_segment(name))
+}
+
+/// Percent-encodes everything but RFC 3986 unreserved characters.
+pub fn encode_segment(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// Reverses [`encode_segment`]; `None` on a bad escape or non-UTF-8 result.
+pub fn decode_segment(s: &str) -> Option<String> {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while let Some(&b) = bytes.get(i) {
+        if b == b'%' {
+            let hex = std::str::from_utf8(bytes.get(i + 1..i + 3)?).ok()?;
+            out.push(u8::from_str_radix(hex, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(b);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn job_names_round_trip_through_the_path() {
+        for name in ["llama-70b", "a/b c", "ü%x", ""] {
+            let p = job(name);
+            let seg = p.strip_prefix("/v1/jobs/").unwrap();
+            assert!(!seg.contains('/'));
+            assert_eq!(decode_segment(seg).as_deref(), Some(name));
+        }
+        assert_eq!(decode_segment("%G0"), None);
+        assert_eq!(decode_segment("%4"), None);
+    }
+}
