@@ -378,13 +378,11 @@ fn split_attr(buf: &[u8]) -> Result<(Attr<'_>, &[u8]), DecodeError> {
             len,
         });
     }
-    let payload = buf
-        .get(nl::NLA_HDRLEN..len)
-        .ok_or(DecodeError::Truncated {
-            what: "attribute",
-            needed: len,
-            available: buf.len(),
-        })?;
+    let payload = buf.get(nl::NLA_HDRLEN..len).ok_or(DecodeError::Truncated {
+        what: "attribute",
+        needed: len,
+        available: buf.len(),
+    })?;
     let rest = buf.get(align(len)..).unwrap_or(&[]);
     Ok((
         Attr {

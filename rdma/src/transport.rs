@@ -87,7 +87,10 @@ impl RdmaSocket {
     /// `/proc/<pid>/ns/net` or `/run/netns/<name>`), leaving the caller's
     /// thread where it is.
     pub fn open_in_netns(netns: impl AsFd) -> Result<Self> {
-        let fd = netns.as_fd().try_clone_to_owned().map_err(RdmaError::io("dup"))?;
+        let fd = netns
+            .as_fd()
+            .try_clone_to_owned()
+            .map_err(RdmaError::io("dup"))?;
         let worker = std::thread::Builder::new()
             .name("rdma-netns".into())
             .spawn(move || -> Result<Self> {
@@ -112,7 +115,7 @@ impl RdmaSocket {
     pub fn set_timeout(&self, timeout: Duration) -> Result<()> {
         let tv = libc::timeval {
             tv_sec: libc::time_t::try_from(timeout.as_secs()).unwrap_or(libc::time_t::MAX),
-            tv_usec: libc::suseconds_t::try_from(timeout.subsec_micros()).unwrap_or(0),
+            tv_usec: libc::suseconds_t::from(timeout.subsec_micros()),
         };
         // SAFETY: passes a valid timeval of the size given.
         let rc = unsafe {
