@@ -1,0 +1,117 @@
+//! A compare-and-swap key/value store: reads return revisions, writes are
+//! conditional batches. The shape maps one to one onto an etcd v3 `Txn`
+//! (compare mod/create revision, then puts and deletes), so a cluster backend
+//! can implement the same trait.
+
+mod redb;
+
+use std::future::Future;
+use std::pin::Pin;
+
+pub use self::redb::{RedbOptions, RedbStore};
+
+/// Revision of a write; increases with every committed transaction.
+pub type Revision = u64;
+
+/// Future returned by store operations.
+pub type StoreFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, StoreError>> + Send + 'a>>;
+
+/// A value and the revision of its last write.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Versioned {
+    /// The stored bytes.
+    pub value: Vec<u8>,
+    /// Revision of the transaction that last wrote the key.
+    pub mod_revision: Revision,
+}
+
+/// A condition every compare of a transaction must satisfy for its ops to apply.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Compare {
+    /// The key does not exist.
+    Absent(String),
+    /// The key exists and was last written at this revision.
+    ModRevision(String, Revision),
+}
+
+impl Compare {
+    /// The key the compare looks at.
+    pub fn key(&self) -> &str {
+        match self {
+            Compare::Absent(k) | Compare::ModRevision(k, _) => k,
+        }
+    }
+}
+
+/// A write in a transaction.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Op {
+    /// Set a key.
+    Put(String, Vec<u8>),
+    /// Remove a key (no error if absent).
+    Delete(String),
+    /// Remove every key starting with the prefix.
+    DeletePrefix(String),
+}
+
+/// A conditional write batch: all ops apply atomically iff all compares hold.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Txn {
+    /// Conditions.
+    pub compares: Vec<Compare>,
+    /// Writes applied when every condition holds.
+    pub ops: Vec<Op>,
+}
+
+/// What happened to a transaction.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TxnOutcome {
+    /// Applied and durable at this revision.
+    Committed(Revision),
+    /// Not applied: the compare on this key failed.
+    Conflict(String),
+}
+
+/// Store failures (I/O, corruption, shutdown).
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The backend failed.
+    #[error("store backend: {0}")]
+    Backend(String),
+    /// The store was shut down while the request was pending.
+    #[error("store is shut down")]
+    Closed,
+    /// A stored value is malformed.
+    #[error("corrupt store value at {0:?}")]
+    Corrupt(String),
+}
+
+/// A transactional key/value store with revisions.
+pub trait Store: Send + Sync + 'static {
+    /// Reads one key.
+    fn get<'a>(&'a self, key: &'a str) -> StoreFuture<'a, Option<Versioned>>;
+
+    /// Reads keys in `[start, end)` in key order, at most `limit` of them.
+    fn range<'a>(
+        &'a self,
+        start: &'a str,
+        end: &'a str,
+        limit: usize,
+    ) -> StoreFuture<'a, Vec<(String, Versioned)>>;
+
+    /// Applies a transaction; returns once it is durable (or known not applied).
+    fn txn(&self, txn: Txn) -> StoreFuture<'_, TxnOutcome>;
+}
+
+/// The end of the key range holding every key that starts with `prefix`.
+pub fn prefix_end(prefix: &str) -> String {
+    // Keys are ASCII (see the key module), so bumping the last byte stays valid UTF-8.
+    let mut bytes = prefix.as_bytes().to_vec();
+    while let Some(last) = bytes.pop() {
+        if last < 0x7f {
+            bytes.push(last + 1);
+            return String::from_utf8(bytes).unwrap_or_default();
+        }
+    }
+    "\u{7f}".to_string()
+}

@@ -1,0 +1,317 @@
+//! Embedded store on redb with group commit.
+//!
+//! One writer thread owns all writes. It takes the first queued transaction,
+//! drains whatever else is queued (up to `max_batch`), applies them in order
+//! inside one redb write transaction (each sees the ones before it, and a
+//! transaction whose compares fail is skipped as a whole), commits once with
+//! fsync, and only then answers every caller. Readers use redb's MVCC read
+//! transactions and never wait for the writer.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{mpsc, Arc};
+use std::thread::JoinHandle;
+
+use redb::{Database, ReadableDatabase, ReadableTable, Table, TableDefinition};
+use tokio::sync::oneshot;
+
+use super::{Compare, Op, Revision, Store, StoreError, StoreFuture, Txn, TxnOutcome, Versioned};
+
+const KV: TableDefinition<&str, &[u8]> = TableDefinition::new("kv");
+const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
+const REVISION_KEY: &str = "revision";
+/// File name of the database inside the state directory.
+pub const DB_FILE: &str = "ipam.redb";
+
+type Reply = oneshot::Sender<Result<TxnOutcome, StoreError>>;
+
+/// Tuning of the embedded store.
+#[derive(Debug, Clone, Copy)]
+pub struct RedbOptions {
+    /// redb page cache size in bytes (bounds the store's share of RSS).
+    pub cache_bytes: usize,
+    /// Most transactions folded into one commit.
+    pub max_batch: usize,
+}
+
+impl Default for RedbOptions {
+    fn default() -> Self {
+        Self {
+            cache_bytes: 16 << 20,
+            max_batch: 1024,
+        }
+    }
+}
+
+/// Counters of the writer, for benchmarks and metrics.
+#[derive(Debug, Default)]
+struct Counters {
+    commits: AtomicU64,
+    txns: AtomicU64,
+}
+
+/// The embedded backend: a redb file under the state directory.
+pub struct RedbStore {
+    db: Arc<Database>,
+    path: PathBuf,
+    queue: Option<mpsc::Sender<(Txn, Reply)>>,
+    writer: Option<JoinHandle<()>>,
+    counters: Arc<Counters>,
+}
+
+impl std::fmt::Debug for RedbStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedbStore")
+            .field("path", &self.path)
+            .finish()
+    }
+}
+
+fn backend(e: impl std::fmt::Display) -> StoreError {
+    StoreError::Backend(e.to_string())
+}
+
+impl RedbStore {
+    /// Opens (or creates) the store in `state_dir` with default options.
+    pub fn open(state_dir: &Path) -> Result<Self, StoreError> {
+        Self::open_with(state_dir, RedbOptions::default())
+    }
+
+    /// Opens (or creates) the store in `state_dir`.
+    pub fn open_with(state_dir: &Path, options: RedbOptions) -> Result<Self, StoreError> {
+        std::fs::create_dir_all(state_dir).map_err(backend)?;
+        let path = state_dir.join(DB_FILE);
+        let db = Database::builder()
+            .set_cache_size(options.cache_bytes)
+            .create(&path)
+            .map_err(backend)?;
+        // Create the tables up front so readers never meet a missing table.
+        let w = db.begin_write().map_err(backend)?;
+        {
+            w.open_table(KV).map_err(backend)?;
+            w.open_table(META).map_err(backend)?;
+        }
+        w.commit().map_err(backend)?;
+        let db = Arc::new(db);
+        let (tx, rx) = mpsc::channel();
+        let counters = Arc::new(Counters::default());
+        let writer = {
+            let db = Arc::clone(&db);
+            let counters = Arc::clone(&counters);
+            let max_batch = options.max_batch.max(1);
+            std::thread::Builder::new()
+                .name("ipam-store-writer".into())
+                .spawn(move || write_loop(&db, &rx, max_batch, &counters))
+                .map_err(backend)?
+        };
+        Ok(Self {
+            db,
+            path,
+            queue: Some(tx),
+            writer: Some(writer),
+            counters,
+        })
+    }
+
+    /// Path of the database file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// (redb commits, transactions applied) since open: their ratio is the group-commit factor.
+    pub fn commit_stats(&self) -> (u64, u64) {
+        (
+            self.counters.commits.load(Ordering::Relaxed),
+            self.counters.txns.load(Ordering::Relaxed),
+        )
+    }
+
+    fn get_sync(&self, key: &str) -> Result<Option<Versioned>, StoreError> {
+        let r = self.db.begin_read().map_err(backend)?;
+        let t = r.open_table(KV).map_err(backend)?;
+        let v = t.get(key).map_err(backend)?;
+        v.map(|g| decode(key, g.value())).transpose()
+    }
+
+    fn range_sync(
+        &self,
+        start: &str,
+        end: &str,
+        limit: usize,
+    ) -> Result<Vec<(String, Versioned)>, StoreError> {
+        let r = self.db.begin_read().map_err(backend)?;
+        let t = r.open_table(KV).map_err(backend)?;
+        let mut out = Vec::new();
+        if start >= end {
+            return Ok(out);
+        }
+        for item in t.range(start..end).map_err(backend)? {
+            if out.len() >= limit {
+                break;
+            }
+            let (k, v) = item.map_err(backend)?;
+            let key = k.value().to_string();
+            let val = decode(&key, v.value())?;
+            out.push((key, val));
+        }
+        Ok(out)
+    }
+}
+
+impl Drop for RedbStore {
+    fn drop(&mut self) {
+        // Closing the queue ends the writer after it answered everything queued.
+        self.queue.take();
+        if let Some(w) = self.writer.take() {
+            let _ = w.join();
+        }
+    }
+}
+
+impl Store for RedbStore {
+    fn get<'a>(&'a self, key: &'a str) -> StoreFuture<'a, Option<Versioned>> {
+        Box::pin(std::future::ready(self.get_sync(key)))
+    }
+
+    fn range<'a>(
+        &'a self,
+        start: &'a str,
+        end: &'a str,
+        limit: usize,
+    ) -> StoreFuture<'a, Vec<(String, Versioned)>> {
+        Box::pin(std::future::ready(self.range_sync(start, end, limit)))
+    }
+
+    fn txn(&self, txn: Txn) -> StoreFuture<'_, TxnOutcome> {
+        let (tx, rx) = oneshot::channel();
+        let queued = match &self.queue {
+            Some(q) => q.send((txn, tx)).is_ok(),
+            None => false,
+        };
+        Box::pin(async move {
+            if !queued {
+                return Err(StoreError::Closed);
+            }
+            rx.await.map_err(|_| StoreError::Closed)?
+        })
+    }
+}
+
+fn decode(key: &str, raw: &[u8]) -> Result<Versioned, StoreError> {
+    let (rev, value) = raw
+        .split_first_chunk::<8>()
+        .ok_or_else(|| StoreError::Corrupt(key.to_string()))?;
+    Ok(Versioned {
+        value: value.to_vec(),
+        mod_revision: u64::from_le_bytes(*rev),
+    })
+}
+
+fn encode(rev: Revision, value: &[u8]) -> Vec<u8> {
+    let mut v = Vec::with_capacity(8 + value.len());
+    v.extend_from_slice(&rev.to_le_bytes());
+    v.extend_from_slice(value);
+    v
+}
+
+fn write_loop(
+    db: &Database,
+    rx: &mpsc::Receiver<(Txn, Reply)>,
+    max_batch: usize,
+    counters: &Counters,
+) {
+    while let Ok(first) = rx.recv() {
+        let mut batch = vec![first];
+        while batch.len() < max_batch {
+            match rx.try_recv() {
+                Ok(next) => batch.push(next),
+                Err(_) => break,
+            }
+        }
+        let result = apply_batch(db, &batch);
+        counters.commits.fetch_add(1, Ordering::Relaxed);
+        counters
+            .txns
+            .fetch_add(batch.len() as u64, Ordering::Relaxed);
+        match result {
+            Ok(outcomes) => {
+                for ((_, reply), outcome) in batch.into_iter().zip(outcomes) {
+                    let _ = reply.send(Ok(outcome));
+                }
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "ipam store commit failed");
+                for (_, reply) in batch {
+                    let _ = reply.send(Err(StoreError::Backend(e.to_string())));
+                }
+            }
+        }
+    }
+}
+
+fn apply_batch(db: &Database, batch: &[(Txn, Reply)]) -> Result<Vec<TxnOutcome>, redb::Error> {
+    let w = db.begin_write()?;
+    let mut outcomes = Vec::with_capacity(batch.len());
+    {
+        let mut kv = w.open_table(KV)?;
+        let mut meta = w.open_table(META)?;
+        let mut rev = meta.get(REVISION_KEY)?.map(|g| g.value()).unwrap_or(0);
+        for (txn, _) in batch {
+            if let Some(failed) = first_failed(&kv, &txn.compares)? {
+                outcomes.push(TxnOutcome::Conflict(failed));
+                continue;
+            }
+            rev += 1;
+            for op in &txn.ops {
+                apply_op(&mut kv, op, rev)?;
+            }
+            outcomes.push(TxnOutcome::Committed(rev));
+        }
+        meta.insert(REVISION_KEY, rev)?;
+    }
+    w.commit()?;
+    Ok(outcomes)
+}
+
+fn first_failed(
+    kv: &Table<&str, &[u8]>,
+    compares: &[Compare],
+) -> Result<Option<String>, redb::Error> {
+    for c in compares {
+        let current = kv.get(c.key())?;
+        let ok = match (c, current) {
+            (Compare::Absent(_), cur) => cur.is_none(),
+            (Compare::ModRevision(_, want), Some(g)) => g
+                .value()
+                .split_first_chunk::<8>()
+                .is_some_and(|(r, _)| u64::from_le_bytes(*r) == *want),
+            (Compare::ModRevision(..), None) => false,
+        };
+        if !ok {
+            return Ok(Some(c.key().to_string()));
+        }
+    }
+    Ok(None)
+}
+
+fn apply_op(kv: &mut Table<&str, &[u8]>, op: &Op, rev: Revision) -> Result<(), redb::Error> {
+    match op {
+        Op::Put(k, v) => {
+            kv.insert(k.as_str(), encode(rev, v).as_slice())?;
+        }
+        Op::Delete(k) => {
+            kv.remove(k.as_str())?;
+        }
+        Op::DeletePrefix(p) => {
+            let end = super::prefix_end(p);
+            let mut keys = Vec::new();
+            for item in kv.range(p.as_str()..end.as_str())? {
+                keys.push(item?.0.value().to_string());
+            }
+            for k in keys {
+                kv.remove(k.as_str())?;
+            }
+        }
+    }
+    Ok(())
+}
