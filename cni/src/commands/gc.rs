@@ -1,0 +1,27 @@
+//! GC.
+
+use crate::protocol::error::CniError;
+use crate::protocol::ipam::Delegate;
+
+use super::GcRequest;
+
+/// GC: `cni.dev/valid-attachments` is required (without it every attachment
+/// would look stale); forwarded to the delegated IPAM plugin when it speaks
+/// the config's version.
+pub fn gc(req: &GcRequest) -> Result<(), CniError> {
+    let valid = req
+        .conf
+        .valid_attachments
+        .as_deref()
+        .ok_or_else(|| CniError::invalid_config("GC requires \"cni.dev/valid-attachments\""))?;
+    tracing::info!(network = %req.conf.name, valid = valid.len(), "GC");
+    // Releasing jobnet's own stale attachments plugs in here.
+    if let Some(d) = Delegate::for_ipam(&req.conf, Some(&req.env), &req.vars)? {
+        if d.supports(req.conf.cni_version)? {
+            d.gc()?;
+        } else {
+            tracing::info!(plugin = %d.plugin, "IPAM plugin predates GC; not forwarded");
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,29 @@
+//! STATUS.
+
+use crate::protocol::error::{CniError, ErrorCode};
+use crate::protocol::ipam::Delegate;
+
+use super::StatusRequest;
+
+/// STATUS: ready unless the delegated IPAM plugin is missing (50) or reports
+/// an error (its code is kept). Plugins older than 1.1.0 have no STATUS and
+/// are taken as ready when they exist.
+pub fn status(req: &StatusRequest) -> Result<(), CniError> {
+    let Some(ipam) = &req.conf.ipam else {
+        return Ok(());
+    };
+    let d =
+        Delegate::find(&ipam.plugin, req.env.as_ref(), &req.vars, &req.conf.raw).map_err(|e| {
+            CniError::new(
+                ErrorCode::PluginNotAvailable,
+                format!("IPAM plugin {} is not available", ipam.plugin),
+            )
+            .with_details(e.to_string())
+        })?;
+    if d.supports(req.conf.cni_version)? {
+        d.status()
+    } else {
+        tracing::info!(plugin = %ipam.plugin, version = %req.conf.cni_version, "IPAM plugin predates STATUS; not forwarded");
+        Ok(())
+    }
+}

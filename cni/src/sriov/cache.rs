@@ -1,0 +1,149 @@
+//! The attachment cache: what ADD changed, written before the first kernel
+//! change so that DEL can undo it even after a crash.
+//!
+//! One file per attachment, named from validated identifiers only
+//! (`<containerID>.<ifname>.json`: a `ContainerId` cannot contain `/` and
+//! cannot start with `.`, an `IfName` cannot contain `/`). Writes are atomic
+//! (temp file, fsync, rename); reads are size-capped and a corrupt file is a
+//! typed error that DEL treats like a missing one.
+
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use super::state_dir::StateDir;
+
+/// Largest cache file we read; real ones are a few KiB.
+const MAX_CACHE_BYTES: u64 = 256 * 1024;
+
+/// Why a cache file could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum CacheError {
+    /// No cache for this attachment.
+    #[error("no attachment cache at {0}")]
+    Missing(PathBuf),
+    /// The file exists but does not parse (truncated, edited, other version).
+    #[error("attachment cache {path} is corrupt: {reason}")]
+    Corrupt {
+        /// The file.
+        path: PathBuf,
+        /// What was wrong.
+        reason: String,
+    },
+    /// Reading or writing failed.
+    #[error("attachment cache {path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The underlying error.
+        source: std::io::Error,
+    },
+}
+
+/// Path of the cache file for one attachment. Callers pass validated names.
+pub fn path_for(state: &StateDir, container_id: &str, ifname: &str) -> PathBuf {
+    state
+        .attachments()
+        .join(format!("{container_id}.{ifname}.json"))
+}
+
+/// Atomically writes `value` to `path` (durable once this returns).
+pub fn save<T: Serialize>(state: &StateDir, path: &Path, value: &T) -> Result<(), CacheError> {
+    let io = |source| CacheError::Io {
+        path: path.to_owned(),
+        source,
+    };
+    state.ensure().map_err(io)?;
+    let body = serde_json::to_vec_pretty(value).map_err(|e| io(e.into()))?;
+    let tmp = path.with_extension("json.tmp");
+    let mut f = std::fs::File::create(&tmp).map_err(io)?;
+    f.write_all(&body).map_err(io)?;
+    f.sync_all().map_err(io)?;
+    std::fs::rename(&tmp, path).map_err(io)?;
+    // Make the rename itself durable.
+    if let Some(dir) = path.parent() {
+        if let Ok(d) = std::fs::File::open(dir) {
+            let _ = d.sync_all();
+        }
+    }
+    Ok(())
+}
+
+/// Reads and parses a cache file.
+pub fn load<T: DeserializeOwned>(path: &Path) -> Result<T, CacheError> {
+    let f = match std::fs::File::open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err(CacheError::Missing(path.to_owned()))
+        }
+        Err(source) => {
+            return Err(CacheError::Io {
+                path: path.to_owned(),
+                source,
+            })
+        }
+    };
+    let mut buf = Vec::new();
+    f.take(MAX_CACHE_BYTES + 1)
+        .read_to_end(&mut buf)
+        .map_err(|source| CacheError::Io {
+            path: path.to_owned(),
+            source,
+        })?;
+    if buf.len() as u64 > MAX_CACHE_BYTES {
+        return Err(CacheError::Corrupt {
+            path: path.to_owned(),
+            reason: "larger than any cache jobnet writes".into(),
+        });
+    }
+    serde_json::from_slice(&buf).map_err(|e| CacheError::Corrupt {
+        path: path.to_owned(),
+        reason: e.to_string(),
+    })
+}
+
+/// Removes a cache file; a missing one is fine.
+pub fn remove(path: &Path) -> Result<(), CacheError> {
+    match std::fs::remove_file(path) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(source) => Err(CacheError::Io {
+            path: path.to_owned(),
+            source,
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+    struct Entry {
+        name: String,
+        mtu: u32,
+    }
+
+    #[test]
+    fn round_trip_missing_and_corrupt() {
+        let dir = tempfile::tempdir().unwrap();
+        let st = StateDir::new(dir.path());
+        let p = path_for(&st, "abc123", "net1");
+        assert!(matches!(load::<Entry>(&p), Err(CacheError::Missing(_))));
+        let e = Entry {
+            name: "eth7".into(),
+            mtu: 9000,
+        };
+        save(&st, &p, &e).unwrap();
+        assert_eq!(load::<Entry>(&p).unwrap(), e);
+        std::fs::write(&p, b"{\"name\": \"eth7\", \"mt").unwrap();
+        assert!(matches!(load::<Entry>(&p), Err(CacheError::Corrupt { .. })));
+        std::fs::write(&p, vec![b' '; (MAX_CACHE_BYTES + 10) as usize]).unwrap();
+        assert!(matches!(load::<Entry>(&p), Err(CacheError::Corrupt { .. })));
+        remove(&p).unwrap();
+        remove(&p).unwrap();
+        assert!(!p.exists());
+    }
+}

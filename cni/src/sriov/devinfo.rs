@@ -1,0 +1,143 @@
+//! The device-info file (Network Plumbing WG Device Info Spec 1.1.0) that
+//! Multus copies into the pod's network-status annotation.
+
+use std::path::{Path, PathBuf};
+
+use jobnet_hw::PciAddr;
+
+/// Spec version written into every file.
+pub const DEVICE_INFO_VERSION: &str = "1.1.0";
+/// Directory used when the runtime names no file (`CNIDeviceInfoFile`).
+pub const DEFAULT_DEVINFO_DIR: &str = "/var/run/k8s.cni.cncf.io/devinfo/cni";
+
+/// `pci` section of a device-info file.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct PciDeviceInfo {
+    /// The VF's PCI address.
+    #[serde(rename = "pci-address")]
+    pub pci_address: PciAddr,
+    /// The PF's PCI address.
+    #[serde(rename = "pf-pci-address", skip_serializing_if = "Option::is_none")]
+    pub pf_pci_address: Option<PciAddr>,
+    /// The RDMA device that belongs to the VF, when it has one.
+    #[serde(rename = "rdma-device", skip_serializing_if = "Option::is_none")]
+    pub rdma_device: Option<String>,
+}
+
+/// A whole device-info document of type `pci`.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct DeviceInfo {
+    /// Always `pci` for jobnet.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// Spec version.
+    pub version: String,
+    /// The PCI details.
+    pub pci: PciDeviceInfo,
+}
+
+impl DeviceInfo {
+    /// A `pci` device-info document.
+    pub fn pci(info: PciDeviceInfo) -> Self {
+        Self {
+            kind: "pci".into(),
+            version: DEVICE_INFO_VERSION.into(),
+            pci: info,
+        }
+    }
+}
+
+/// Where the file goes: the runtime's choice, else a name built from
+/// validated identifiers under [`DEFAULT_DEVINFO_DIR`].
+pub fn path_for(explicit: Option<&Path>, network: &str, container_id: &str, ifname: &str) -> PathBuf {
+    if let Some(p) = explicit {
+        return p.to_owned();
+    }
+    // The network name is free text in the config: keep only safe bytes.
+    let net: String = network
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '_' })
+        .take(64)
+        .collect();
+    Path::new(DEFAULT_DEVINFO_DIR).join(format!("{net}-{container_id}-{ifname}-device-info.json"))
+}
+
+/// Writes the file (creating its directory), atomically.
+pub fn write(path: &Path, info: &DeviceInfo) -> std::io::Result<()> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    let body = serde_json::to_vec_pretty(info).map_err(std::io::Error::other)?;
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, body)?;
+    std::fs::rename(&tmp, path)
+}
+
+/// Removes the file; a missing one is fine.
+pub fn remove(path: &Path) -> std::io::Result<()> {
+    match std::fs::remove_file(path) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
+        _ => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn document_matches_spec_field_names() {
+        let info = DeviceInfo::pci(PciDeviceInfo {
+            pci_address: "0000:3b:00.2".parse().unwrap(),
+            pf_pci_address: Some("0000:3b:00.0".parse().unwrap()),
+            rdma_device: Some("mlx5_4".into()),
+        });
+        let v: serde_json::Value = serde_json::to_value(&info).unwrap();
+        assert_eq!(
+            v,
+            serde_json::json!({
+                "type": "pci",
+                "version": "1.1.0",
+                "pci": {
+                    "pci-address": "0000:3b:00.2",
+                    "pf-pci-address": "0000:3b:00.0",
+                    "rdma-device": "mlx5_4"
+                }
+            })
+        );
+        let no_rdma = DeviceInfo::pci(PciDeviceInfo {
+            pci_address: "0000:3b:00.2".parse().unwrap(),
+            pf_pci_address: None,
+            rdma_device: None,
+        });
+        let v = serde_json::to_value(&no_rdma).unwrap();
+        assert!(v["pci"].get("rdma-device").is_none());
+    }
+
+    #[test]
+    fn default_path_sanitizes_network_name() {
+        let p = path_for(None, "../evil net", "abc", "net1");
+        assert_eq!(
+            p,
+            Path::new(DEFAULT_DEVINFO_DIR).join("___evil_net-abc-net1-device-info.json")
+        );
+        let explicit = Path::new("/tmp/x.json");
+        assert_eq!(path_for(Some(explicit), "n", "c", "i"), explicit);
+    }
+
+    #[test]
+    fn write_and_remove() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("sub/dev.json");
+        let info = DeviceInfo::pci(PciDeviceInfo {
+            pci_address: "0000:3b:00.2".parse().unwrap(),
+            pf_pci_address: None,
+            rdma_device: None,
+        });
+        write(&p, &info).unwrap();
+        let back: DeviceInfo = serde_json::from_slice(&std::fs::read(&p).unwrap()).unwrap();
+        assert_eq!(back, info);
+        remove(&p).unwrap();
+        remove(&p).unwrap();
+    }
+}

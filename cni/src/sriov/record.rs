@@ -1,0 +1,84 @@
+//! What the attachment cache holds for one attachment.
+
+use std::path::PathBuf;
+
+use ipnet::IpNet;
+use jobnet_hw::PciAddr;
+use jobnet_netlink::{MacAddr, VfSettings};
+
+/// Version of the cache format; bump on incompatible changes.
+pub const RECORD_FORMAT: u32 = 1;
+
+/// The VF netdev as it was in the host before ADD touched it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct HostLinkState {
+    /// Original name.
+    pub name: String,
+    /// Index in the host netns at ADD time.
+    pub index: u32,
+    /// Original MAC.
+    pub mac: Option<MacAddr>,
+    /// Original MTU.
+    pub mtu: u32,
+    /// Whether it was administratively up.
+    pub admin_up: bool,
+    /// Alternative names it carried (removed while in the pod).
+    pub altnames: Vec<String>,
+}
+
+/// The interface as ADD left it in the pod.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct PodLinkState {
+    /// Index in the pod netns.
+    pub index: u32,
+    /// MAC in the pod.
+    pub mac: Option<MacAddr>,
+    /// MTU in the pod.
+    pub mtu: u32,
+    /// Addresses ADD configured.
+    pub addresses: Vec<IpNet>,
+}
+
+/// PF-side VF settings: what ADD applied and what they were before.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct PfSideState {
+    /// The PF netdev through which settings are applied.
+    pub pf_netdev: String,
+    /// Settings ADD applied (only configured fields).
+    pub applied: VfSettings,
+    /// The same fields as they were before ADD (restored on DEL).
+    pub original: VfSettings,
+}
+
+/// Everything needed to undo one attachment.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct AttachmentRecord {
+    /// Cache format version.
+    pub format: u32,
+    /// Container ID.
+    pub container_id: String,
+    /// Interface name in the pod.
+    pub ifname: String,
+    /// Pod netns path given at ADD.
+    pub netns: PathBuf,
+    /// The VF.
+    pub pci: PciAddr,
+    /// Its PF.
+    pub pf_pci: PciAddr,
+    /// VF index on the PF.
+    pub vf_index: u32,
+    /// Bound to a userspace (DPDK) driver: no netdev work was done.
+    pub dpdk: bool,
+    /// Host-side state of the netdev before ADD (absent for DPDK VFs).
+    pub host: Option<HostLinkState>,
+    /// PF-side settings, when any were configured.
+    pub pf_side: Option<PfSideState>,
+    /// Pod-side state, once ADD got that far.
+    pub pod: Option<PodLinkState>,
+    /// RDMA device of the VF, if it has one.
+    pub rdma_device: Option<String>,
+    /// Device-info file written for this attachment.
+    pub devinfo: Option<PathBuf>,
+    /// The result printed by ADD (CHECK and idempotent ADD replay it).
+    pub result: Option<serde_json::Value>,
+}
