@@ -72,6 +72,14 @@ pub enum ErrorKind {
     },
     /// A link looked up by name or index is not there.
     LinkNotFound,
+    /// A move with rename was half done: the kernel moved the link into the
+    /// target namespace under its previous name, then refused the new name.
+    MovedNotRenamed {
+        /// The errno of the refused rename (usually EEXIST).
+        errno: Errno,
+        /// The kernel's extended-ack text, when it sent one.
+        message: Option<String>,
+    },
     /// Opening or entering a network namespace failed.
     Netns(NetnsError),
     /// A socket or thread operation failed locally.
@@ -98,6 +106,11 @@ impl fmt::Display for ErrorKind {
                 message: None,
             } => write!(f, "{} ({errno:?})", errno.desc()),
             ErrorKind::LinkNotFound => f.write_str("link not found"),
+            ErrorKind::MovedNotRenamed { errno, .. } => write!(
+                f,
+                "link moved under its previous name, rename refused: {} ({errno:?})",
+                errno.desc()
+            ),
             ErrorKind::Netns(e) => write!(f, "{e}"),
             ErrorKind::Io(e) => write!(f, "{e}"),
             ErrorKind::ConnectionClosed => f.write_str("netlink connection closed"),
@@ -133,7 +146,9 @@ impl NetlinkError {
     /// The kernel's errno, when the failure came from the kernel or a system call.
     pub fn errno(&self) -> Option<Errno> {
         match &self.kind {
-            ErrorKind::Kernel { errno, .. } => Some(*errno),
+            ErrorKind::Kernel { errno, .. } | ErrorKind::MovedNotRenamed { errno, .. } => {
+                Some(*errno)
+            }
             ErrorKind::LinkNotFound => Some(Errno::ENODEV),
             ErrorKind::Io(e) => e.raw_os_error().map(Errno::from_raw),
             ErrorKind::Netns(NetnsError::Io { source, .. }) => {

@@ -362,6 +362,11 @@ impl Handle {
     /// Moves link `index` of this handle's namespace into `ns`, renamed to
     /// `new_name` in the same message when given. The index may change in
     /// the new namespace; look it up there by name.
+    ///
+    /// The kernel moves first and renames second: if `new_name` is taken in
+    /// `ns`, the link lands there under its previous name and this returns
+    /// [`ErrorKind::MovedNotRenamed`] (checked with one extra lookup, on the
+    /// error path only). Use a name nobody else uses (a temporary one).
     pub async fn move_to_netns(
         &self,
         index: u32,
@@ -372,7 +377,23 @@ impl Handle {
             check_name("move link", &link_target(index), name)?;
         }
         let msg = build_move_to_netns(index, ns.as_raw_fd(), new_name);
-        self.set_link("move link", index, msg).await
+        let err = match self.set_link("move link", index, msg).await {
+            Ok(()) => return Ok(()),
+            Err(e) => e,
+        };
+        if let (Some(_), ErrorKind::Kernel { errno, message }) = (new_name, &err.kind) {
+            let still_here = self.link_by_index(index).await;
+            if matches!(&still_here, Err(e) if matches!(e.kind, ErrorKind::LinkNotFound)) {
+                return Err(NetlinkError {
+                    kind: ErrorKind::MovedNotRenamed {
+                        errno: *errno,
+                        message: message.clone(),
+                    },
+                    ..err
+                });
+            }
+        }
+        Err(err)
     }
 
     /// Adds alternative names to a link (RTM_NEWLINKPROP).
