@@ -289,8 +289,11 @@ fn netdev_names(dir: &Path) -> Result<Vec<String>, SriovError> {
         .collect())
 }
 
-/// A PF's netdevs split into (uplinks, representors with their port name).
-fn pf_netdevs(pf_dir: &Path) -> Result<(Vec<String>, Vec<(String, String)>), SriovError> {
+/// A representor netdev and its `phys_port_name`.
+type Representor = (String, String);
+
+/// A PF's netdevs split into (uplinks, representors).
+fn pf_netdevs(pf_dir: &Path) -> Result<(Vec<String>, Vec<Representor>), SriovError> {
     let mut uplinks = Vec::new();
     let mut reps = Vec::new();
     for name in netdev_names(pf_dir)? {

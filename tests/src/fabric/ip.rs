@@ -109,13 +109,19 @@ pub struct IpLink {
 
 /// Parses every JSON array `ip -j -batch` printed (one per `link show`).
 pub fn parse_links(json: &str) -> Result<Vec<IpLink>, FabricError> {
+    let bad = |e: serde_json::Error| FabricError::Ip {
+        netns: String::new(),
+        detail: format!("parse ip -j output: {e}"),
+    };
     let mut out = Vec::new();
-    let stream = serde_json::Deserializer::from_str(json).into_iter::<Vec<IpLink>>();
+    let stream = serde_json::Deserializer::from_str(json).into_iter::<Vec<serde_json::Value>>();
     for arr in stream {
-        out.extend(arr.map_err(|e| FabricError::Ip {
-            netns: String::new(),
-            detail: format!("parse ip -j output: {e}"),
-        })?);
+        // iproute2 prints `{}` for links a filter (`show up`) left out.
+        for v in arr.map_err(bad)? {
+            if v.get("ifindex").is_some() {
+                out.push(serde_json::from_value(v).map_err(bad)?);
+            }
+        }
     }
     Ok(out)
 }
@@ -136,4 +142,20 @@ pub fn named_netns() -> Vec<String> {
         .unwrap_or_default();
     names.sort();
     names
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn skips_filtered_placeholders_and_reads_several_arrays() {
+        let text = r#"[{"ifindex":1,"ifname":"lo","flags":["UP"]},{},{}]
+[{"ifindex":7,"link_index":9,"ifname":"v0","address":"02:00:00:00:00:07","master":"br","mtu":1500}]"#;
+        let links = parse_links(text).unwrap();
+        assert_eq!(links.len(), 2);
+        assert_eq!(links[1].link_index, Some(9));
+        assert_eq!(links[1].master.as_deref(), Some("br"));
+        assert!(parse_links("[{\"ifindex\":\"x\"}]").is_err());
+    }
 }

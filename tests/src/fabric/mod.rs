@@ -32,6 +32,7 @@
 pub mod ip;
 pub mod names;
 pub mod plan;
+pub mod probe;
 pub mod state;
 pub mod sysfs;
 
@@ -508,8 +509,8 @@ impl Fabric {
                 vf.mac = link.address.clone();
             }
         }
-        for n in 0..self.layout.nodes.len() {
-            self.write_sysfs(n, &node_links[n], &rail_links)
+        for (n, links) in node_links.iter().enumerate() {
+            self.write_sysfs(n, links, &rail_links)
                 .map_err(|source| FabricError::Io {
                     path: self.layout.nodes[n].sysfs_root.clone(),
                     source,
