@@ -1,1 +1,11 @@
-//! jobnet daemon library
+//! jobnetd, the per-node jobnet daemon: configuration, VF inventory, the
+//! attachment engine on top of jobnet-ipam, the API server, metrics and
+//! reconciliation. `jobnetctl` is its command-line client.
+
+pub mod config;
+pub mod ctl;
+pub mod inventory;
+pub mod metrics;
+pub mod server;
+#[doc(hidden)]
+pub mod testing;

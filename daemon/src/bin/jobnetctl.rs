@@ -1,1 +1,161 @@
-fn main() {}
+//! jobnetctl: inspect and drive jobnetd from the command line.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use jobnet_api::{ApiError, BlockingClient, GcRequest};
+use jobnet_daemon::ctl;
+
+/// Inspect a node's job networks through jobnetd's API.
+#[derive(Debug, Parser)]
+#[command(name = "jobnetctl", version, about)]
+struct Cli {
+    /// jobnetd's API socket.
+    #[arg(long, env = jobnet_api::SOCKET_ENV, default_value = jobnet_api::DEFAULT_SOCKET, global = true)]
+    socket: PathBuf,
+    /// Print the API's JSON instead of tables.
+    #[arg(long, global = true)]
+    json: bool,
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Debug, Subcommand)]
+enum Cmd {
+    /// Daemon health, pools and free VFs.
+    Status,
+    /// Jobs with a network on this node.
+    Jobs,
+    /// One job: show its members or print a host file.
+    Job {
+        #[command(subcommand)]
+        cmd: JobCmd,
+    },
+    /// VFs and who owns them.
+    Vfs,
+    /// Every recorded attachment.
+    Attachments,
+    /// Release attachments not listed as valid (`container/ifname`, repeatable).
+    Gc {
+        /// An attachment still in use, as `containerID/ifname`.
+        #[arg(long = "keep", value_name = "CONTAINER/IFNAME")]
+        keep: Vec<String>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum JobCmd {
+    /// Ranks, nodes, addresses and VFs of a job.
+    Show {
+        /// Job name.
+        job: String,
+    },
+    /// One line per rank with its address, rank-ordered (MPI / torchrun).
+    Hostfile {
+        /// Job name.
+        job: String,
+        /// Rail whose address is printed.
+        #[arg(long, default_value_t = 0)]
+        rail: u32,
+        /// `mpi`: `ADDR slots=N`; `plain`: `ADDR`.
+        #[arg(long, default_value = "mpi")]
+        format: ctl::HostfileFormat,
+        /// Slots per host in the MPI format.
+        #[arg(long, default_value_t = 1)]
+        slots: u32,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(&cli) {
+        Ok(out) => {
+            print!("{out}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("jobnetctl: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: &Cli) -> Result<String, ApiError> {
+    let client = BlockingClient::new(&cli.socket)?;
+    Ok(match &cli.cmd {
+        Cmd::Status => {
+            let s = client.status()?;
+            if cli.json {
+                json(&s)
+            } else {
+                ctl::status_table(&s)
+            }
+        }
+        Cmd::Jobs => {
+            let j = client.jobs()?;
+            if cli.json {
+                json(&j)
+            } else {
+                ctl::jobs_table(&j)
+            }
+        }
+        Cmd::Job {
+            cmd: JobCmd::Show { job },
+        } => {
+            let d = client.job(job)?;
+            if cli.json {
+                json(&d)
+            } else {
+                ctl::job_table(&d)
+            }
+        }
+        Cmd::Job {
+            cmd:
+                JobCmd::Hostfile {
+                    job,
+                    rail,
+                    format,
+                    slots,
+                },
+        } => {
+            let d = client.job(job)?;
+            ctl::hostfile(&d, *rail, *format, *slots)?
+        }
+        Cmd::Vfs => {
+            let v = client.vfs()?;
+            if cli.json {
+                json(&v)
+            } else {
+                ctl::vfs_table(&v)
+            }
+        }
+        Cmd::Attachments => {
+            let a = client.attachments()?;
+            if cli.json {
+                json(&a)
+            } else {
+                ctl::attachments_table(&a)
+            }
+        }
+        Cmd::Gc { keep } => {
+            let valid = keep
+                .iter()
+                .map(|k| ctl::parse_key(k))
+                .collect::<Result<Vec<_>, _>>()?;
+            let r = client.gc(&GcRequest { valid })?;
+            if cli.json {
+                json(&r)
+            } else {
+                ctl::gc_text(&r)
+            }
+        }
+    })
+}
+
+/// Pretty JSON of an answer, newline-terminated.
+fn json<T: serde::Serialize>(v: &T) -> String {
+    let mut s = serde_json::to_string_pretty(v).unwrap_or_else(|e| format!("{e}"));
+    s.push('\n');
+    s
+}
