@@ -130,6 +130,8 @@ pub struct Ipam<S: Store> {
     clock: Arc<dyn Clock>,
     /// Address keys that in-flight requests are about to claim.
     inflight_addrs: Mutex<HashSet<String>>,
+    /// Per-job creation gates (job key -> lock), present only while a job is being created.
+    creating: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
 }
 
 /// What one attempt of a request decided.
@@ -145,7 +147,30 @@ struct Claims<'a> {
     subnets: Vec<(usize, u64)>,
     isolation: Option<u64>,
     addrs: Vec<String>,
+    /// Held while this attempt creates a job, so concurrent first reservations wait for it.
+    gate: Option<Gate<'a>>,
     committed: bool,
+}
+
+/// Exclusive right to create one job; released on drop.
+struct Gate<'a> {
+    map: &'a Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    key: String,
+    guard: Option<tokio::sync::OwnedMutexGuard<()>>,
+}
+
+impl Drop for Gate<'_> {
+    fn drop(&mut self) {
+        self.guard.take();
+        let mut map = lock(self.map);
+        // Only the map's own reference left: nobody waits, forget the gate.
+        if map
+            .get(&self.key)
+            .is_some_and(|a| Arc::strong_count(a) == 1)
+        {
+            map.remove(&self.key);
+        }
+    }
 }
 
 impl Drop for Claims<'_> {
@@ -226,6 +251,7 @@ impl<S: Store> Ipam<S> {
             pools,
             clock,
             inflight_addrs: Mutex::new(HashSet::new()),
+            creating: Mutex::new(HashMap::new()),
         }
     }
 
@@ -343,8 +369,16 @@ impl<S: Store> Ipam<S> {
                 let layout = layout_of(pool, &s);
                 let offset = match req.rank {
                     Some(rank) => {
-                        self.rank_offset(pool, &req.job, &s, &layout, rank, new_job)
-                            .await?
+                        match self
+                            .rank_offset(pool, &req.job, &s, &layout, rank, new_job)
+                            .await
+                        {
+                            // Our own concurrent duplicate won: the retry finds the attachment.
+                            Err(IpamError::RankInUse { holder, .. }) if holder == req.key => {
+                                return Ok(Step::Retry)
+                            }
+                            other => other?,
+                        }
                     }
                     None => {
                         self.next_free(pool, &req.job, &job, &s, &layout, new_job, &mut claims)
@@ -401,20 +435,25 @@ impl<S: Store> Ipam<S> {
     }
 
     /// Reads the job for a write, or carves a new one; adds the matching compares and ops.
-    async fn job_for_write(
-        &self,
-        rt: &PoolRt,
+    async fn job_for_write<'a>(
+        &'a self,
+        rt: &'a PoolRt,
         job: &str,
         now: u64,
-        claims: &mut Claims<'_>,
+        claims: &mut Claims<'a>,
         txn: &mut Txn,
     ) -> Result<(JobRecord, bool), IpamError> {
         let jkey = keys::job(rt.pool.name(), job);
-        if let Some(v) = self.store.get(&jkey).await? {
-            let rec: JobRecord = decode(&jkey, &v)?;
-            txn.compares
-                .push(Compare::ModRevision(jkey, v.mod_revision));
-            return Ok((rec, false));
+        for gated in [false, true] {
+            if gated {
+                claims.gate = Some(self.gate(&jkey).await);
+            }
+            if let Some(v) = self.store.get(&jkey).await? {
+                let rec: JobRecord = decode(&jkey, &v)?;
+                txn.compares
+                    .push(Compare::ModRevision(jkey, v.mod_revision));
+                return Ok((rec, false));
+            }
         }
         let rec = self.carve(rt, now, claims).await?;
         let name = encode(&job);
@@ -572,6 +611,17 @@ impl<S: Store> Ipam<S> {
         Err(exhausted())
     }
 
+    /// Waits for the right to create the job with this key.
+    async fn gate(&self, jkey: &str) -> Gate<'_> {
+        let m = Arc::clone(lock(&self.creating).entry(jkey.to_string()).or_default());
+        let guard = m.lock_owned().await;
+        Gate {
+            map: &self.creating,
+            key: jkey.to_string(),
+            guard: Some(guard),
+        }
+    }
+
     fn claims<'a>(&'a self, rt: &'a PoolRt) -> Claims<'a> {
         Claims {
             pool: rt,
@@ -579,6 +629,7 @@ impl<S: Store> Ipam<S> {
             subnets: Vec::new(),
             isolation: None,
             addrs: Vec::new(),
+            gate: None,
             committed: false,
         }
     }
@@ -615,6 +666,10 @@ impl<S: Store> Ipam<S> {
             .filter_map(|(k, _)| keys::parse_index(k))
             .collect();
         let mut idx = lock(&rt.index);
+        if idx.loaded {
+            // A concurrent loader was first; its snapshot is at least as new as ours.
+            return Ok(());
+        }
         for (set, taken) in idx.subnets.iter_mut().zip(subnets) {
             set.taken = taken;
         }
