@@ -223,6 +223,18 @@ fn sysfs_parses_back_to_exactly_the_spec() {
                     assert_eq!(ndev.trim(), nd);
                     let ty = std::fs::read_to_string(port.join("gid_attrs/types/1")).unwrap();
                     assert_eq!(ty.trim(), "RoCE v2");
+                    // The RDMA reader sees one active RoCE port bound to the VF netdev.
+                    let rdma = jobnet_hw::rdma::devices_of_pci(&root, got.pci).unwrap();
+                    assert_eq!(rdma.len(), 1);
+                    assert_eq!(rdma[0].name.as_str(), dev);
+                    assert!(rdma[0].is_roce());
+                    let p1 = rdma[0].port(1).unwrap();
+                    assert!(p1.is_active());
+                    assert!(p1
+                        .gids
+                        .iter()
+                        .any(|g| g.ndev.as_deref() == Some(nd.as_str())));
+                    assert!(rdma[0].uverbs().is_some());
                 }
             }
         }

@@ -583,6 +583,7 @@ impl Fabric {
                     &RdmaDevice {
                         name: dev,
                         netdev: Some((&pf.netdev, &pf.mac)),
+                        char_index: rdma_index(dev),
                     },
                 )?;
             }
@@ -622,6 +623,7 @@ impl Fabric {
                         &RdmaDevice {
                             name: dev,
                             netdev: Some((nd, mac)),
+                            char_index: rdma_index(dev),
                         },
                     )?;
                 }
@@ -810,6 +812,13 @@ impl Drop for Fabric {
             let _ = teardown_layout(&self.layout);
         }
     }
+}
+
+/// N of `mlx5_<N>` (0 for anything else).
+fn rdma_index(dev: &str) -> u32 {
+    dev.strip_prefix("mlx5_")
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0)
 }
 
 fn by_name(links: Vec<IpLink>) -> HashMap<String, IpLink> {

@@ -54,6 +54,8 @@ pub struct RdmaDevice<'a> {
     pub name: &'a str,
     /// The netdev whose MAC makes the GUID and GIDs; None for a bare device.
     pub netdev: Option<(&'a str, &'a str)>,
+    /// Number of its character devices (`uverbs<N>`, `umad<N>`).
+    pub char_index: u32,
 }
 
 /// Writes into one fake sysfs root.
@@ -259,6 +261,19 @@ impl SysfsWriter {
             let ndev = dev.netdev.map(|(n, _)| n).unwrap_or("");
             write_attr(port.join("gid_attrs/ndevs").join(i.to_string()), ndev)?;
         }
+        // Character devices (/dev/infiniband/uverbsN, umadN) as the
+        // function's infiniband_verbs/ and infiniband_mad/ entries.
+        let n = dev.char_index;
+        let fdir = self.root.join(dir);
+        let verbs = fdir.join("infiniband_verbs").join(format!("uverbs{n}"));
+        fs::create_dir_all(&verbs)?;
+        write_attr(verbs.join("ibdev"), dev.name)?;
+        write_attr(verbs.join("dev"), format_args!("231:{}", 192 + n))?;
+        let mad = fdir.join("infiniband_mad").join(format!("umad{n}"));
+        fs::create_dir_all(&mad)?;
+        write_attr(mad.join("ibdev"), dev.name)?;
+        write_attr(mad.join("port"), 1)?;
+        write_attr(mad.join("dev"), format_args!("231:{n}"))?;
         let pci = dir.file_name().map(PathBuf::from).unwrap_or_default();
         replace_link(&up(3).join(pci), &abs.join("device"))?;
         let class = Path::new("class/infiniband");
