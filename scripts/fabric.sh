@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Simulated SR-IOV fabric for tests and demos (see tests/src/fabric/mod.rs).
+#
+#   scripts/fabric.sh up [--nodes N] [--nics M] [--vfs K] [--host] [--rdma] [--dpdk D] [--json]
+#   scripts/fabric.sh down <id> | --all [--force]
+#   scripts/fabric.sh status [<id>] [--json]
+#
+# `up` prints the fabric id, its namespaces and, per node, the sysfs root to
+# export as JOBNET_SYSFS_ROOT. `down --all` also removes what crashed test
+# runs left behind (fabrics whose owning process is gone); --force takes
+# fabrics of running tests too. Needs root.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+if [ "$(id -u)" != 0 ]; then
+  echo "fabric.sh: run as root: the fabric creates network namespaces" >&2
+  exit 1
+fi
+case "${1:-}" in
+  up|down|status) ;;
+  *) sed -n '2,11p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2 ;;
+esac
+
+cargo build --quiet -p jobnet-tests --bin jobnet-fabric
+exec "${CARGO_TARGET_DIR:-target}/debug/jobnet-fabric" "$@"
