@@ -54,12 +54,17 @@ impl RdmaSocket {
     ///
     /// Returns [`RdmaError::NotAvailable`] when the kernel has no RDMA.
     pub fn open() -> Result<Self> {
+        Self::open_protocol(NETLINK_RDMA)
+    }
+
+    /// Opens a netlink socket of `protocol`; only tests use another than RDMA.
+    fn open_protocol(protocol: i32) -> Result<Self> {
         // SAFETY: plain socket(2) call; the result is checked before use.
         let raw = unsafe {
             libc::socket(
                 libc::AF_NETLINK,
                 libc::SOCK_RAW | libc::SOCK_CLOEXEC,
-                NETLINK_RDMA,
+                protocol,
             )
         };
         if raw < 0 {
@@ -258,6 +263,8 @@ fn socklen_of<T>() -> libc::socklen_t {
 #[derive(Debug)]
 enum Scripted {
     Datagram(Vec<u8>),
+    Errno(i32),
+    Ack,
     Fail(RdmaError),
 }
 
@@ -306,6 +313,19 @@ impl ReplayTransport {
         self
     }
 
+    /// Queues the kernel's refusal of the request then pending, with a
+    /// positive `errno` (e.g. `ENODEV` when the device is gone).
+    pub fn push_errno(&mut self, errno: i32) -> &mut Self {
+        self.script.push_back(Scripted::Errno(errno));
+        self
+    }
+
+    /// Queues an acknowledgement of the request then pending.
+    pub fn push_ack(&mut self) -> &mut Self {
+        self.script.push_back(Scripted::Ack);
+        self
+    }
+
     /// Queues a failure of `recv` (e.g. a timeout).
     pub fn push_failure(&mut self, err: RdmaError) -> &mut Self {
         self.script.push_back(Scripted::Fail(err));
@@ -325,6 +345,17 @@ impl ReplayTransport {
     /// How many scripted replies have not been consumed.
     pub fn pending(&self) -> usize {
         self.script.len()
+    }
+
+    /// Header of the latest request (an empty one before any request).
+    fn pending_header(&self) -> Header {
+        self.last_header.unwrap_or(Header {
+            len: 16,
+            msg_type: 0,
+            flags: 0,
+            seq: 0,
+            pid: 0,
+        })
     }
 
     fn rewrite_seq(&self, mut datagram: Vec<u8>) -> Vec<u8> {
@@ -361,6 +392,8 @@ impl Transport for ReplayTransport {
         match self.script.pop_front() {
             Some(Scripted::Datagram(d)) if self.keep_seq => Ok(d),
             Some(Scripted::Datagram(d)) => Ok(self.rewrite_seq(d)),
+            Some(Scripted::Errno(errno)) => Ok(kernel_reply::error(&self.pending_header(), errno)),
+            Some(Scripted::Ack) => Ok(kernel_reply::ack(&self.pending_header())),
             Some(Scripted::Fail(e)) => Err(e),
             None => match self.last_header {
                 Some(h) if self.ack_when_empty && !self.acked_last => {
@@ -442,5 +475,73 @@ pub mod kernel_reply {
     /// Concatenates messages into one datagram.
     pub fn datagram(parts: &[Vec<u8>]) -> Vec<u8> {
         parts.concat()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The socket plumbing (bind, sendto, recvfrom, framing) against a
+    /// netlink family this kernel has: an RTM_GETLINK dump in a fresh
+    /// netns, which holds exactly `lo`.
+    #[test]
+    fn socket_round_trip_with_rtnetlink_in_fresh_netns() {
+        let names = std::thread::spawn(|| -> Vec<String> {
+            // SAFETY: unshare affects only this short-lived thread.
+            assert_eq!(unsafe { libc::unshare(libc::CLONE_NEWNET) }, 0);
+            let mut sock = RdmaSocket::open_protocol(libc::NETLINK_ROUTE).unwrap();
+            sock.set_timeout(Duration::from_secs(2)).unwrap();
+            const RTM_GETLINK: u16 = 18;
+            const RTM_NEWLINK: u16 = 16;
+            const IFLA_IFNAME: u16 = 3;
+            // struct ifinfomsg (16 bytes), all zero: every family.
+            let req = MessageBuilder::new(RTM_GETLINK, nl::NLM_F_REQUEST | nl::NLM_F_DUMP, 7)
+                .raw(&[0u8; 16])
+                .finish();
+            sock.send(&req).unwrap();
+            let mut names = Vec::new();
+            loop {
+                let dgram = sock.recv().unwrap();
+                for m in message::messages(&dgram) {
+                    let m = m.unwrap();
+                    assert_eq!(m.header.seq, 7);
+                    match m.header.msg_type {
+                        nl::NLMSG_DONE => return names,
+                        RTM_NEWLINK => {
+                            let attrs = message::Attrs::new(m.payload.get(16..).unwrap());
+                            for a in attrs {
+                                let a = a.unwrap();
+                                if a.kind == IFLA_IFNAME {
+                                    names.push(a.as_str().unwrap().to_owned());
+                                }
+                            }
+                        }
+                        other => panic!("unexpected message type {other}"),
+                    }
+                }
+            }
+        })
+        .join()
+        .unwrap();
+        assert_eq!(names, ["lo"]);
+    }
+
+    #[test]
+    fn replay_rewrites_sequence_numbers_of_every_message() {
+        let mut t = ReplayTransport::new();
+        let a = MessageBuilder::new(nl::NLMSG_NOOP, 0, 0).finish();
+        let b = MessageBuilder::new(nl::NLMSG_DONE, 0, 0)
+            .raw(&[0; 4])
+            .finish();
+        t.push_reply([a, b].concat());
+        let req = MessageBuilder::new(0x1401, 5, 42).finish();
+        t.send(&req).unwrap();
+        let got = t.recv().unwrap();
+        let seqs: Vec<u32> = message::messages(&got)
+            .map(|m| m.unwrap().header.seq)
+            .collect();
+        assert_eq!(seqs, [42, 42]);
+        assert!(t.recv().is_err(), "script exhausted");
     }
 }

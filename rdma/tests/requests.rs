@@ -185,3 +185,22 @@ fn sequence_numbers_increase_per_request() {
         .collect();
     assert_eq!(seqs, [1, 2, 3]);
 }
+
+#[test]
+fn scripted_errno_and_ack_answer_the_pending_request() {
+    let netns = std::fs::File::open("/proc/self/ns/net").unwrap();
+    let mut t = ReplayTransport::new();
+    t.push_errno(libc::ENODEV).push_ack();
+    let mut c = RdmaClient::with_transport(t);
+    let err = c.move_to_netns(5, &netns).unwrap_err();
+    assert!(err.is_no_device(), "{err:?}");
+    assert_eq!(err.errno(), Some(libc::ENODEV));
+    c.move_to_netns(5, &netns).unwrap();
+    assert_eq!(c.transport().sent().len(), 2);
+    assert_eq!(c.transport().pending(), 0);
+    // Nothing scripted and not acking: a timeout-like I/O error.
+    assert!(matches!(
+        c.set_netns_mode(NetnsMode::Shared),
+        Err(RdmaError::Io { .. })
+    ));
+}
