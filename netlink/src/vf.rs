@@ -161,9 +161,11 @@ impl VfSettings {
     }
 }
 
-/// Builds the IFLA_VF_INFO entries for VF `vf`. Order follows the order
-/// in which the kernel applies them (MAC, VLAN, rate, spoofchk, link
-/// state, trust, GUIDs). As iproute2 does, an 802.1Q VLAN uses the legacy
+/// Builds the IFLA_VF_INFO entries for VF `vf`. The kernel reads them by
+/// type and applies them in its own fixed order; we emit them in that
+/// order except for the rate, which goes last as iproute2 puts it, so the
+/// bytes equal those of `ip link set <pf> vf <n>` with the arguments in that
+/// order. As iproute2 does, an 802.1Q VLAN uses the legacy
 /// IFLA_VF_VLAN and only 802.1ad needs IFLA_VF_VLAN_LIST; both rates go in
 /// one IFLA_VF_RATE (a missing one is sent as 0).
 pub fn build_vf_info(vf: u32, s: &VfSettings) -> Result<LinkVfInfo, VfSettingsError> {
@@ -187,13 +189,6 @@ pub fn build_vf_info(vf: u32, s: &VfSettings) -> Result<LinkVfInfo, VfSettingsEr
             ))])),
         }
     }
-    if s.min_tx_rate.is_some() || s.max_tx_rate.is_some() {
-        infos.push(VfInfo::Rate(VfInfoRate::new(
-            vf,
-            s.min_tx_rate.unwrap_or(0),
-            s.max_tx_rate.unwrap_or(0),
-        )));
-    }
     if let Some(on) = s.spoofchk {
         infos.push(VfInfo::SpoofCheck(VfInfoSpoofCheck::new(vf, on)));
     }
@@ -213,6 +208,13 @@ pub fn build_vf_info(vf: u32, s: &VfSettings) -> Result<LinkVfInfo, VfSettingsEr
     }
     if let Some(guid) = s.ib_port_guid {
         infos.push(VfInfo::IbPortGuid(VfInfoGuid::new(vf, guid)));
+    }
+    if s.min_tx_rate.is_some() || s.max_tx_rate.is_some() {
+        infos.push(VfInfo::Rate(VfInfoRate::new(
+            vf,
+            s.min_tx_rate.unwrap_or(0),
+            s.max_tx_rate.unwrap_or(0),
+        )));
     }
     Ok(LinkVfInfo(infos))
 }
