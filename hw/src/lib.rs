@@ -8,6 +8,7 @@ pub mod pci;
 pub mod rdma;
 pub mod sriov;
 pub mod sysfs;
+pub mod topology;
 
 pub use pci::{PciAddr, PciAddrError};
 pub use sysfs::SysfsRoot;

@@ -1,0 +1,1 @@
+//! GPU/NIC/PCIe topology from sysfs, NCCL path classes, rails and hints.
