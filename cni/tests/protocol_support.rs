@@ -30,12 +30,17 @@ impl Run {
     pub fn expect_error(&self, code: u64) -> serde_json::Value {
         assert_ne!(self.status, 0, "expected failure: {self:?}");
         let v = self.json();
-        let obj = v.as_object().unwrap_or_else(|| panic!("not an object: {self:?}"));
+        let obj = v
+            .as_object()
+            .unwrap_or_else(|| panic!("not an object: {self:?}"));
         let mut keys: Vec<&str> = obj.keys().map(String::as_str).collect();
         keys.sort_unstable();
         assert_eq!(keys, ["cniVersion", "code", "details", "msg"], "{self:?}");
         assert_eq!(obj["code"].as_u64(), Some(code), "wrong code: {self:?}");
-        assert!(obj["msg"].as_str().is_some_and(|m| !m.is_empty()), "{self:?}");
+        assert!(
+            obj["msg"].as_str().is_some_and(|m| !m.is_empty()),
+            "{self:?}"
+        );
         v
     }
 
@@ -48,7 +53,13 @@ impl Run {
 
 /// Runs a plugin binary with exactly `env` (plus PATH) and `stdin`.
 pub fn run_bin(bin: &str, env: &[(&str, &str)], stdin: &[u8]) -> Run {
-    let mut child = Command::new(bin)
+    run_cmd(bin, &[], env, stdin)
+}
+
+/// Runs `program args...` with exactly `env` (plus PATH) and `stdin`.
+pub fn run_cmd(program: &str, args: &[&str], env: &[(&str, &str)], stdin: &[u8]) -> Run {
+    let mut child = Command::new(program)
+        .args(args)
         .env_clear()
         .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
         .envs(env.iter().copied())

@@ -118,7 +118,10 @@ fn add_without_ipam_in_every_version() {
                "runtimeConfig": {"ips": ["10.5.0.9/24", "fd00:5::9/64"]}})
         .to_string()
     };
-    let run = jobnet(&attach_env("ADD", &nsp, "/nonexistent"), conf("1.1.0").as_bytes());
+    let run = jobnet(
+        &attach_env("ADD", &nsp, "/nonexistent"),
+        conf("1.1.0").as_bytes(),
+    );
     assert_eq!(run.status, 0, "{run:?}");
     assert_eq!(
         run.json(),
@@ -130,7 +133,10 @@ fn add_without_ipam_in_every_version() {
                     {"interface": 0, "address": "fd00:5::9/64"}]
         })
     );
-    let run = jobnet(&attach_env("ADD", &nsp, "/nonexistent"), conf("1.0.0").as_bytes());
+    let run = jobnet(
+        &attach_env("ADD", &nsp, "/nonexistent"),
+        conf("1.0.0").as_bytes(),
+    );
     assert_eq!(
         run.json(),
         json!({
@@ -230,7 +236,10 @@ fn failed_ipam_add_propagates_code_and_releases() {
     let conf = json!({"cniVersion": "1.0.0", "name": "job-d", "type": "jobnet",
                       "ipam": {"type": "fake-ipam"}})
     .to_string();
-    let run = jobnet(&attach_env("ADD", &nsp, &path_str(ipam.path())), conf.as_bytes());
+    let run = jobnet(
+        &attach_env("ADD", &nsp, &path_str(ipam.path())),
+        conf.as_bytes(),
+    );
     let err = run.expect_error(11);
     assert_eq!(err["msg"], "pool busy");
     assert_eq!(err["details"], "retry later");
@@ -248,7 +257,12 @@ fn del_is_tolerant_and_delegates() {
     .to_string();
     // No netns, a gone netns, a path that is not a netns: all succeed, IPAM DEL each time.
     let mut runs = 0;
-    for netns in [None, Some("/run/netns/jobnet-gone"), Some("/tmp"), Some("relative")] {
+    for netns in [
+        None,
+        Some("/run/netns/jobnet-gone"),
+        Some("/tmp"),
+        Some("relative"),
+    ] {
         let mut env = attach_env("DEL", "", &cni_path);
         env.retain(|(k, _)| *k != "CNI_NETNS");
         if let Some(n) = netns {
@@ -261,7 +275,11 @@ fn del_is_tolerant_and_delegates() {
     assert!(ipam.calls().iter().all(|c| c == "DEL"));
     // Repeated DEL without IPAM: still success.
     let plain = json!({"cniVersion": "0.3.1", "name": "job-e", "type": "jobnet"}).to_string();
-    jobnet(&attach_env("DEL", "/run/netns/gone", "/x"), plain.as_bytes()).expect_silent_success();
+    jobnet(
+        &attach_env("DEL", "/run/netns/gone", "/x"),
+        plain.as_bytes(),
+    )
+    .expect_silent_success();
 }
 
 #[test]
@@ -277,12 +295,19 @@ fn check_validates_prev_result_and_delegates() {
     };
     let good = json!({"cniVersion": "1.0.0", "interfaces": [{"name": "net1", "sandbox": nsp}],
                       "ips": [{"interface": 0, "address": "10.20.0.7/24"}]});
-    jobnet(&attach_env("CHECK", &nsp, &cni_path), conf(good.clone()).as_bytes())
-        .expect_silent_success();
+    jobnet(
+        &attach_env("CHECK", &nsp, &cni_path),
+        conf(good.clone()).as_bytes(),
+    )
+    .expect_silent_success();
     assert_eq!(ipam.calls(), ["CHECK"]);
     // Our interface listed in another sandbox: the attachment is not what ADD made.
     let other = json!({"cniVersion": "1.0.0", "interfaces": [{"name": "net1", "sandbox": "/run/netns/else"}]});
-    jobnet(&attach_env("CHECK", &nsp, &cni_path), conf(other).as_bytes()).expect_error(106);
+    jobnet(
+        &attach_env("CHECK", &nsp, &cni_path),
+        conf(other).as_bytes(),
+    )
+    .expect_error(106);
     // IPAM CHECK failing without a CNI error object: code 105.
     ipam.set("mode", "crash");
     jobnet(&attach_env("CHECK", &nsp, &cni_path), conf(good).as_bytes()).expect_error(105);
@@ -322,8 +347,11 @@ fn gc_forwards_valid_attachments() {
                       "ipam": {"type": "fake-ipam"},
                       "cni.dev/valid-attachments": [{"containerID": "c0ffee", "ifname": "net1"}]})
     .to_string();
-    jobnet(&[("CNI_COMMAND", "GC"), ("CNI_PATH", &cni_path)], conf.as_bytes())
-        .expect_silent_success();
+    jobnet(
+        &[("CNI_COMMAND", "GC"), ("CNI_PATH", &cni_path)],
+        conf.as_bytes(),
+    )
+    .expect_silent_success();
     assert_eq!(ipam.calls(), ["VERSION", "GC"]);
     assert_eq!(ipam.stdin_of("GC"), conf);
 }
@@ -346,5 +374,11 @@ fn log_file_gets_logs_and_stdout_stays_clean() {
     // Appends: a second run adds to the same file.
     let run = jobnet(&attach_env("ADD", &nsp, "/x"), conf.as_bytes());
     assert_eq!(run.status, 0);
-    assert_eq!(fs::read_to_string(&log).expect("log").matches("c0ffee").count(), 2);
+    assert_eq!(
+        fs::read_to_string(&log)
+            .expect("log")
+            .matches("c0ffee")
+            .count(),
+        2
+    );
 }
