@@ -6,6 +6,8 @@
 //! one per namespace per command and reuse it: each request is one round
 //! trip on an already open socket.
 
+#![warn(missing_docs)]
+
 mod addr;
 mod announce;
 mod error;

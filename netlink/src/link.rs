@@ -207,6 +207,27 @@ fn first_link(
         .ok_or_else(|| NetlinkError::new(op, target, ErrorKind::LinkNotFound))
 }
 
+/// Runs `op` until it does not fail with EBUSY, at most
+/// [`MAC_BUSY_ATTEMPTS`] times, doubling the delay between attempts.
+pub(crate) async fn retry_while_busy<F, Fut>(mut op: F) -> Result<(), NetlinkError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<(), NetlinkError>>,
+{
+    let mut delay = MAC_BUSY_FIRST_DELAY;
+    let mut attempt = 1;
+    loop {
+        match op().await {
+            Err(e) if e.is_busy() && attempt < MAC_BUSY_ATTEMPTS => {
+                tokio::time::sleep(delay).await;
+                delay *= 2;
+                attempt += 1;
+            }
+            other => return other,
+        }
+    }
+}
+
 /// Maps the kernel's "no such device" to the typed not-found kind.
 fn not_found_as_typed(e: NetlinkError) -> NetlinkError {
     match e.kind {
@@ -312,21 +333,8 @@ impl Handle {
             mac: Some(mac),
             ..Default::default()
         };
-        let mut delay = MAC_BUSY_FIRST_DELAY;
-        let mut attempt = 1;
-        loop {
-            match self
-                .set_link("set mac", index, build_link_update(index, &update))
-                .await
-            {
-                Err(e) if e.is_busy() && attempt < MAC_BUSY_ATTEMPTS => {
-                    tokio::time::sleep(delay).await;
-                    delay *= 2;
-                    attempt += 1;
-                }
-                other => return other,
-            }
-        }
+        retry_while_busy(|| self.set_link("set mac", index, build_link_update(index, &update)))
+            .await
     }
 
     /// Sets the MTU.
@@ -470,5 +478,66 @@ impl Handle {
         )
         .await?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::cell::Cell;
+
+    use super::*;
+
+    fn kernel(errno: Errno) -> NetlinkError {
+        NetlinkError::new(
+            "set mac",
+            "test",
+            ErrorKind::Kernel {
+                errno,
+                message: None,
+            },
+        )
+    }
+
+    #[tokio::test]
+    async fn busy_is_retried_until_success() {
+        let calls = Cell::new(0);
+        let res = retry_while_busy(|| {
+            calls.set(calls.get() + 1);
+            let n = calls.get();
+            async move {
+                if n < 3 {
+                    Err(kernel(Errno::EBUSY))
+                } else {
+                    Ok(())
+                }
+            }
+        })
+        .await;
+        assert!(res.is_ok());
+        assert_eq!(calls.get(), 3);
+    }
+
+    #[tokio::test]
+    async fn busy_retries_are_bounded_and_other_errors_are_not_retried() {
+        let calls = Cell::new(0);
+        let start = std::time::Instant::now();
+        let res = retry_while_busy(|| {
+            calls.set(calls.get() + 1);
+            async { Err(kernel(Errno::EBUSY)) }
+        })
+        .await;
+        assert!(res.unwrap_err().is_busy());
+        assert_eq!(calls.get(), MAC_BUSY_ATTEMPTS);
+        // 10 + 20 + 40 + 80 ms of backoff.
+        assert!(start.elapsed() >= Duration::from_millis(150));
+
+        calls.set(0);
+        let res = retry_while_busy(|| {
+            calls.set(calls.get() + 1);
+            async { Err(kernel(Errno::EINVAL)) }
+        })
+        .await;
+        assert_eq!(res.unwrap_err().errno(), Some(Errno::EINVAL));
+        assert_eq!(calls.get(), 1);
     }
 }
