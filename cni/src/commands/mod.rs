@@ -135,3 +135,76 @@ pub fn dispatch(inv: Invocation, conf: NetConf, vars: EnvMap) -> Result<Outcome,
         Invocation::Version => Ok(Outcome::Json(version(Some(conf.cni_version)))),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::args::CniArgs;
+    use crate::protocol::names::{ContainerId, IfName};
+
+    fn req(conf: serde_json::Value, cni_args: &str) -> Request<Attachment<()>> {
+        Request {
+            conf: NetConf::parse(conf.to_string().as_bytes()).unwrap(),
+            env: Attachment {
+                container_id: ContainerId::new("c1").unwrap(),
+                ifname: IfName::new("net1").unwrap(),
+                netns: (),
+                args: CniArgs::parse(cni_args).unwrap(),
+                cni_path: None,
+            },
+            vars: EnvMap::new(),
+        }
+    }
+
+    #[test]
+    fn job_rank_gpus_resolution_order() {
+        let base = serde_json::json!({"cniVersion": "1.0.0", "name": "net-a", "type": "jobnet"});
+        let r = req(base.clone(), "");
+        assert_eq!(r.job().as_str(), "net-a");
+        assert_eq!(r.rank(), None);
+        assert_eq!(r.gpus(), None);
+
+        let r = req(
+            base.clone(),
+            "JOBNET_JOB=from-env;JOBNET_RANK=4;JOBNET_GPUS=1",
+        );
+        assert_eq!(r.job().as_str(), "from-env");
+        assert_eq!(r.rank(), Some(Rank(4)));
+        assert_eq!(r.gpus(), Some(&[GpuRef::Index(1)][..]));
+
+        let mut with_args = base.clone();
+        with_args["args"] =
+            serde_json::json!({"cni": {"job": "from-args", "rank": 7, "gpus": [2]}});
+        let r = req(
+            with_args.clone(),
+            "JOBNET_JOB=from-env;JOBNET_RANK=4;JOBNET_GPUS=1",
+        );
+        assert_eq!(r.job().as_str(), "from-args");
+        assert_eq!(r.rank(), Some(Rank(7)));
+        assert_eq!(r.gpus(), Some(&[GpuRef::Index(2)][..]));
+
+        with_args["job"] = serde_json::json!("from-conf");
+        let r = req(with_args, "JOBNET_JOB=from-env");
+        assert_eq!(r.job().as_str(), "from-conf");
+    }
+
+    #[test]
+    fn build_result_without_ipam_uses_runtime_ips_and_config_dns() {
+        let conf = NetConf::parse(
+            serde_json::json!({"cniVersion": "1.1.0", "name": "n", "type": "jobnet",
+                "dns": {"nameservers": ["10.0.0.53"]},
+                "runtimeConfig": {"ips": ["10.0.0.9/24"]}})
+            .to_string()
+            .as_bytes(),
+        )
+        .unwrap();
+        let r = build_result(&conf, "net1", "/run/netns/x", None);
+        assert_eq!(
+            r.to_json(CniVersion::V1_1_0),
+            serde_json::json!({"cniVersion": "1.1.0",
+                "interfaces": [{"name": "net1", "sandbox": "/run/netns/x"}],
+                "ips": [{"interface": 0, "address": "10.0.0.9/24"}],
+                "dns": {"nameservers": ["10.0.0.53"]}})
+        );
+    }
+}
