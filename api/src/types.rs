@@ -101,6 +101,9 @@ pub struct ReserveRequest {
     /// Pool name; the daemon's default pool when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pool: Option<String>,
+    /// CNI network name, so GC can be scoped to one network.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub network: Option<String>,
 }
 
 impl ReserveRequest {
@@ -184,6 +187,11 @@ pub struct Attachment {
     /// MTU to set on the pod interface, if the pool fixes one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mtu: Option<u32>,
+    /// CNI network name given at reserve.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub network: Option<String>,
+    /// When it was reserved (ms since the Unix epoch).
+    pub reserved_at_ms: u64,
 }
 
 impl Attachment {
@@ -251,6 +259,9 @@ pub struct StatusResponse {
 pub struct GcRequest {
     /// Attachments still in use (`cni.dev/valid-attachments`).
     pub valid: Vec<AttachmentKey>,
+    /// Only consider attachments reserved for this CNI network (all when absent).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub network: Option<String>,
 }
 
 /// Answer to `gc`.

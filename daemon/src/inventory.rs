@@ -211,19 +211,34 @@ fn resolve_rails(
         .collect()
 }
 
-/// What a reservation asks of the VF choice.
-#[derive(Debug, Clone, Copy)]
-pub struct Selection<'a> {
-    /// One VF per rail listed here.
-    pub rails: &'a [u16],
-    /// GPUs of the pod (for topology-aware choices).
-    pub gpus: &'a [String],
+/// Which rails a reservation needs VFs on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RailWant {
+    /// One VF on any one of these rails (in order of preference).
+    Any(Vec<u16>),
+    /// One VF on each of these rails.
+    Each(Vec<u16>),
+}
+
+impl fmt::Display for RailWant {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Any(r) => write!(f, "any of rails {r:?}"),
+            Self::Each(r) => write!(f, "each of rails {r:?}"),
+        }
+    }
 }
 
 /// Picks VFs for an attachment among free candidates (the topology-aware seam).
 pub trait VfSelector: Send + Sync {
-    /// One free VF for each rail in `want.rails`, in that order; `None` if a rail has none.
-    fn select<'a>(&self, free: &[&'a VfEntry], want: Selection<'_>) -> Option<Vec<&'a VfEntry>>;
+    /// The chosen VFs (one per rail), or `None` when `want` cannot be met.
+    /// `gpus` are the pod's GPUs, for choosing the VFs closest to them.
+    fn select<'a>(
+        &self,
+        free: &[&'a VfEntry],
+        want: &RailWant,
+        gpus: &[String],
+    ) -> Option<Vec<&'a VfEntry>>;
 }
 
 /// Takes the first free VF of each rail (rail, PF, VF-index order).
@@ -231,11 +246,17 @@ pub trait VfSelector: Send + Sync {
 pub struct FirstFree;
 
 impl VfSelector for FirstFree {
-    fn select<'a>(&self, free: &[&'a VfEntry], want: Selection<'_>) -> Option<Vec<&'a VfEntry>> {
-        want.rails
-            .iter()
-            .map(|rail| free.iter().copied().find(|e| e.rail == *rail))
-            .collect()
+    fn select<'a>(
+        &self,
+        free: &[&'a VfEntry],
+        want: &RailWant,
+        _gpus: &[String],
+    ) -> Option<Vec<&'a VfEntry>> {
+        let first_on = |rail: &u16| free.iter().copied().find(|e| e.rail == *rail);
+        match want {
+            RailWant::Any(rails) => rails.iter().find_map(first_on).map(|e| vec![e]),
+            RailWant::Each(rails) => rails.iter().map(first_on).collect(),
+        }
     }
 }
 
@@ -265,26 +286,19 @@ mod tests {
         assert_eq!(vfs[0].info.pf_pci.to_string(), "0000:1a:00.0");
         assert_eq!(vfs[0].rail, 0);
         let sel = FirstFree
-            .select(
-                &vfs[1..],
-                Selection {
-                    rails: &[1, 0],
-                    gpus: &[],
-                },
-            )
+            .select(&vfs[1..], &RailWant::Each(vec![1, 0]), &[])
             .unwrap();
         assert_eq!(sel[0].rail, 1);
         assert_eq!(sel[0].info.vf_index, 0);
         assert_eq!(sel[1].info.vf_index, 1);
         assert!(FirstFree
-            .select(
-                &vfs[2..],
-                Selection {
-                    rails: &[0],
-                    gpus: &[]
-                }
-            )
+            .select(&vfs[2..], &RailWant::Each(vec![0]), &[])
             .is_none());
+        let any = FirstFree
+            .select(&vfs[2..], &RailWant::Any(vec![0, 1]), &[])
+            .unwrap();
+        assert_eq!(any.len(), 1);
+        assert_eq!(any[0].rail, 1);
     }
 
     #[test]

@@ -4,8 +4,12 @@
 
 pub mod config;
 pub mod ctl;
+pub mod engine;
 pub mod inventory;
+pub mod keylock;
 pub mod metrics;
+pub mod netns;
 pub mod server;
 #[doc(hidden)]
 pub mod testing;
+pub mod validate;

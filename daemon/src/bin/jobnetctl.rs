@@ -41,6 +41,9 @@ enum Cmd {
         /// An attachment still in use, as `containerID/ifname`.
         #[arg(long = "keep", value_name = "CONTAINER/IFNAME")]
         keep: Vec<String>,
+        /// Only consider attachments of this CNI network.
+        #[arg(long)]
+        network: Option<String>,
     },
 }
 
@@ -138,12 +141,15 @@ fn run(cli: &Cli) -> Result<String, ApiError> {
                 ctl::attachments_table(&a)
             }
         }
-        Cmd::Gc { keep } => {
+        Cmd::Gc { keep, network } => {
             let valid = keep
                 .iter()
                 .map(|k| ctl::parse_key(k))
                 .collect::<Result<Vec<_>, _>>()?;
-            let r = client.gc(&GcRequest { valid })?;
+            let r = client.gc(&GcRequest {
+                valid,
+                network: network.clone(),
+            })?;
             if cli.json {
                 json(&r)
             } else {

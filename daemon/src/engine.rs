@@ -1,0 +1,1010 @@
+//! The attachment engine: VF ownership on top of jobnet-ipam's allocations.
+//!
+//! Every reserve writes, in one durable IPAM transaction, the addresses plus
+//! two kinds of daemon records owned by the attachment (deleted with it):
+//! - `vf/<node>/<pci>` → owner key, written only if absent, so a VF can never
+//!   have two owners even if the in-memory view were wrong;
+//! - `att/<containerID>/<ifname>` → netns, network, node and VFs.
+//!
+//! In memory the engine keeps a mirror of VF owners (rebuilt from the store
+//! on start and on every reconciliation) and the VFs that in-flight reserves
+//! have claimed but not yet written.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
+use std::time::Instant;
+
+use jobnet_api::{self as api, ApiError, ErrorCode};
+use jobnet_hw::{PciAddr, SysfsRoot};
+use jobnet_ipam::{self as ipam, Clock, Ipam, IpamError, RailSelection, RecordWrite, Store};
+use serde::{Deserialize, Serialize};
+
+use crate::config::{Config, DaemonPool};
+use crate::inventory::{FirstFree, Inventory, PoolLayout, RailWant, VfEntry, VfSelector};
+use crate::keylock::KeyLocks;
+use crate::metrics::Metrics;
+use crate::netns;
+use crate::validate;
+
+/// Record key prefix of VF owners.
+const VF_PREFIX: &str = "vf/";
+/// Record key prefix of attachment details.
+const ATT_PREFIX: &str = "att/";
+
+/// What the daemon stores about an attachment besides its addresses.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+struct AttRecord {
+    node: String,
+    netns: String,
+    #[serde(default)]
+    network: Option<String>,
+    vfs: Vec<api::VfAssignment>,
+}
+
+/// Owner record of one VF.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+struct VfOwner {
+    #[serde(rename = "containerID")]
+    container_id: String,
+    ifname: String,
+}
+
+/// Per-pool settings the daemon adds to the IPAM pool.
+#[derive(Debug, Clone)]
+struct PoolSettings {
+    isolation: api::IsolationMode,
+    mtu: Option<u32>,
+    rails: u16,
+}
+
+/// Who holds which VF, in memory.
+#[derive(Debug, Default)]
+struct VfBook {
+    /// Durable owners (mirror of the `vf/` records of this node).
+    owners: HashMap<PciAddr, api::AttachmentKey>,
+    /// VFs claimed by reserves whose write is in flight.
+    claimed: HashSet<PciAddr>,
+}
+
+/// Why the engine could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// A pool's IPAM config is invalid.
+    #[error("pool config: {0}")]
+    Pool(#[from] ipam::ConfigError),
+    /// The devices could not be read.
+    #[error("inventory: {0}")]
+    Inventory(#[from] crate::inventory::InventoryError),
+    /// The store could not be read.
+    #[error("state: {0}")]
+    State(ApiError),
+}
+
+/// The daemon's state and operations. Share it behind an `Arc`.
+pub struct Engine<S: Store> {
+    node: String,
+    ipam: Ipam<S>,
+    clock: Arc<dyn Clock>,
+    pools: BTreeMap<String, PoolSettings>,
+    default_pool: String,
+    sysfs: SysfsRoot,
+    layouts: Vec<PoolLayout>,
+    inventory: RwLock<Arc<Inventory>>,
+    book: Mutex<VfBook>,
+    selector: Box<dyn VfSelector>,
+    key_locks: KeyLocks<api::AttachmentKey>,
+    metrics: Arc<Metrics>,
+    started: Instant,
+    netns_grace_ms: u64,
+}
+
+impl<S: Store> std::fmt::Debug for Engine<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Engine")
+            .field("node", &self.node)
+            .finish_non_exhaustive()
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // Every critical section is a few map operations; a poisoned lock holds consistent data.
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn api_err(e: IpamError) -> ApiError {
+    let code = match &e {
+        IpamError::UnknownPool(_) => ErrorCode::UnknownPool,
+        IpamError::UnknownRail { .. } | IpamError::InvalidRequest(_) => ErrorCode::InvalidArgument,
+        IpamError::PoolExhausted { .. }
+        | IpamError::IsolationExhausted(_)
+        | IpamError::SubnetExhausted { .. }
+        | IpamError::RankOutOfRange { .. } => ErrorCode::PoolExhausted,
+        IpamError::RankInUse { .. }
+        | IpamError::KeyInUse { .. }
+        | IpamError::GangConflict { .. } => ErrorCode::Conflict,
+        IpamError::NotFound(_) => ErrorCode::UnknownAttachment,
+        IpamError::RecordExists(_) => ErrorCode::DeviceBusy,
+        IpamError::Contention => ErrorCode::Unavailable,
+        IpamError::Store(_) | IpamError::Corrupt { .. } => ErrorCode::StoreFailure,
+    };
+    ApiError::new(code, e.to_string())
+}
+
+fn to_api_key(k: &ipam::AttachmentKey) -> api::AttachmentKey {
+    api::AttachmentKey::new(k.container_id.clone(), k.ifname.clone())
+}
+
+fn to_ipam_key(k: &api::AttachmentKey) -> ipam::AttachmentKey {
+    ipam::AttachmentKey::new(k.container_id.clone(), k.ifname.clone())
+}
+
+fn mode(m: ipam::IsolationMode) -> api::IsolationMode {
+    match m {
+        ipam::IsolationMode::VfVlan => api::IsolationMode::VfVlan,
+        ipam::IsolationMode::Vxlan => api::IsolationMode::Vxlan,
+        ipam::IsolationMode::Pkey => api::IsolationMode::Pkey,
+        ipam::IsolationMode::None => api::IsolationMode::None,
+    }
+}
+
+fn isolation(pool_mode: api::IsolationMode, i: Option<ipam::Isolation>) -> api::Isolation {
+    match i {
+        Some(i) => api::Isolation {
+            mode: mode(i.mode),
+            id: Some(i.id),
+        },
+        None => api::Isolation {
+            mode: pool_mode,
+            id: None,
+        },
+    }
+}
+
+/// The gateway of the same family as `addr`, if any.
+fn gateway_for(addr: &ipnet::IpNet, gateways: &[std::net::IpAddr]) -> Option<std::net::IpAddr> {
+    gateways
+        .iter()
+        .copied()
+        .find(|g| g.is_ipv4() == addr.addr().is_ipv4())
+}
+
+fn rail_addresses(rails: &[ipam::RailAddresses]) -> Vec<api::RailAddress> {
+    rails
+        .iter()
+        .flat_map(|r| {
+            r.ips.iter().map(|ip| api::RailAddress {
+                rail: u32::from(r.rail),
+                address: *ip,
+                gateway: gateway_for(ip, &r.gateways),
+            })
+        })
+        .collect()
+}
+
+fn rail_subnets(rails: &[ipam::RailSubnet]) -> Vec<api::RailSubnet> {
+    rails
+        .iter()
+        .flat_map(|r| {
+            r.subnets.iter().map(|net| api::RailSubnet {
+                rail: u32::from(r.rail),
+                subnet: *net,
+                gateway: gateway_for(net, &r.gateways),
+            })
+        })
+        .collect()
+}
+
+fn vf_record_key(node: &str, pci: PciAddr) -> String {
+    format!("{VF_PREFIX}{node}/{pci}")
+}
+
+fn att_record_key(k: &api::AttachmentKey) -> String {
+    format!("{ATT_PREFIX}{}/{}", k.container_id, k.ifname)
+}
+
+fn assignment(e: &VfEntry) -> api::VfAssignment {
+    api::VfAssignment {
+        rail: u32::from(e.rail),
+        pci: e.info.pci,
+        pf_pci: e.info.pf_pci,
+        pf: e.info.pf_netdevs.first().cloned(),
+        vf_index: e.info.vf_index,
+        netdev: e.info.netdevs.first().cloned(),
+    }
+}
+
+/// Releases in-flight VF claims when a reserve ends, whatever the outcome.
+struct ClaimGuard<'a> {
+    book: &'a Mutex<VfBook>,
+    vfs: Vec<PciAddr>,
+    owner: Option<api::AttachmentKey>,
+}
+
+impl Drop for ClaimGuard<'_> {
+    fn drop(&mut self) {
+        let mut book = lock(self.book);
+        for pci in &self.vfs {
+            book.claimed.remove(pci);
+            if let Some(owner) = &self.owner {
+                book.owners.insert(*pci, owner.clone());
+            }
+        }
+    }
+}
+
+impl<S: Store> Engine<S> {
+    /// Builds the engine over `store`, reads the devices and the recorded VF owners.
+    pub async fn start(
+        config: &Config,
+        store: S,
+        clock: Arc<dyn Clock>,
+        metrics: Arc<Metrics>,
+    ) -> Result<Self, StartError> {
+        let ipam_pools = config
+            .pools
+            .iter()
+            .map(|p| ipam::Pool::from_config(p.ipam.clone()))
+            .collect::<Result<Vec<_>, _>>()?;
+        let pools = config
+            .pools
+            .iter()
+            .map(|p: &DaemonPool| {
+                (
+                    p.ipam.name.clone(),
+                    PoolSettings {
+                        isolation: mode(p.ipam.isolation.mode),
+                        mtu: p.mtu,
+                        rails: p.rail_count(),
+                    },
+                )
+            })
+            .collect();
+        let layouts: Vec<PoolLayout> = config.pools.iter().map(DaemonPool::layout).collect();
+        let sysfs = config.sysfs();
+        let inventory = Inventory::scan(&sysfs, &layouts)?;
+        let engine = Self {
+            node: config.node_name(),
+            ipam: Ipam::new(store, ipam_pools, clock.clone()),
+            clock,
+            pools,
+            default_pool: config.default_pool_name().to_owned(),
+            sysfs,
+            layouts,
+            inventory: RwLock::new(Arc::new(inventory)),
+            book: Mutex::new(VfBook::default()),
+            selector: Box::new(FirstFree),
+            key_locks: KeyLocks::default(),
+            metrics,
+            started: Instant::now(),
+            netns_grace_ms: config.netns_grace_secs.saturating_mul(1000),
+        };
+        engine.reload_owners().await.map_err(StartError::State)?;
+        engine.update_gauges();
+        Ok(engine)
+    }
+
+    /// Replaces the VF chooser (the topology-aware selector plugs in here).
+    pub fn with_selector(mut self, selector: Box<dyn VfSelector>) -> Self {
+        self.selector = selector;
+        self
+    }
+
+    /// This node's name.
+    pub fn node(&self) -> &str {
+        &self.node
+    }
+
+    /// The IPAM underneath.
+    pub fn ipam(&self) -> &Ipam<S> {
+        &self.ipam
+    }
+
+    fn inventory(&self) -> Arc<Inventory> {
+        self.inventory
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Re-reads the devices from sysfs.
+    pub fn rescan(&self) -> Result<(), crate::inventory::InventoryError> {
+        let inv = Inventory::scan(&self.sysfs, &self.layouts)?;
+        *self.inventory.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(inv);
+        Ok(())
+    }
+
+    /// Rebuilds the VF owner mirror from this node's `vf/` records.
+    async fn reload_owners(&self) -> Result<(), ApiError> {
+        let prefix = format!("{VF_PREFIX}{}/", self.node);
+        let recs = self.ipam.records(&prefix).await.map_err(api_err)?;
+        let mut owners = HashMap::new();
+        for (k, v) in recs {
+            let Some(pci) = k
+                .strip_prefix(&prefix)
+                .and_then(|p| p.parse::<PciAddr>().ok())
+            else {
+                continue;
+            };
+            match serde_json::from_value::<VfOwner>(v) {
+                Ok(o) => {
+                    owners.insert(pci, api::AttachmentKey::new(o.container_id, o.ifname));
+                }
+                Err(e) => tracing::warn!(record = %k, error = %e, "unreadable VF owner record"),
+            }
+        }
+        lock(&self.book).owners = owners;
+        Ok(())
+    }
+
+    fn pool_settings(&self, pool: &str) -> Result<&PoolSettings, ApiError> {
+        self.pools
+            .get(pool)
+            .ok_or_else(|| ApiError::new(ErrorCode::UnknownPool, format!("unknown pool {pool:?}")))
+    }
+
+    async fn att_record(&self, key: &api::AttachmentKey) -> Result<Option<AttRecord>, ApiError> {
+        let v = self
+            .ipam
+            .record(&att_record_key(key))
+            .await
+            .map_err(api_err)?;
+        Ok(v.and_then(|v| serde_json::from_value(v).ok()))
+    }
+
+    fn view(&self, a: &ipam::Attachment, rec: Option<&AttRecord>) -> api::Attachment {
+        let settings = self.pools.get(&a.pool);
+        api::Attachment {
+            container_id: a.key.container_id.clone(),
+            ifname: a.key.ifname.clone(),
+            netns: rec.map(|r| r.netns.clone()).unwrap_or_default(),
+            node: rec
+                .map(|r| r.node.clone())
+                .unwrap_or_else(|| self.node.clone()),
+            job: a.job.clone(),
+            rank: a.rank,
+            pool: a.pool.clone(),
+            state: match a.state {
+                ipam::AttachmentState::Reserved { .. } => api::AttachmentState::Reserved,
+                ipam::AttachmentState::Committed => api::AttachmentState::Committed,
+            },
+            vfs: rec.map(|r| r.vfs.clone()).unwrap_or_default(),
+            addresses: rail_addresses(&a.rails),
+            isolation: isolation(
+                settings.map_or(api::IsolationMode::None, |s| s.isolation),
+                a.isolation,
+            ),
+            mtu: settings.and_then(|s| s.mtu),
+            network: rec.and_then(|r| r.network.clone()),
+            reserved_at_ms: a.created_ms,
+        }
+    }
+
+    /// Picks and claims the VFs for a reserve; the guard un-claims on drop.
+    fn claim_vfs(
+        &self,
+        pool: &str,
+        req: &api::ReserveRequest,
+        key: &api::AttachmentKey,
+    ) -> Result<(Vec<VfEntry>, ClaimGuard<'_>), ApiError> {
+        let settings = self.pool_settings(pool)?;
+        let mut inv = self.inventory();
+        if let Some(dev) = req.device_id {
+            if inv.get(pool, dev).is_none() {
+                // A VF created since the last scan: look again once.
+                if let Err(e) = self.rescan() {
+                    tracing::warn!(error = %e, "rescan for an unknown deviceID failed");
+                }
+                inv = self.inventory();
+            }
+        }
+        let mut book = lock(&self.book);
+        let mut fixed: Option<&VfEntry> = None;
+        if let Some(dev) = req.device_id {
+            let e = inv.get(pool, dev).ok_or_else(|| {
+                ApiError::new(
+                    ErrorCode::UnknownDevice,
+                    format!("{dev} is not a VF of pool {pool:?} on node {}", self.node),
+                )
+            })?;
+            if let Some(owner) = book.owners.get(&dev) {
+                if owner != key {
+                    return Err(ApiError::new(
+                        ErrorCode::DeviceBusy,
+                        format!("VF {dev} is owned by {owner}"),
+                    ));
+                }
+            }
+            if book.claimed.contains(&dev) {
+                return Err(ApiError::new(
+                    ErrorCode::DeviceBusy,
+                    format!("VF {dev} is being reserved by another request"),
+                ));
+            }
+            if e.info.is_dpdk() {
+                return Err(ApiError::new(
+                    ErrorCode::DeviceUnavailable,
+                    format!(
+                        "VF {dev} is bound to {} (userspace)",
+                        e.info.driver.as_deref().unwrap_or("?")
+                    ),
+                ));
+            }
+            fixed = Some(e);
+        }
+        let want = match (req.rails, fixed) {
+            (api::Rails::One, Some(_)) => RailWant::Each(Vec::new()),
+            (api::Rails::One, None) => RailWant::Any((0..settings.rails).collect()),
+            (api::Rails::All, f) => RailWant::Each(
+                (0..settings.rails)
+                    .filter(|r| f.is_none_or(|e| e.rail != *r))
+                    .collect(),
+            ),
+        };
+        let free: Vec<&VfEntry> = inv
+            .pool_vfs(pool)
+            .into_iter()
+            .filter(|e| {
+                !e.info.is_dpdk()
+                    && !book.owners.contains_key(&e.pci())
+                    && !book.claimed.contains(&e.pci())
+            })
+            .collect();
+        let picked = self
+            .selector
+            .select(&free, &want, &req.gpus)
+            .ok_or_else(|| {
+                ApiError::new(
+                    ErrorCode::NoFreeDevice,
+                    format!(
+                        "pool {pool:?} has no free VF for {want} on node {}",
+                        self.node
+                    ),
+                )
+            })?;
+        let mut chosen: Vec<VfEntry> = fixed.into_iter().chain(picked).cloned().collect();
+        chosen.sort_by_key(|e| e.rail);
+        for e in &chosen {
+            book.claimed.insert(e.pci());
+        }
+        let guard = ClaimGuard {
+            book: &self.book,
+            vfs: chosen.iter().map(VfEntry::pci).collect(),
+            owner: None,
+        };
+        Ok((chosen, guard))
+    }
+
+    /// Reserves addresses and VF(s) for an attachment (idempotent per key).
+    pub async fn reserve(&self, req: api::ReserveRequest) -> Result<api::Attachment, ApiError> {
+        validate::reserve(&req)?;
+        let started = Instant::now();
+        let key = req.key();
+        let pool = req
+            .pool
+            .clone()
+            .unwrap_or_else(|| self.default_pool.clone());
+        self.pool_settings(&pool)?;
+        let _key_guard = self.key_locks.lock(key.clone()).await;
+        if let Some(existing) = self
+            .ipam
+            .attachment(&to_ipam_key(&key))
+            .await
+            .map_err(api_err)?
+        {
+            return self.repeat(&req, &pool, &existing).await;
+        }
+        let (chosen, mut claim) = self.claim_vfs(&pool, &req, &key)?;
+        let rails = match req.rails {
+            api::Rails::All => RailSelection::All,
+            api::Rails::One => RailSelection::One(chosen.first().map_or(0, |e| e.rail)),
+        };
+        let record = AttRecord {
+            node: self.node.clone(),
+            netns: req.netns.clone(),
+            network: req.network.clone(),
+            vfs: chosen.iter().map(assignment).collect(),
+        };
+        let mut records: Vec<RecordWrite> = chosen
+            .iter()
+            .map(|e| RecordWrite {
+                key: vf_record_key(&self.node, e.pci()),
+                value: serde_json::json!(VfOwner {
+                    container_id: key.container_id.clone(),
+                    ifname: key.ifname.clone(),
+                }),
+                if_absent: true,
+            })
+            .collect();
+        records.push(RecordWrite {
+            key: att_record_key(&key),
+            value: serde_json::to_value(&record)
+                .map_err(|e| ApiError::new(ErrorCode::Internal, e.to_string()))?,
+            if_absent: false,
+        });
+        let att = self
+            .ipam
+            .reserve(ipam::ReserveRequest {
+                pool: pool.clone(),
+                job: req.job.clone(),
+                key: to_ipam_key(&key),
+                rank: req.rank,
+                rails,
+                records,
+            })
+            .await
+            .map_err(api_err)?;
+        claim.owner = Some(key.clone());
+        drop(claim);
+        self.metrics.attachments.inc();
+        self.metrics
+            .reserve_seconds
+            .observe(started.elapsed().as_secs_f64());
+        self.update_gauges();
+        tracing::info!(attachment = %key, job = %req.job, rank = ?req.rank, pool = %pool,
+            vfs = ?record.vfs.iter().map(|v| v.pci.to_string()).collect::<Vec<_>>(), "reserved");
+        Ok(self.view(&att, Some(&record)))
+    }
+
+    /// A reserve for a key that is already recorded: same answer, or a conflict.
+    async fn repeat(
+        &self,
+        req: &api::ReserveRequest,
+        pool: &str,
+        existing: &ipam::Attachment,
+    ) -> Result<api::Attachment, ApiError> {
+        let key = req.key();
+        if existing.pool != pool || existing.job != req.job {
+            return Err(ApiError::new(
+                ErrorCode::Conflict,
+                format!(
+                    "{key} is already reserved for job {:?} in pool {:?}",
+                    existing.job, existing.pool
+                ),
+            ));
+        }
+        let rec = self.att_record(&key).await?;
+        if let (Some(dev), Some(rec)) = (req.device_id, &rec) {
+            if !rec.vfs.iter().any(|v| v.pci == dev) {
+                return Err(ApiError::new(
+                    ErrorCode::Conflict,
+                    format!("{key} is already reserved with another VF"),
+                ));
+            }
+        }
+        Ok(self.view(existing, rec.as_ref()))
+    }
+
+    /// Commits a reservation (idempotent).
+    pub async fn commit(&self, key: api::AttachmentKey) -> Result<api::Attachment, ApiError> {
+        validate::key(&key)?;
+        let _g = self.key_locks.lock(key.clone()).await;
+        let ik = to_ipam_key(&key);
+        let before = self
+            .ipam
+            .attachment(&ik)
+            .await
+            .map_err(api_err)?
+            .ok_or_else(|| unknown(&key))?;
+        let att = self.ipam.commit(&ik).await.map_err(api_err)?;
+        if matches!(before.state, ipam::AttachmentState::Reserved { .. }) {
+            let ms = self.clock.now_ms().saturating_sub(att.created_ms);
+            self.metrics.attach_seconds.observe(ms as f64 / 1000.0);
+            tracing::info!(attachment = %key, job = %att.job, "committed");
+        }
+        let rec = self.att_record(&key).await?;
+        Ok(self.view(&att, rec.as_ref()))
+    }
+
+    /// Releases an attachment and its VFs (idempotent).
+    pub async fn release(&self, key: api::AttachmentKey) -> Result<api::ReleaseResponse, ApiError> {
+        validate::key(&key)?;
+        let _g = self.key_locks.lock(key.clone()).await;
+        self.release_locked(&key).await
+    }
+
+    async fn release_locked(
+        &self,
+        key: &api::AttachmentKey,
+    ) -> Result<api::ReleaseResponse, ApiError> {
+        let released = self
+            .ipam
+            .release(&to_ipam_key(key))
+            .await
+            .map_err(api_err)?;
+        let Some(att) = released else {
+            return Ok(api::ReleaseResponse { released: false });
+        };
+        let prefix = format!("{VF_PREFIX}{}/", self.node);
+        {
+            let mut book = lock(&self.book);
+            for r in &att.records {
+                if let Some(pci) = r.strip_prefix(&prefix).and_then(|p| p.parse().ok()) {
+                    if book.owners.get(&pci) == Some(key) {
+                        book.owners.remove(&pci);
+                    }
+                }
+            }
+        }
+        self.metrics.attachments.dec();
+        self.update_gauges();
+        tracing::info!(attachment = %key, job = %att.job, "released");
+        Ok(api::ReleaseResponse { released: true })
+    }
+
+    /// The recorded attachment, or `unknown-attachment`.
+    pub async fn check(&self, key: api::AttachmentKey) -> Result<api::Attachment, ApiError> {
+        validate::key(&key)?;
+        let att = self
+            .ipam
+            .attachment(&to_ipam_key(&key))
+            .await
+            .map_err(api_err)?
+            .ok_or_else(|| unknown(&key))?;
+        let rec = self.att_record(&key).await?;
+        Ok(self.view(&att, rec.as_ref()))
+    }
+
+    /// Free VFs per pool: (total, free).
+    fn vf_counts(&self) -> BTreeMap<String, (u32, u32)> {
+        let inv = self.inventory();
+        let book = lock(&self.book);
+        self.pools
+            .keys()
+            .map(|p| {
+                let vfs = inv.pool_vfs(p);
+                let usable: Vec<_> = vfs.iter().filter(|e| !e.info.is_dpdk()).collect();
+                let free = usable
+                    .iter()
+                    .filter(|e| {
+                        !book.owners.contains_key(&e.pci()) && !book.claimed.contains(&e.pci())
+                    })
+                    .count();
+                let n = |x: usize| u32::try_from(x).unwrap_or(u32::MAX);
+                (p.clone(), (n(usable.len()), n(free)))
+            })
+            .collect()
+    }
+
+    fn update_gauges(&self) {
+        for (pool, (_, free)) in self.vf_counts() {
+            self.metrics.set_pool(&pool, free, None);
+        }
+    }
+
+    /// Daemon health and free resources.
+    pub async fn status(&self) -> Result<api::StatusResponse, ApiError> {
+        let counts = self.vf_counts();
+        let mut pools = Vec::new();
+        for (name, s) in &self.pools {
+            let usage = self.ipam.usage(name).await.map_err(api_err)?;
+            let jobs = self.ipam.jobs(Some(name)).await.map_err(api_err)?.len();
+            let free_subnets = usage
+                .subnets
+                .iter()
+                .map(|(_, u, t)| t.saturating_sub(*u))
+                .min();
+            let (total, free) = counts.get(name).copied().unwrap_or((0, 0));
+            self.metrics.set_pool(name, free, free_subnets);
+            pools.push(api::PoolStatus {
+                name: name.clone(),
+                isolation: s.isolation,
+                rails: u32::from(s.rails),
+                total_vfs: total,
+                free_vfs: free,
+                jobs: u32::try_from(jobs).unwrap_or(u32::MAX),
+                free_subnets,
+            });
+        }
+        let attachments = self
+            .ipam
+            .attachments(usize::MAX)
+            .await
+            .map_err(api_err)?
+            .len();
+        Ok(api::StatusResponse {
+            node: self.node.clone(),
+            version: env!("CARGO_PKG_VERSION").to_owned(),
+            api_version: api::API_VERSION.to_owned(),
+            uptime_secs: self.started.elapsed().as_secs(),
+            attachments: u32::try_from(attachments).unwrap_or(u32::MAX),
+            free_vfs: pools.iter().map(|p| p.free_vfs).sum(),
+            pools,
+        })
+    }
+
+    /// Every attachment with its daemon record.
+    async fn all_attachments(
+        &self,
+    ) -> Result<Vec<(ipam::Attachment, Option<AttRecord>)>, ApiError> {
+        let atts = self.ipam.attachments(usize::MAX).await.map_err(api_err)?;
+        let mut recs: HashMap<String, AttRecord> = self
+            .ipam
+            .records(ATT_PREFIX)
+            .await
+            .map_err(api_err)?
+            .into_iter()
+            .filter_map(|(k, v)| Some((k, serde_json::from_value(v).ok()?)))
+            .collect();
+        Ok(atts
+            .into_iter()
+            .map(|a| {
+                let rec = recs.remove(&att_record_key(&to_api_key(&a.key)));
+                (a, rec)
+            })
+            .collect())
+    }
+
+    /// Every recorded attachment.
+    pub async fn attachments(&self) -> Result<Vec<api::Attachment>, ApiError> {
+        Ok(self
+            .all_attachments()
+            .await?
+            .iter()
+            .map(|(a, r)| self.view(a, r.as_ref()))
+            .collect())
+    }
+
+    fn summary(&self, j: &ipam::JobNetwork, attachments: u32) -> api::JobSummary {
+        let pool_mode = self
+            .pools
+            .get(&j.pool)
+            .map_or(api::IsolationMode::None, |s| s.isolation);
+        api::JobSummary {
+            job: j.job.clone(),
+            pool: j.pool.clone(),
+            isolation: isolation(pool_mode, j.isolation),
+            subnets: rail_subnets(&j.rails),
+            attachments,
+        }
+    }
+
+    /// Jobs known to the store.
+    pub async fn jobs(&self) -> Result<Vec<api::JobSummary>, ApiError> {
+        let jobs = self.ipam.jobs(None).await.map_err(api_err)?;
+        let mut counts: HashMap<(String, String), u32> = HashMap::new();
+        for a in self.ipam.attachments(usize::MAX).await.map_err(api_err)? {
+            *counts.entry((a.pool, a.job)).or_default() += 1;
+        }
+        Ok(jobs
+            .iter()
+            .map(|j| {
+                let n = counts
+                    .get(&(j.pool.clone(), j.job.clone()))
+                    .copied()
+                    .unwrap_or(0);
+                self.summary(j, n)
+            })
+            .collect())
+    }
+
+    /// One job (the first pool that has it) with its members in rank order.
+    pub async fn job(&self, name: String) -> Result<api::JobDetail, ApiError> {
+        validate::job(&name)?;
+        let mut found = None;
+        for pool in self.pools.keys() {
+            if let Some(j) = self.ipam.job(pool, &name).await.map_err(api_err)? {
+                found = Some(j);
+                break;
+            }
+        }
+        let j = found.ok_or_else(|| {
+            ApiError::new(ErrorCode::NotFound, format!("no job {name:?} on this node"))
+        })?;
+        let atts = self
+            .ipam
+            .job_attachments(&j.pool, &j.job)
+            .await
+            .map_err(api_err)?;
+        let mut members = Vec::with_capacity(atts.len());
+        for a in &atts {
+            let key = to_api_key(&a.key);
+            let rec = self.att_record(&key).await?;
+            let v = self.view(a, rec.as_ref());
+            members.push(api::JobMember {
+                rank: v.rank,
+                node: v.node,
+                key,
+                state: v.state,
+                addresses: v.addresses,
+                vfs: v.vfs,
+            });
+        }
+        members.sort_by(|a, b| {
+            (a.rank.is_none(), a.rank, &a.key).cmp(&(b.rank.is_none(), b.rank, &b.key))
+        });
+        let n = u32::try_from(members.len()).unwrap_or(u32::MAX);
+        Ok(api::JobDetail {
+            summary: self.summary(&j, n),
+            members,
+        })
+    }
+
+    /// Every VF with its state.
+    pub async fn vfs(&self) -> Result<Vec<api::VfInfo>, ApiError> {
+        let inv = self.inventory();
+        let book = lock(&self.book);
+        let mut out: Vec<api::VfInfo> = inv
+            .all()
+            .map(|e| {
+                let state = if let Some(owner) = book.owners.get(&e.pci()) {
+                    api::VfState::Owned {
+                        owner: owner.clone(),
+                    }
+                } else if e.info.is_dpdk() {
+                    api::VfState::Dpdk {
+                        driver: e.info.driver.clone().unwrap_or_default(),
+                    }
+                } else {
+                    api::VfState::Free
+                };
+                api::VfInfo {
+                    pci: e.info.pci,
+                    pf_pci: e.info.pf_pci,
+                    pf: e.info.pf_netdevs.first().cloned(),
+                    vf_index: e.info.vf_index,
+                    netdev: e.info.netdevs.first().cloned(),
+                    driver: e.info.driver.clone(),
+                    pool: e.pool.clone(),
+                    rail: u32::from(e.rail),
+                    state,
+                }
+            })
+            .collect();
+        out.sort_by(|a, b| (&a.pool, a.rail, a.pci).cmp(&(&b.pool, b.rail, b.pci)));
+        Ok(out)
+    }
+
+    /// Reserves a whole job up front, all or nothing.
+    pub async fn gang_reserve(
+        &self,
+        req: api::GangReserveRequest,
+    ) -> Result<api::GangReservation, ApiError> {
+        validate::job(&req.job)?;
+        let pool = req
+            .pool
+            .clone()
+            .unwrap_or_else(|| self.default_pool.clone());
+        let settings = self.pool_settings(&pool)?;
+        let g = self
+            .ipam
+            .gang_reserve(ipam::GangRequest {
+                pool: pool.clone(),
+                job: req.job.clone(),
+                world_size: req.ranks,
+            })
+            .await
+            .map_err(api_err)?;
+        tracing::info!(job = %req.job, pool = %pool, ranks = req.ranks, "gang reserved");
+        Ok(api::GangReservation {
+            job: req.job,
+            pool,
+            isolation: isolation(settings.isolation, g.job.isolation),
+            subnets: rail_subnets(&g.job.rails),
+            ranks: g
+                .ranks
+                .iter()
+                .map(|r| api::RankAddresses {
+                    rank: r.rank,
+                    addresses: rail_addresses(&r.rails),
+                })
+                .collect(),
+        })
+    }
+
+    /// True when the attachment is young enough that its netns may not exist yet.
+    fn in_grace(&self, a: &ipam::Attachment) -> bool {
+        self.clock.now_ms().saturating_sub(a.created_ms) < self.netns_grace_ms
+    }
+
+    /// Releases this node's attachments not in `req.valid` (CNI GC).
+    pub async fn gc(&self, req: api::GcRequest) -> Result<api::GcResponse, ApiError> {
+        let valid: HashSet<api::AttachmentKey> = req.valid.into_iter().collect();
+        let mut released = Vec::new();
+        for (a, rec) in self.all_attachments().await? {
+            let key = to_api_key(&a.key);
+            let ours = rec.as_ref().is_none_or(|r| r.node == self.node);
+            let in_network = req.network.is_none()
+                || rec.as_ref().and_then(|r| r.network.as_ref()) == req.network.as_ref();
+            if !ours || !in_network || valid.contains(&key) || self.in_grace(&a) {
+                continue;
+            }
+            let _g = self.key_locks.lock(key.clone()).await;
+            if self.release_locked(&key).await?.released {
+                self.metrics.reconciled.inc();
+                tracing::info!(attachment = %key, "released by GC");
+                released.push(key);
+            }
+        }
+        Ok(api::GcResponse { released })
+    }
+
+    /// One reconciliation pass: expire reservations and drained jobs, re-read
+    /// devices and owners, release attachments whose netns is gone.
+    pub async fn reconcile(&self) -> Result<ReconcileReport, ApiError> {
+        let mut report = ReconcileReport::default();
+        let sweep = self.ipam.sweep().await.map_err(api_err)?;
+        report.expired = sweep.expired_reservations;
+        report.jobs_released = sweep.released_jobs;
+        if let Err(e) = self.rescan() {
+            tracing::warn!(error = %e, "device rescan failed; keeping the previous inventory");
+        }
+        let all = self.all_attachments().await?;
+        for (a, rec) in &all {
+            let Some(rec) = rec else { continue };
+            if rec.node != self.node || self.in_grace(a) || netns::alive(&rec.netns) {
+                continue;
+            }
+            let key = to_api_key(&a.key);
+            let _g = self.key_locks.lock(key.clone()).await;
+            if self.release_locked(&key).await?.released {
+                self.metrics.reconciled.inc();
+                tracing::info!(attachment = %key, netns = %rec.netns, "released: netns is gone");
+                report.netns_gone += 1;
+            }
+        }
+        self.reload_owners().await?;
+        let remaining = all.len().saturating_sub(report.netns_gone);
+        self.metrics
+            .attachments
+            .set(i64::try_from(remaining).unwrap_or(i64::MAX));
+        self.update_gauges();
+        Ok(report)
+    }
+}
+
+fn unknown(key: &api::AttachmentKey) -> ApiError {
+    ApiError::new(
+        ErrorCode::UnknownAttachment,
+        format!("no attachment {key} is recorded"),
+    )
+}
+
+/// What one reconciliation pass did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ReconcileReport {
+    /// Reservations released because they were not committed in time.
+    pub expired: usize,
+    /// Jobs whose subnets were released after their grace period.
+    pub jobs_released: usize,
+    /// Attachments released because their netns no longer exists.
+    pub netns_gone: usize,
+}
+
+impl<S: Store> crate::server::ApiHandler for Engine<S> {
+    async fn reserve(&self, req: api::ReserveRequest) -> Result<api::Attachment, ApiError> {
+        Engine::reserve(self, req).await
+    }
+    async fn commit(&self, key: api::AttachmentKey) -> Result<api::Attachment, ApiError> {
+        Engine::commit(self, key).await
+    }
+    async fn release(&self, key: api::AttachmentKey) -> Result<api::ReleaseResponse, ApiError> {
+        Engine::release(self, key).await
+    }
+    async fn check(&self, key: api::AttachmentKey) -> Result<api::Attachment, ApiError> {
+        Engine::check(self, key).await
+    }
+    async fn status(&self) -> Result<api::StatusResponse, ApiError> {
+        Engine::status(self).await
+    }
+    async fn gc(&self, req: api::GcRequest) -> Result<api::GcResponse, ApiError> {
+        Engine::gc(self, req).await
+    }
+    async fn jobs(&self) -> Result<Vec<api::JobSummary>, ApiError> {
+        Engine::jobs(self).await
+    }
+    async fn job(&self, job: String) -> Result<api::JobDetail, ApiError> {
+        Engine::job(self, job).await
+    }
+    async fn attachments(&self) -> Result<Vec<api::Attachment>, ApiError> {
+        Engine::attachments(self).await
+    }
+    async fn vfs(&self) -> Result<Vec<api::VfInfo>, ApiError> {
+        Engine::vfs(self).await
+    }
+    async fn gang_reserve(
+        &self,
+        req: api::GangReserveRequest,
+    ) -> Result<api::GangReservation, ApiError> {
+        Engine::gang_reserve(self, req).await
+    }
+}
