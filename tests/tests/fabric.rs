@@ -483,3 +483,41 @@ fn a_persisted_fabric_is_found_and_removed_by_id() {
     assert_eq!(leftovers_after_settling(&l), Vec::<String>::new());
     assert!(Fabric::load(&id).is_err());
 }
+
+/// Run only as the child of `a_crashed_process_leaves_a_fabric_down_can_remove`.
+#[test]
+#[ignore = "helper: aborts the process on purpose"]
+fn crash_child_builds_then_aborts() {
+    let f = Fabric::build(FabricSpec::default()).unwrap();
+    println!("FABRIC_ID={}", f.id());
+    std::process::abort();
+}
+
+#[test]
+fn a_crashed_process_leaves_a_fabric_down_can_remove() {
+    let out = Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "crash_child_builds_then_aborts",
+            "--ignored",
+            "--nocapture",
+        ])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let id = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("FABRIC_ID="))
+        .and_then(FabricId::parse)
+        .unwrap_or_else(|| panic!("child printed no id: {stdout}"));
+    let st = jobnet_tests::fabric::list()
+        .into_iter()
+        .find(|s| s.layout.id == id)
+        .unwrap();
+    // No Drop ran: everything is still there, and the owner is known dead.
+    assert!(!st.owner.as_ref().unwrap().alive());
+    assert!(!leftovers(&st.layout).is_empty());
+    jobnet_tests::fabric::down(&id).unwrap();
+    assert_eq!(leftovers_after_settling(&st.layout), Vec::<String>::new());
+}

@@ -9,6 +9,9 @@ use std::process::{Command, Stdio};
 
 use super::FabricError;
 
+/// Set this environment variable to print the duration of every `ip` batch.
+pub const TRACE_ENV: &str = "JOBNET_FABRIC_TRACE";
+
 /// Where an `ip` batch runs.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Netns {
@@ -66,6 +69,7 @@ pub fn batch(ns: &Netns, lines: &[String], json: bool, force: bool) -> Result<St
         netns: ns.describe(),
         detail,
     };
+    let started = std::time::Instant::now();
     let mut child = cmd.spawn().map_err(|e| fail(format!("spawn ip: {e}")))?;
     let mut input = lines.join("\n");
     input.push('\n');
@@ -77,6 +81,14 @@ pub fn batch(ns: &Netns, lines: &[String], json: bool, force: bool) -> Result<St
     let out = child
         .wait_with_output()
         .map_err(|e| fail(format!("wait ip: {e}")))?;
+    if std::env::var_os(TRACE_ENV).is_some() {
+        eprintln!(
+            "jobnet-fabric: ip batch in {}: {} lines, {:?}",
+            ns.describe(),
+            lines.len(),
+            started.elapsed()
+        );
+    }
     if !out.status.success() && !force {
         return Err(fail(String::from_utf8_lossy(&out.stderr).trim().to_owned()));
     }

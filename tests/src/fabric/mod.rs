@@ -25,6 +25,11 @@
 //! destroy the pair instead, so tests must return the VF before deleting the
 //! pod netns.
 //!
+//! The trees live under `/dev/shm/jobnet-fabric-<id>/node<N>/sys` (the temp
+//! dir when there is no /dev/shm): tmpfs keeps building and removing them
+//! fast while other builds keep the disk busy. Set `JOBNET_FABRIC_TRACE` to
+//! see how long each `ip` batch takes.
+//!
 //! Every name carries the fabric id; a state file under
 //! [`state::STATE_DIR`] is written before the first kernel object and removed
 //! after the last, so `jobnet-fabric down --all` cleans up after crashed runs.
@@ -350,7 +355,9 @@ fn plan_layout(id: FabricId, spec: &FabricSpec) -> FabricLayout {
 
 /// True when nothing named after `id` exists yet (netns or temp dir).
 fn id_unused(id: &FabricId) -> bool {
-    !id.base_dir().exists()
+    !names::tree_parents()
+        .iter()
+        .any(|p| p.join(format!("{}{id}", names::TREE_DIR_PREFIX)).exists())
         && !ip::named_netns()
             .iter()
             .any(|n| FabricId::of_netns(n).as_ref() == Some(id))
@@ -920,12 +927,15 @@ pub fn down_all(force: bool) -> Result<Cleanup, FabricError> {
         ip::batch(&Netns::Host, &lines, false, true)?;
         c.orphan_netns = orphans;
     }
-    if let Ok(rd) = std::fs::read_dir(std::env::temp_dir()) {
+    for parent in names::tree_parents() {
+        let Ok(rd) = std::fs::read_dir(&parent) else {
+            continue;
+        };
         for e in rd.filter_map(|e| e.ok()) {
             let name = e.file_name();
             let Some(id) = name
                 .to_str()
-                .and_then(|s| s.strip_prefix("jobnet-fabric-"))
+                .and_then(|s| s.strip_prefix(names::TREE_DIR_PREFIX))
                 .and_then(FabricId::parse)
             else {
                 continue;

@@ -9,6 +9,22 @@ use std::sync::atomic::{AtomicU64, Ordering};
 /// Prefix of every netns and netdev name a fabric makes.
 pub const PREFIX: &str = "jf";
 
+/// Name prefix of the temp dirs that hold fake sysfs trees.
+pub const TREE_DIR_PREFIX: &str = "jobnet-fabric-";
+
+/// Where fake sysfs trees may live, preferred first: /dev/shm (tmpfs) when
+/// present, because thousands of small files on a busy disk make building
+/// and removing a fabric take seconds; then the temp dir.
+pub fn tree_parents() -> Vec<std::path::PathBuf> {
+    let shm = std::path::Path::new("/dev/shm");
+    let tmp = std::env::temp_dir();
+    if shm.is_dir() && tmp != shm {
+        vec![shm.to_owned(), tmp]
+    } else {
+        vec![tmp]
+    }
+}
+
 /// Length of a fabric id.
 const ID_LEN: usize = 4;
 
@@ -107,7 +123,7 @@ impl FabricId {
 
     /// Directory holding the fabric's fake sysfs trees.
     pub fn base_dir(&self) -> std::path::PathBuf {
-        std::env::temp_dir().join(format!("jobnet-fabric-{}", self.0))
+        tree_parents()[0].join(format!("{TREE_DIR_PREFIX}{}", self.0))
     }
 }
 
