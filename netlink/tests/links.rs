@@ -226,6 +226,11 @@ async fn errors_for_missing_links_and_name_collisions() {
 
     let err = a.handle.set_mtu(lx.index, 1_000_000).await.unwrap_err();
     assert_eq!(err.errno(), Some(nix::errno::Errno::EINVAL), "{err}");
+    // The kernel's extended ack explains why; it is kept in the error.
+    assert!(
+        matches!(&err.kind, ErrorKind::Kernel { message: Some(m), .. } if m.to_lowercase().contains("mtu")),
+        "{err}"
+    );
     let err = a
         .handle
         .set_link_name(lx.index, "waytoolongname0123")
