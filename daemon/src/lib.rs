@@ -9,6 +9,7 @@ pub mod inventory;
 pub mod keylock;
 pub mod metrics;
 pub mod netns;
+pub mod run;
 pub mod server;
 #[doc(hidden)]
 pub mod testing;

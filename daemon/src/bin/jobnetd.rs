@@ -1,1 +1,90 @@
-fn main() {}
+//! jobnetd: the per-node jobnet daemon.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::Parser;
+use jobnet_daemon::config::{Config, LogFormat};
+use tracing_subscriber::EnvFilter;
+
+/// Config file read when `--config` is not given (if it exists).
+const DEFAULT_CONFIG: &str = "/etc/jobnet/jobnetd.toml";
+
+/// Per-node daemon that owns jobnet's VFs, job subnets and addresses.
+#[derive(Debug, Parser)]
+#[command(name = "jobnetd", version, about)]
+struct Cli {
+    /// TOML config file (default: /etc/jobnet/jobnetd.toml if present, else built-in defaults).
+    #[arg(long, env = "JOBNET_CONFIG")]
+    config: Option<PathBuf>,
+    /// Parse and validate the config, print it, and exit.
+    #[arg(long)]
+    check_config: bool,
+}
+
+fn load(cli: &Cli) -> Result<Config, String> {
+    match &cli.config {
+        Some(p) => Config::load(p).map_err(|e| e.to_string()),
+        None if std::path::Path::new(DEFAULT_CONFIG).exists() => {
+            Config::load(std::path::Path::new(DEFAULT_CONFIG)).map_err(|e| e.to_string())
+        }
+        None => Ok(Config::default()),
+    }
+}
+
+fn init_logs(format: LogFormat) {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Json => builder.json().init(),
+        LogFormat::Text => builder.init(),
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let config = match load(&cli) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("jobnetd: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    if cli.check_config {
+        match toml::to_string_pretty(&config) {
+            Ok(s) => {
+                print!("{s}");
+                return ExitCode::SUCCESS;
+            }
+            Err(e) => {
+                eprintln!("jobnetd: printing config: {e}");
+                return ExitCode::from(2);
+            }
+        }
+    }
+    init_logs(config.log_format);
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("jobnetd")
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("jobnetd: tokio runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match rt.block_on(jobnet_daemon::run::run(
+        config,
+        jobnet_daemon::run::termination_signal(),
+    )) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!(error = %e, "jobnetd failed");
+            eprintln!("jobnetd: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,174 @@
+//! Wiring of the running daemon: store, engine, API socket, metrics,
+//! periodic reconciliation and graceful shutdown.
+
+use std::future::Future;
+use std::os::unix::fs::DirBuilderExt;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use jobnet_ipam::{RedbStore, SystemClock};
+use tokio::sync::watch;
+
+use crate::config::{Config, MetricsAddr};
+use crate::engine::{Engine, StartError};
+use crate::metrics::{self, Metrics};
+use crate::server::{self, ListenError};
+
+/// Why the daemon stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    /// A directory could not be created.
+    #[error("creating {path}: {source}")]
+    Dir {
+        /// The directory.
+        path: String,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The state store could not be opened.
+    #[error("opening state in {path}: {message}")]
+    Store {
+        /// State directory.
+        path: String,
+        /// What the store said.
+        message: String,
+    },
+    /// The engine could not start.
+    #[error(transparent)]
+    Start(#[from] StartError),
+    /// The API socket could not be set up.
+    #[error(transparent)]
+    Listen(#[from] ListenError),
+    /// The metrics listener could not be bound.
+    #[error("binding metrics on {addr}: {source}")]
+    Metrics {
+        /// The address.
+        addr: String,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+fn make_dir(path: &Path, mode: u32) -> Result<(), RunError> {
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(mode)
+        .create(path)
+        .map_err(|source| RunError::Dir {
+            path: path.display().to_string(),
+            source,
+        })
+}
+
+/// Runs jobnetd until `shutdown` resolves, then drains and flushes.
+pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(), RunError> {
+    make_dir(&config.state_dir, 0o700)?;
+    make_dir(&config.run_dir, 0o755)?;
+    let store = RedbStore::open(&config.state_dir).map_err(|e| RunError::Store {
+        path: config.state_dir.display().to_string(),
+        message: e.to_string(),
+    })?;
+    let metrics = Arc::new(Metrics::new());
+    let engine =
+        Arc::new(Engine::start(&config, store, Arc::new(SystemClock), metrics.clone()).await?);
+    match engine.reconcile().await {
+        Ok(r) => tracing::info!(
+            expired = r.expired,
+            netns_gone = r.netns_gone,
+            jobs_released = r.jobs_released,
+            "startup reconciliation done"
+        ),
+        Err(e) => tracing::warn!(error = %e, "startup reconciliation failed"),
+    }
+    let listener = server::bind(&config.socket)?;
+    let (stop_tx, stop_rx) = watch::channel(false);
+
+    let metrics_task = match config.metrics_addr {
+        MetricsAddr::Off => None,
+        MetricsAddr::On(addr) => {
+            let l = metrics::bind(addr)
+                .await
+                .map_err(|source| RunError::Metrics {
+                    addr: addr.to_string(),
+                    source,
+                })?;
+            let bound = l.local_addr().map(|a| a.to_string()).unwrap_or_default();
+            tracing::info!(addr = %bound, "metrics listening");
+            Some(tokio::spawn(metrics::serve(
+                l,
+                metrics.clone(),
+                stop_rx.clone(),
+            )))
+        }
+    };
+
+    let reconcile_task = {
+        let engine = engine.clone();
+        let mut stop = stop_rx.clone();
+        let every = Duration::from_secs(config.reconcile_interval_secs);
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            tick.tick().await;
+            loop {
+                tokio::select! {
+                    _ = stop.changed() => return,
+                    _ = tick.tick() => {}
+                }
+                match engine.reconcile().await {
+                    Ok(r) if r != Default::default() => tracing::info!(
+                        expired = r.expired,
+                        netns_gone = r.netns_gone,
+                        jobs_released = r.jobs_released,
+                        "reconciled"
+                    ),
+                    Ok(_) => {}
+                    Err(e) => tracing::warn!(error = %e, "reconciliation failed"),
+                }
+            }
+        })
+    };
+
+    tracing::info!(socket = %config.socket.display(), node = %engine.node(), "jobnetd ready");
+    let serving = tokio::spawn(server::serve(
+        listener,
+        engine.clone(),
+        metrics.clone(),
+        stop_rx,
+    ));
+    shutdown.await;
+    tracing::info!("shutting down: no new connections, finishing in-flight requests");
+    let _ = stop_tx.send(true);
+    if let Err(e) = serving.await {
+        tracing::warn!(error = %e, "API server task failed");
+    }
+    let _ = reconcile_task.await;
+    if let Some(t) = metrics_task {
+        let _ = t.await;
+    }
+    let _ = std::fs::remove_file(&config.socket);
+    // Last reference: dropping the engine closes the store after its pending commits.
+    drop(engine);
+    tracing::info!("jobnetd stopped");
+    Ok(())
+}
+
+/// Resolves on the first SIGTERM or SIGINT.
+pub async fn termination_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        tracing::warn!("cannot install signal handlers; stop with SIGKILL");
+        std::future::pending::<()>().await;
+        return;
+    };
+    tokio::select! {
+        _ = term.recv() => tracing::info!("SIGTERM"),
+        _ = int.recv() => tracing::info!("SIGINT"),
+    }
+}
