@@ -4,6 +4,7 @@
 pub mod commands;
 pub mod logging;
 pub mod protocol;
+pub mod sriov;
 
 use std::io::{IsTerminal, Read, Write};
 

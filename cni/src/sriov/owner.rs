@@ -63,7 +63,8 @@ pub enum OwnerError {
 #[derive(Debug)]
 pub struct VfClaim {
     path: PathBuf,
-    lock: Flock<File>,
+    // Held, not read: the flock lasts as long as the claim.
+    _lock: Flock<File>,
     /// The record as held.
     pub record: OwnerRecord,
     /// True when this claim created the record (a new attachment), false
@@ -119,7 +120,7 @@ pub fn claim(state: &StateDir, pci: PciAddr, want: OwnerRecord) -> Result<VfClai
             lock.sync_data().map_err(io(&path))?;
             Ok(VfClaim {
                 path,
-                lock,
+                _lock: lock,
                 record: want,
                 fresh: true,
             })
@@ -138,7 +139,7 @@ pub fn claim(state: &StateDir, pci: PciAddr, want: OwnerRecord) -> Result<VfClai
                 {
                     Ok(VfClaim {
                         path,
-                        lock,
+                        _lock: lock,
                         record: owner,
                         fresh: false,
                     })
@@ -153,7 +154,7 @@ pub fn claim(state: &StateDir, pci: PciAddr, want: OwnerRecord) -> Result<VfClai
                     lock.sync_data().map_err(io(&path))?;
                     Ok(VfClaim {
                         path,
-                        lock,
+                        _lock: lock,
                         record: want,
                         fresh: true,
                     })
@@ -181,7 +182,7 @@ pub fn lock_existing(state: &StateDir, pci: PciAddr) -> Result<Option<VfClaim>, 
     let record = read_record(&mut lock).map_err(io(&path))?;
     Ok(record.map(|record| VfClaim {
         path,
-        lock,
+        _lock: lock,
         record,
         fresh: false,
     }))

@@ -1,0 +1,485 @@
+//! Moving a VF into a pod and restoring it: the kernel work of ADD and DEL.
+//!
+//! ADD saves the VF's original state to the attachment cache before the
+//! first kernel change. Undoing is one idempotent function, [`restore`], that
+//! compares what the kernel shows with the cache and puts back whatever
+//! differs; it serves both the rollback of a failed ADD (from any step) and
+//! DEL (whatever state the pod, the netns or the VF are in).
+
+use std::net::IpAddr;
+use std::path::PathBuf;
+
+use ipnet::IpNet;
+use jobnet_hw::sriov::{self, VfInfo};
+use jobnet_hw::{PciAddr, SysfsRoot};
+use jobnet_netlink::{AddressOptions, Handle, Link, MacAddr, Netns, Route, VfSettings};
+
+use super::cache;
+use super::devinfo::{self, DeviceInfo, PciDeviceInfo};
+use super::error::AttachError;
+use super::owner::{self, OwnerRecord, VfClaim};
+use super::record::{AttachmentRecord, HostLinkState, PfSideState, PodLinkState, RECORD_FORMAT};
+use super::state_dir::StateDir;
+use super::steps::{FaultHook, Step};
+
+/// What the caller wants attached.
+#[derive(Debug, Clone)]
+pub struct AttachSpec {
+    /// Container ID (validated).
+    pub container_id: String,
+    /// Interface name in the pod (validated).
+    pub ifname: String,
+    /// The pod's netns path.
+    pub netns: PathBuf,
+    /// The VF.
+    pub pci: PciAddr,
+    /// MAC for the pod interface.
+    pub mac: Option<MacAddr>,
+    /// MTU for the pod interface.
+    pub mtu: Option<u32>,
+    /// PF-side settings to apply (only configured fields set).
+    pub pf_settings: VfSettings,
+    /// Addresses for the pod interface.
+    pub addresses: Vec<IpNet>,
+    /// Routes for the pod interface (`oif` is filled in here).
+    pub routes: Vec<Route>,
+    /// Where to write the device-info file.
+    pub devinfo_path: PathBuf,
+}
+
+/// A finished attach whose cache still has to be committed with the result.
+#[derive(Debug)]
+pub struct Attachment {
+    /// What was done (and how to undo it).
+    pub record: AttachmentRecord,
+    cache_path: PathBuf,
+    claim: VfClaim,
+}
+
+/// Paths and hooks shared by every operation of one plugin run.
+pub struct Context<'a> {
+    /// Sysfs to read devices from.
+    pub sysfs: &'a SysfsRoot,
+    /// Where caches and ownership records live.
+    pub state: &'a StateDir,
+    /// Test hook called before each ADD step.
+    pub faults: &'a dyn FaultHook,
+}
+
+/// Name the VF carries between the two netns moves: derived from its PCI
+/// address so that it is unique on the node and never a pod's name.
+pub fn temp_name(pci: PciAddr) -> String {
+    format!(
+        "jnv{:04x}{:02x}{:02x}{:x}",
+        pci.domain, pci.bus, pci.device, pci.function
+    )
+}
+
+fn owner_record(spec: &AttachSpec) -> OwnerRecord {
+    OwnerRecord {
+        container_id: spec.container_id.clone(),
+        ifname: spec.ifname.clone(),
+        netns: spec.netns.display().to_string(),
+    }
+}
+
+/// Attaches the VF of `spec` to the pod. On failure everything done so far
+/// is undone and the VF's claim released before the error is returned.
+pub async fn attach(ctx: &Context<'_>, spec: &AttachSpec) -> Result<Attachment, AttachError> {
+    let vf = sriov::resolve_vf(ctx.sysfs, spec.pci).map_err(|source| AttachError::Device {
+        pci: spec.pci,
+        source,
+    })?;
+    let claim = owner::claim(ctx.state, spec.pci, owner_record(spec))?;
+    let cache_path = cache::path_for(ctx.state, &spec.container_id, &spec.ifname);
+    if !claim.fresh {
+        // A retried ADD for an attachment we already hold: if the earlier
+        // run finished, replay it; if it died midway, undo and start over.
+        if let Ok(rec) = cache::load::<AttachmentRecord>(&cache_path) {
+            if rec.result.is_some() && rec.pci == spec.pci {
+                return Ok(Attachment {
+                    record: rec,
+                    cache_path,
+                    claim,
+                });
+            }
+            restore(ctx.sysfs, &rec).await;
+        }
+    }
+    let mut rec = AttachmentRecord {
+        format: RECORD_FORMAT,
+        container_id: spec.container_id.clone(),
+        ifname: spec.ifname.clone(),
+        netns: spec.netns.clone(),
+        pci: spec.pci,
+        pf_pci: vf.pf_pci,
+        vf_index: vf.vf_index,
+        dpdk: vf.is_dpdk(),
+        host: None,
+        pf_side: None,
+        pod: None,
+        rdma_device: vf.rdma_devices.first().cloned(),
+        devinfo: Some(spec.devinfo_path.clone()),
+        result: None,
+    };
+    match attach_steps(ctx, spec, &vf, &mut rec, &cache_path).await {
+        Ok(()) => Ok(Attachment {
+            record: rec,
+            cache_path,
+            claim,
+        }),
+        Err(err) => {
+            tracing::warn!(pci = %spec.pci, error = %err, "ADD failed; rolling back");
+            restore(ctx.sysfs, &rec).await;
+            if let Err(e) = cache::remove(&cache_path) {
+                tracing::warn!(error = %e, "could not remove attachment cache during rollback");
+            }
+            if let Err(e) = claim.release() {
+                tracing::warn!(error = %e, "could not release VF claim during rollback");
+            }
+            Err(err)
+        }
+    }
+}
+
+async fn attach_steps(
+    ctx: &Context<'_>,
+    spec: &AttachSpec,
+    vf: &VfInfo,
+    rec: &mut AttachmentRecord,
+    cache_path: &std::path::Path,
+) -> Result<(), AttachError> {
+    let faults = ctx.faults;
+    if rec.dpdk {
+        // A userspace-driver VF has no netdev: the pod gets it through the
+        // device plugin; we still record it and write the device info.
+        faults.before(Step::SaveCache)?;
+        cache::save(ctx.state, cache_path, rec)?;
+        return write_devinfo(faults, spec, rec);
+    }
+    let host = Handle::new().map_err(AttachError::kernel(Step::MoveToPod))?;
+    let pod_ns = Netns::open(&spec.netns)?;
+    let pod = Handle::in_netns(&pod_ns).map_err(AttachError::kernel(Step::MoveToPod))?;
+
+    let link = find_host_netdev(&host, spec.pci, &vf.netdevs, &[]).await?;
+    rec.host = Some(HostLinkState {
+        name: link.name.clone(),
+        index: link.index,
+        mac: link.mac(),
+        mtu: link.mtu,
+        admin_up: link.admin_up,
+        altnames: link.altnames.clone(),
+    });
+    let pf_index = if spec.pf_settings.is_empty() {
+        None
+    } else {
+        let pf_name = vf.pf_netdevs.first().ok_or(AttachError::PfNetdevMissing {
+            pci: spec.pci,
+            pf: vf.pf_pci,
+        })?;
+        let pf = host
+            .link_by_name(pf_name)
+            .await
+            .map_err(AttachError::kernel(Step::PfSettings))?;
+        let before = host
+            .vf_states(pf.index)
+            .await
+            .map_err(AttachError::kernel(Step::PfSettings))?
+            .into_iter()
+            .find(|s| s.vf == vf.vf_index)
+            .map(|s| s.settings)
+            .unwrap_or_default();
+        rec.pf_side = Some(PfSideState {
+            pf_netdev: pf_name.clone(),
+            applied: spec.pf_settings,
+            original: before.restricted_to(&spec.pf_settings),
+        });
+        Some(pf.index)
+    };
+
+    // Nothing has changed yet; from here on DEL can undo from the cache.
+    faults.before(Step::SaveCache)?;
+    cache::save(ctx.state, cache_path, rec)?;
+
+    if let Some(pf_index) = pf_index {
+        faults.before(Step::PfSettings)?;
+        host.set_vf(pf_index, vf.vf_index, &spec.pf_settings)
+            .await
+            .map_err(AttachError::kernel(Step::PfSettings))?;
+    }
+    faults.before(Step::LinkDown)?;
+    if link.admin_up {
+        host.set_down(link.index)
+            .await
+            .map_err(AttachError::kernel(Step::LinkDown))?;
+    }
+    faults.before(Step::DropAltnames)?;
+    if !link.altnames.is_empty() {
+        host.delete_altnames(link.index, &link.altnames)
+            .await
+            .map_err(AttachError::kernel(Step::DropAltnames))?;
+    }
+    // Moving under a temporary name means neither the host's nor the pod's
+    // existing names can collide with the move itself.
+    let temp = temp_name(spec.pci);
+    faults.before(Step::MoveToPod)?;
+    host.move_to_netns(link.index, &pod_ns, Some(&temp))
+        .await
+        .map_err(AttachError::kernel(Step::MoveToPod))?;
+    let moved = pod
+        .link_by_name(&temp)
+        .await
+        .map_err(AttachError::kernel(Step::MoveToPod))?;
+    faults.before(Step::Rename)?;
+    pod.set_link_name(moved.index, &spec.ifname)
+        .await
+        .map_err(|e| {
+            if e.is_exists() {
+                AttachError::IfnameTaken {
+                    ifname: spec.ifname.clone(),
+                }
+            } else {
+                AttachError::kernel(Step::Rename)(e)
+            }
+        })?;
+    faults.before(Step::SetMac)?;
+    if let Some(mac) = spec.mac {
+        pod.set_mac(moved.index, mac)
+            .await
+            .map_err(AttachError::kernel(Step::SetMac))?;
+    }
+    faults.before(Step::SetMtu)?;
+    if let Some(mtu) = spec.mtu {
+        pod.set_mtu(moved.index, mtu)
+            .await
+            .map_err(AttachError::kernel(Step::SetMtu))?;
+    }
+    faults.before(Step::Addresses)?;
+    for addr in &spec.addresses {
+        // No DAD: the address is ours by allocation, and DAD would delay
+        // the pod's first packets by a second or more.
+        pod.add_address_with(moved.index, *addr, AddressOptions { nodad: true })
+            .await
+            .map_err(AttachError::kernel(Step::Addresses))?;
+    }
+    faults.before(Step::LinkUp)?;
+    pod.set_up(moved.index)
+        .await
+        .map_err(AttachError::kernel(Step::LinkUp))?;
+    faults.before(Step::Routes)?;
+    for route in &spec.routes {
+        let mut r = route.clone();
+        r.oif = Some(moved.index);
+        pod.add_route(&r)
+            .await
+            .map_err(AttachError::kernel(Step::Routes))?;
+    }
+    let now = pod
+        .link_by_index(moved.index)
+        .await
+        .map_err(AttachError::kernel(Step::LinkUp))?;
+    rec.pod = Some(PodLinkState {
+        index: now.index,
+        mac: now.mac(),
+        mtu: now.mtu,
+        addresses: spec.addresses.clone(),
+    });
+    if let Some(mac) = now.mac() {
+        let ips: Vec<IpAddr> = spec.addresses.iter().map(|a| a.addr()).collect();
+        if let Err(e) = jobnet_netlink::announce_addresses(&pod_ns, now.index, mac, &ips) {
+            // Best effort: neighbours learn the address on first traffic.
+            tracing::info!(error = %e, "gratuitous ARP / unsolicited NA not sent");
+        }
+    }
+    write_devinfo(faults, spec, rec)
+}
+
+fn write_devinfo(
+    faults: &dyn FaultHook,
+    spec: &AttachSpec,
+    rec: &AttachmentRecord,
+) -> Result<(), AttachError> {
+    faults.before(Step::DevInfo)?;
+    let info = DeviceInfo::pci(PciDeviceInfo {
+        pci_address: rec.pci,
+        pf_pci_address: Some(rec.pf_pci),
+        rdma_device: rec.rdma_device.clone(),
+    });
+    devinfo::write(&spec.devinfo_path, &info).map_err(AttachError::DevInfo)
+}
+
+/// Finds the VF's netdev in `host`: by the names sysfs lists for the PCI
+/// function first (this is what follows the device through renames), then
+/// by `extra` names.
+async fn find_host_netdev(
+    host: &Handle,
+    pci: PciAddr,
+    sysfs_names: &[String],
+    extra: &[&str],
+) -> Result<Link, AttachError> {
+    let mut tried = Vec::new();
+    for name in sysfs_names.iter().map(String::as_str).chain(extra.iter().copied()) {
+        if tried.iter().any(|t| t == name) {
+            continue;
+        }
+        tried.push(name.to_owned());
+        match host.link_by_name(name).await {
+            Ok(l) => return Ok(l),
+            Err(e) if e.is_not_found() => continue,
+            Err(e) => return Err(AttachError::kernel(Step::MoveToPod)(e)),
+        }
+    }
+    Err(AttachError::NetdevMissing {
+        pci,
+        looked_for: tried,
+    })
+}
+
+impl Attachment {
+    /// Stores the printed result with the record and releases the lock
+    /// (the VF stays owned by this attachment).
+    pub fn commit(mut self, state: &StateDir, result: serde_json::Value) -> Result<AttachmentRecord, AttachError> {
+        self.record.result = Some(result);
+        cache::save(state, &self.cache_path, &self.record)?;
+        drop(self.claim);
+        Ok(self.record)
+    }
+
+    /// Undoes the attach (a later step of ADD failed).
+    pub async fn abort(self, sysfs: &SysfsRoot) {
+        restore(sysfs, &self.record).await;
+        if let Some(p) = &self.record.devinfo {
+            let _ = devinfo::remove(p);
+        }
+        let _ = cache::remove(&self.cache_path);
+        if let Err(e) = self.claim.release() {
+            tracing::warn!(error = %e, "could not release VF claim");
+        }
+    }
+
+    /// True when this is the replay of an ADD that had already finished.
+    pub fn is_replay(&self) -> bool {
+        self.record.result.is_some()
+    }
+}
+
+/// Puts the VF back as the record says it was. Never fails: every step is
+/// attempted, and what could not be done is logged (DEL must succeed).
+/// Returns true when the VF's netdev was found and restored.
+pub async fn restore(sysfs: &SysfsRoot, rec: &AttachmentRecord) -> bool {
+    if rec.dpdk {
+        return true;
+    }
+    let Some(orig) = &rec.host else {
+        // ADD failed before touching the kernel.
+        return true;
+    };
+    let host = match Handle::new() {
+        Ok(h) => h,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot open netlink in the host netns");
+            return false;
+        }
+    };
+    let host_ns = match Netns::current() {
+        Ok(n) => n,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot open the host netns");
+            return false;
+        }
+    };
+    let temp = temp_name(rec.pci);
+
+    // 1. Out of the pod, if it is still there.
+    if let Ok(pod_ns) = Netns::open(&rec.netns) {
+        if let Ok(pod) = Handle::in_netns(&pod_ns) {
+            for name in [rec.ifname.as_str(), temp.as_str()] {
+                let Ok(l) = pod.link_by_name(name).await else {
+                    continue;
+                };
+                if let Some(p) = &rec.pod {
+                    if name == rec.ifname && p.index != l.index {
+                        // Same name, another device: not ours.
+                        continue;
+                    }
+                }
+                let _ = pod.set_down(l.index).await;
+                let back = pod.move_to_netns(l.index, &host_ns, Some(&orig.name)).await;
+                if let Err(e) = back {
+                    tracing::info!(error = %e, "original name busy in host; moving under temporary name");
+                    if let Err(e) = pod.move_to_netns(l.index, &host_ns, Some(&temp)).await {
+                        tracing::error!(error = %e, "cannot move VF out of the pod");
+                    }
+                }
+                break;
+            }
+        }
+    }
+
+    // 2. In the host, under whatever name it has now (the kernel may have
+    // brought it back as the pod's ifname or devN when the netns died).
+    let sysfs_names = sriov::resolve_vf(sysfs, rec.pci)
+        .map(|v| v.netdevs)
+        .unwrap_or_default();
+    let link = match find_host_netdev(
+        &host,
+        rec.pci,
+        &sysfs_names,
+        &[orig.name.as_str(), temp.as_str(), rec.ifname.as_str()],
+    )
+    .await
+    {
+        Ok(l) => l,
+        Err(e) => {
+            tracing::error!(error = %e, "VF netdev not found; cannot restore it");
+            return false;
+        }
+    };
+    let mut ok = true;
+    let mut warn = |what: &str, r: Result<(), jobnet_netlink::NetlinkError>| {
+        if let Err(e) = r {
+            ok = false;
+            tracing::warn!(error = %e, "restore: {what}");
+        }
+    };
+    if link.admin_up && (!orig.admin_up || link.name != orig.name) {
+        warn("set down", host.set_down(link.index).await);
+    }
+    if link.name != orig.name {
+        warn("rename", host.set_link_name(link.index, &orig.name).await);
+    }
+    if let Some(mac) = orig.mac {
+        if link.mac() != Some(mac) {
+            warn("restore MAC", host.set_mac(link.index, mac).await);
+        }
+    }
+    if link.mtu != orig.mtu {
+        warn("restore MTU", host.set_mtu(link.index, orig.mtu).await);
+    }
+    let missing: Vec<String> = orig
+        .altnames
+        .iter()
+        .filter(|a| !link.altnames.contains(a))
+        .cloned()
+        .collect();
+    if !missing.is_empty() {
+        warn("restore altnames", host.add_altnames(link.index, &missing).await);
+    }
+    if orig.admin_up {
+        warn("set up", host.set_up(link.index).await);
+    }
+
+    // 3. PF-side settings last: the VF is quiet again.
+    if let Some(pf) = &rec.pf_side {
+        if !pf.original.is_empty() {
+            match host.link_by_name(&pf.pf_netdev).await {
+                Ok(pf_link) => warn(
+                    "restore PF-side VF settings",
+                    host.set_vf(pf_link.index, rec.vf_index, &pf.original).await,
+                ),
+                Err(e) => warn("find PF", Err(e)),
+            }
+        }
+    }
+    ok
+}

@@ -1,0 +1,20 @@
+//! SR-IOV VF attach and detach: the kernel work of ADD, DEL and CHECK,
+//! the attachment cache, VF ownership and the device-info file.
+
+pub mod attach;
+pub mod cache;
+pub mod check;
+pub mod detach;
+pub mod devinfo;
+pub mod error;
+pub mod owner;
+pub mod record;
+pub mod state_dir;
+pub mod steps;
+
+pub use attach::{attach, restore, AttachSpec, Attachment, Context};
+pub use check::{check, CheckError};
+pub use detach::{detach, DetachOutcome};
+pub use error::AttachError;
+pub use state_dir::StateDir;
+pub use steps::{FailAt, FaultHook, NoFaults, Step};
