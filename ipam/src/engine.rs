@@ -13,7 +13,7 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use crate::clock::Clock;
-use crate::config::{FamilyPlan, Pool};
+use crate::config::Pool;
 use crate::error::IpamError;
 use crate::keys;
 use crate::layout::SubnetLayout;
@@ -1136,12 +1136,9 @@ fn rail_name(pool: &Pool, rail: u16) -> String {
         .unwrap_or_else(|| format!("rail{rail}"))
 }
 
-fn plan_of<'a>(pool: &'a Pool, f: Family) -> Option<&'a FamilyPlan> {
-    pool.families.iter().find(|p| p.family == f)
-}
-
 fn layout_of(pool: &Pool, s: &StoredSubnet) -> SubnetLayout {
-    let excluded = plan_of(pool, s.family)
+    let excluded = pool
+        .plan(s.family)
         .map(|p| p.excluded.as_slice())
         .unwrap_or(&[]);
     SubnetLayout::new(s.net, pool.config().gateway, excluded)

@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{mpsc, Arc};
 use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
 use redb::{Database, ReadableDatabase, ReadableTable, Table, TableDefinition};
 use tokio::sync::oneshot;
@@ -48,6 +49,8 @@ impl Default for RedbOptions {
 struct Counters {
     commits: AtomicU64,
     txns: AtomicU64,
+    apply_ns: AtomicU64,
+    commit_ns: AtomicU64,
 }
 
 /// The embedded backend: a redb file under the state directory.
@@ -126,6 +129,14 @@ impl RedbStore {
         )
     }
 
+    /// Writer time since open: (applying transactions, committing to disk).
+    pub fn writer_time(&self) -> (Duration, Duration) {
+        (
+            Duration::from_nanos(self.counters.apply_ns.load(Ordering::Relaxed)),
+            Duration::from_nanos(self.counters.commit_ns.load(Ordering::Relaxed)),
+        )
+    }
+
     fn get_sync(&self, key: &str) -> Result<Option<Versioned>, StoreError> {
         let r = self.db.begin_read().map_err(backend)?;
         let t = r.open_table(KV).map_err(backend)?;
@@ -197,6 +208,10 @@ impl Store for RedbStore {
     }
 }
 
+fn nanos(d: Duration) -> u64 {
+    u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
+}
+
 fn decode(key: &str, raw: &[u8]) -> Result<Versioned, StoreError> {
     let (rev, value) = raw
         .split_first_chunk::<8>()
@@ -228,7 +243,7 @@ fn write_loop(
                 Err(_) => break,
             }
         }
-        let result = apply_batch(db, &batch);
+        let result = apply_batch(db, &batch, counters);
         counters.commits.fetch_add(1, Ordering::Relaxed);
         counters
             .txns
@@ -249,7 +264,12 @@ fn write_loop(
     }
 }
 
-fn apply_batch(db: &Database, batch: &[(Txn, Reply)]) -> Result<Vec<TxnOutcome>, redb::Error> {
+fn apply_batch(
+    db: &Database,
+    batch: &[(Txn, Reply)],
+    counters: &Counters,
+) -> Result<Vec<TxnOutcome>, redb::Error> {
+    let started = Instant::now();
     let w = db.begin_write()?;
     let mut outcomes = Vec::with_capacity(batch.len());
     {
@@ -269,7 +289,14 @@ fn apply_batch(db: &Database, batch: &[(Txn, Reply)]) -> Result<Vec<TxnOutcome>,
         }
         meta.insert(REVISION_KEY, rev)?;
     }
+    let applied = Instant::now();
     w.commit()?;
+    counters
+        .apply_ns
+        .fetch_add(nanos(applied - started), Ordering::Relaxed);
+    counters
+        .commit_ns
+        .fetch_add(nanos(applied.elapsed()), Ordering::Relaxed);
     Ok(outcomes)
 }
 
