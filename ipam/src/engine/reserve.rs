@@ -1,0 +1,428 @@
+//! Reservations: job creation (carving), rank and next-free addresses, gangs.
+
+use super::views::gang_view;
+use super::*;
+
+impl<S: Store> Ipam<S> {
+    /// Reserves addresses for one attachment (creating the job network on first use).
+    /// Idempotent per `req.key`: a repeat returns the stored attachment unchanged.
+    pub async fn reserve(&self, req: ReserveRequest) -> Result<Attachment, IpamError> {
+        let rt = self.rt(&req.pool)?;
+        check_len("job", &req.job, MAX_NAME)?;
+        check_len("container id", &req.key.container_id, MAX_CONTAINER_ID)?;
+        check_len("ifname", &req.key.ifname, MAX_IFNAME)?;
+        if req.records.len() > MAX_RECORDS {
+            return Err(IpamError::InvalidRequest(format!(
+                "at most {MAX_RECORDS} records"
+            )));
+        }
+        for r in &req.records {
+            check_len("record key", &r.key, MAX_RECORD_KEY)?;
+        }
+        if let RailSelection::One(rail) = req.rails {
+            if usize::from(rail) >= rt.pool.rail_names().len() {
+                return Err(IpamError::UnknownRail {
+                    pool: req.pool.clone(),
+                    rail,
+                });
+            }
+        }
+        for _ in 0..MAX_ATTEMPTS {
+            if let Step::Done(a) = self.try_reserve(rt, &req).await? {
+                return Ok(a);
+            }
+        }
+        Err(IpamError::Contention)
+    }
+
+    async fn try_reserve(
+        &self,
+        rt: &PoolRt,
+        req: &ReserveRequest,
+    ) -> Result<Step<Attachment>, IpamError> {
+        let pool = &rt.pool;
+        let akey = keys::attachment(&req.key);
+        if let Some(v) = self.store.get(&akey).await? {
+            let st: StoredAttachment = decode(&akey, &v)?;
+            if st.att.pool == req.pool && st.att.job == req.job {
+                return Ok(Step::Done(st.att));
+            }
+            return Err(IpamError::KeyInUse {
+                key: req.key.clone(),
+                pool: st.att.pool,
+                job: st.att.job,
+            });
+        }
+        for r in req.records.iter().filter(|r| r.if_absent) {
+            if self.store.get(&keys::record(&r.key)).await?.is_some() {
+                return Err(IpamError::RecordExists(r.key.clone()));
+            }
+        }
+        let now = self.clock.now_ms();
+        let mut claims = self.claims(rt);
+        let mut txn = Txn::default();
+        let (job, new_job) = self
+            .job_for_write(rt, &req.job, now, &mut claims, &mut txn)
+            .await?;
+        if job.draining_since_ms.is_some() && !new_job {
+            let mut undrained = job.clone();
+            undrained.draining_since_ms = None;
+            txn.ops
+                .push(Op::Put(keys::job(&req.pool, &req.job), encode(&undrained)));
+            txn.ops
+                .push(Op::Delete(keys::draining(&req.pool, &req.job)));
+        }
+        if let (Some(rank), true) = (req.rank, job.world_size > 0) {
+            if rank >= job.world_size {
+                return Err(IpamError::RankOutOfRange {
+                    rank,
+                    limit: u64::from(job.world_size),
+                });
+            }
+        }
+        let holder = encode(&Holder {
+            key: req.key.clone(),
+            rank: req.rank,
+        });
+        let mut rails = Vec::new();
+        let mut addr_keys = Vec::new();
+        for (rail, subnets) in rails_of(&job, req.rails) {
+            let mut ra = RailAddresses {
+                rail,
+                rail_name: rail_name(pool, rail),
+                ips: Vec::new(),
+                gateways: Vec::new(),
+            };
+            for s in subnets {
+                let layout = layout_of(pool, &s);
+                let offset = match req.rank {
+                    Some(rank) => {
+                        match self
+                            .rank_offset(pool, &req.job, &s, &layout, rank, new_job)
+                            .await
+                        {
+                            // Our own concurrent duplicate won: the retry finds the attachment.
+                            Err(IpamError::RankInUse { holder, .. }) if holder == req.key => {
+                                return Ok(Step::Retry)
+                            }
+                            other => other?,
+                        }
+                    }
+                    None => {
+                        self.next_free(pool, &req.job, &job, &s, &layout, new_job, &mut claims)
+                            .await?
+                    }
+                };
+                let k = keys::addr(pool.name(), &req.job, rail, s.family, offset);
+                txn.compares.push(Compare::Absent(k.clone()));
+                txn.ops.push(Op::Put(k.clone(), holder.clone()));
+                addr_keys.push(k);
+                ra.ips.push(layout.host(offset));
+                ra.gateways.extend(layout.gateway());
+            }
+            rails.push(ra);
+        }
+        let expires_at_ms = now.saturating_add(pool.timeout_ms());
+        let att = Attachment {
+            key: req.key.clone(),
+            pool: req.pool.clone(),
+            job: req.job.clone(),
+            rank: req.rank,
+            isolation: isolation_of(pool, &job),
+            rails,
+            state: AttachmentState::Reserved { expires_at_ms },
+            records: req.records.iter().map(|r| r.key.clone()).collect(),
+            created_ms: now,
+        };
+        for r in &req.records {
+            let rk = keys::record(&r.key);
+            if r.if_absent {
+                txn.compares.push(Compare::Absent(rk.clone()));
+            }
+            txn.ops.push(Op::Put(rk, encode(&r.value)));
+        }
+        txn.compares.push(Compare::Absent(akey.clone()));
+        let stored = StoredAttachment { att, addr_keys };
+        txn.ops.push(Op::Put(akey, encode(&stored)));
+        txn.ops
+            .push(Op::Put(keys::pending(expires_at_ms, &req.key), Vec::new()));
+        txn.ops.push(Op::Put(
+            keys::member(&req.pool, &req.job, &req.key),
+            Vec::new(),
+        ));
+        match self.store.txn(txn).await? {
+            TxnOutcome::Committed(_) => {
+                claims.committed = true;
+                Ok(Step::Done(stored.att))
+            }
+            TxnOutcome::Conflict(k) => {
+                self.on_conflict(rt, &k);
+                Ok(Step::Retry)
+            }
+        }
+    }
+
+    /// Reads the job for a write, or carves a new one; adds the matching compares and ops.
+    async fn job_for_write<'a>(
+        &'a self,
+        rt: &'a PoolRt,
+        job: &str,
+        now: u64,
+        claims: &mut Claims<'a>,
+        txn: &mut Txn,
+    ) -> Result<(JobRecord, bool), IpamError> {
+        let jkey = keys::job(rt.pool.name(), job);
+        for gated in [false, true] {
+            if gated {
+                claims.gate = Some(self.gate(&jkey).await);
+            }
+            if let Some(v) = self.store.get(&jkey).await? {
+                let rec: JobRecord = decode(&jkey, &v)?;
+                txn.compares
+                    .push(Compare::ModRevision(jkey, v.mod_revision));
+                return Ok((rec, false));
+            }
+        }
+        let rec = self.carve(rt, now, claims).await?;
+        let name = encode(&job);
+        for s in &rec.subnets {
+            let k = keys::subnet(rt.pool.name(), s.family, s.index);
+            txn.compares.push(Compare::Absent(k.clone()));
+            txn.ops.push(Op::Put(k, name.clone()));
+        }
+        if let Some(id) = rec.isolation_id {
+            let k = keys::isolation(rt.pool.name(), id);
+            txn.compares.push(Compare::Absent(k.clone()));
+            txn.ops.push(Op::Put(k, name.clone()));
+        }
+        txn.compares.push(Compare::Absent(jkey.clone()));
+        txn.ops.push(Op::Put(jkey, encode(&rec)));
+        Ok((rec, true))
+    }
+
+    /// Picks subnets (one per rail and family) and an isolation ID for a new job.
+    async fn carve(
+        &self,
+        rt: &PoolRt,
+        now: u64,
+        claims: &mut Claims<'_>,
+    ) -> Result<JobRecord, IpamError> {
+        self.load_index(rt).await?;
+        let pool = &rt.pool;
+        let rails = pool.rail_names().len();
+        let mut idx = lock(&rt.index);
+        let mut subnets = Vec::with_capacity(rails * pool.families.len());
+        for (pi, plan) in pool.families.iter().enumerate() {
+            for rail in 0..rails {
+                let set = idx
+                    .subnets
+                    .get_mut(pi)
+                    .ok_or_else(|| IpamError::UnknownPool(pool.name().to_string()))?;
+                let total = plan.total();
+                let index = set
+                    .pick(0, total.saturating_sub(1), |i| {
+                        plan.subnet(i).is_some_and(|n| !plan.fully_excluded(&n))
+                    })
+                    .filter(|_| total > 0)
+                    .ok_or_else(|| IpamError::PoolExhausted {
+                        pool: pool.name().to_string(),
+                        family: plan.family,
+                    })?;
+                claims.subnets.push((pi, index));
+                let net = plan.subnet(index).ok_or_else(|| IpamError::PoolExhausted {
+                    pool: pool.name().to_string(),
+                    family: plan.family,
+                })?;
+                subnets.push(StoredSubnet {
+                    rail: u16::try_from(rail).unwrap_or(u16::MAX),
+                    family: plan.family,
+                    index,
+                    net,
+                });
+            }
+        }
+        let isolation_id = match pool.isolation_range() {
+            None => None,
+            Some((first, last)) => {
+                let id = idx
+                    .isolation
+                    .pick(u64::from(first), u64::from(last), |_| true)
+                    .ok_or_else(|| IpamError::IsolationExhausted(pool.name().to_string()))?;
+                claims.isolation = Some(id);
+                Some(u32::try_from(id).unwrap_or(u32::MAX))
+            }
+        };
+        Ok(JobRecord {
+            isolation_id,
+            subnets,
+            world_size: 0,
+            draining_since_ms: None,
+            created_ms: now,
+        })
+    }
+
+    /// The offset of a rank's address; fails if another attachment holds it.
+    async fn rank_offset(
+        &self,
+        pool: &Pool,
+        job: &str,
+        s: &StoredSubnet,
+        layout: &SubnetLayout,
+        rank: u32,
+        new_job: bool,
+    ) -> Result<u64, IpamError> {
+        let offset = layout
+            .nth_allowed(u64::from(rank))
+            .ok_or(IpamError::RankOutOfRange {
+                rank,
+                limit: layout.capacity(),
+            })?;
+        if !new_job {
+            let k = keys::addr(pool.name(), job, s.rail, s.family, offset);
+            if let Some(v) = self.store.get(&k).await? {
+                let h: Holder = decode(&k, &v)?;
+                return Err(IpamError::RankInUse {
+                    rank,
+                    holder: h.key,
+                });
+            }
+        }
+        Ok(offset)
+    }
+
+    /// The highest free allowed offset above the job's rank range.
+    #[allow(clippy::too_many_arguments)]
+    async fn next_free(
+        &self,
+        pool: &Pool,
+        job_name: &str,
+        job: &JobRecord,
+        s: &StoredSubnet,
+        layout: &SubnetLayout,
+        new_job: bool,
+        claims: &mut Claims<'_>,
+    ) -> Result<u64, IpamError> {
+        let exhausted = || IpamError::SubnetExhausted {
+            pool: pool.name().to_string(),
+            job: job_name.to_string(),
+            rail: s.rail,
+            family: s.family,
+        };
+        let floor = match job.world_size {
+            0 => None,
+            n => Some(layout.nth_allowed(u64::from(n) - 1).ok_or_else(exhausted)?),
+        };
+        let taken: HashSet<u64> = if new_job {
+            HashSet::new()
+        } else {
+            let prefix = keys::addr_prefix(pool.name(), job_name, s.rail, s.family);
+            self.store
+                .range(&prefix, &prefix_end(&prefix), usize::MAX)
+                .await?
+                .iter()
+                .filter_map(|(k, _)| keys::parse_addr_offset(k))
+                .collect()
+        };
+        let mut cand = layout.top();
+        let mut inflight = lock(&self.inflight_addrs);
+        while let Some(c) = cand {
+            if floor.is_some_and(|f| c <= f) {
+                break;
+            }
+            let k = keys::addr(pool.name(), job_name, s.rail, s.family, c);
+            if !taken.contains(&c) && inflight.insert(k.clone()) {
+                claims.addrs.push(k);
+                return Ok(c);
+            }
+            cand = c.checked_sub(1).and_then(|p| layout.prev_allowed(p));
+        }
+        Err(exhausted())
+    }
+
+    /// Reserves a whole job up front: subnets, isolation ID and the addresses of ranks
+    /// `0..world_size`, all or nothing. Rank addresses are reserved by the job's world
+    /// size (next-free allocations stay above it), so this is one small write.
+    /// A gang job with no attachment drains like any empty job, grace counted from now.
+    pub async fn gang_reserve(&self, req: GangRequest) -> Result<Gang, IpamError> {
+        let rt = self.rt(&req.pool)?;
+        check_len("job", &req.job, MAX_NAME)?;
+        if req.world_size == 0 || req.world_size > MAX_WORLD_SIZE {
+            return Err(IpamError::InvalidRequest(format!(
+                "world size must be 1-{MAX_WORLD_SIZE}"
+            )));
+        }
+        for _ in 0..MAX_ATTEMPTS {
+            if let Step::Done(g) = self.try_gang(rt, &req).await? {
+                return Ok(g);
+            }
+        }
+        Err(IpamError::Contention)
+    }
+
+    async fn try_gang(&self, rt: &PoolRt, req: &GangRequest) -> Result<Step<Gang>, IpamError> {
+        let pool = &rt.pool;
+        let now = self.clock.now_ms();
+        let mut claims = self.claims(rt);
+        let mut txn = Txn::default();
+        let (mut job, new_job) = self
+            .job_for_write(rt, &req.job, now, &mut claims, &mut txn)
+            .await?;
+        if job.world_size >= req.world_size {
+            return Ok(Step::Done(gang_view(pool, &req.job, &job, req.world_size)));
+        }
+        let last = u64::from(req.world_size - 1);
+        for s in &job.subnets {
+            let layout = layout_of(pool, s);
+            let floor = layout.nth_allowed(last).ok_or(IpamError::SubnetExhausted {
+                pool: req.pool.clone(),
+                job: req.job.clone(),
+                rail: s.rail,
+                family: s.family,
+            })?;
+            if new_job {
+                continue;
+            }
+            // Keys are ordered highest offset first: the tail of the range is the rank slots.
+            let prefix = keys::addr_prefix(pool.name(), &req.job, s.rail, s.family);
+            for (k, v) in self
+                .store
+                .range(&prefix, &prefix_end(&prefix), usize::MAX)
+                .await?
+            {
+                let Some(off) = keys::parse_addr_offset(&k) else {
+                    continue;
+                };
+                let h: Holder = decode(&k, &v)?;
+                if off <= floor && h.rank.is_none() {
+                    return Err(IpamError::GangConflict {
+                        job: req.job.clone(),
+                        world_size: req.world_size,
+                        address: layout.addr(off),
+                    });
+                }
+            }
+        }
+        job.world_size = req.world_size;
+        let mp = keys::members_prefix(pool.name(), &req.job);
+        let empty = new_job || self.store.range(&mp, &prefix_end(&mp), 1).await?.is_empty();
+        if empty {
+            job.draining_since_ms = Some(now);
+            txn.ops
+                .push(Op::Put(keys::draining(pool.name(), &req.job), Vec::new()));
+        }
+        let jkey = keys::job(pool.name(), &req.job);
+        txn.ops
+            .retain(|op| !matches!(op, Op::Put(k, _) if *k == jkey));
+        txn.ops.push(Op::Put(jkey, encode(&job)));
+        match self.store.txn(txn).await? {
+            TxnOutcome::Committed(_) => {
+                claims.committed = true;
+                Ok(Step::Done(gang_view(pool, &req.job, &job, req.world_size)))
+            }
+            TxnOutcome::Conflict(k) => {
+                self.on_conflict(rt, &k);
+                Ok(Step::Retry)
+            }
+        }
+    }
+}

@@ -1,0 +1,218 @@
+//! Read-only views, daemon records and pool usage.
+
+use super::*;
+
+impl<S: Store> Ipam<S> {
+    /// One attachment.
+    pub async fn attachment(&self, key: &AttachmentKey) -> Result<Option<Attachment>, IpamError> {
+        let akey = keys::attachment(key);
+        match self.store.get(&akey).await? {
+            None => Ok(None),
+            Some(v) => Ok(Some(decode::<StoredAttachment>(&akey, &v)?.att)),
+        }
+    }
+
+    /// All attachments (at most `limit`), in key order.
+    pub async fn attachments(&self, limit: usize) -> Result<Vec<Attachment>, IpamError> {
+        let p = keys::ATTACHMENT_PREFIX;
+        self.store
+            .range(p, &prefix_end(p), limit)
+            .await?
+            .iter()
+            .map(|(k, v)| decode::<StoredAttachment>(k, v).map(|s| s.att))
+            .collect()
+    }
+
+    /// The attachments of one job.
+    pub async fn job_attachments(
+        &self,
+        pool: &str,
+        job: &str,
+    ) -> Result<Vec<Attachment>, IpamError> {
+        let mp = keys::members_prefix(pool, job);
+        let mut out = Vec::new();
+        for (k, _) in self.store.range(&mp, &prefix_end(&mp), usize::MAX).await? {
+            let Some(key) = k.strip_prefix(&mp).and_then(keys::parse_att_tail) else {
+                continue;
+            };
+            if let Some(a) = self.attachment(&key).await? {
+                out.push(a);
+            }
+        }
+        Ok(out)
+    }
+
+    /// One job network.
+    pub async fn job(&self, pool: &str, job: &str) -> Result<Option<JobNetwork>, IpamError> {
+        let rt = self.rt(pool)?;
+        let jkey = keys::job(pool, job);
+        match self.store.get(&jkey).await? {
+            None => Ok(None),
+            Some(v) => Ok(Some(job_view(&rt.pool, job, &decode(&jkey, &v)?))),
+        }
+    }
+
+    /// All job networks of a pool (or of every pool).
+    pub async fn jobs(&self, pool: Option<&str>) -> Result<Vec<JobNetwork>, IpamError> {
+        let prefix = match pool {
+            Some(p) => keys::job_prefix_of_pool(p),
+            None => keys::JOB_PREFIX.to_string(),
+        };
+        let mut out = Vec::new();
+        for (k, v) in self
+            .store
+            .range(&prefix, &prefix_end(&prefix), usize::MAX)
+            .await?
+        {
+            let Some((p, j)) = k
+                .strip_prefix(keys::JOB_PREFIX)
+                .and_then(|r| r.split_once('/'))
+                .and_then(|(p, j)| Some((keys::unesc(p)?, keys::unesc(j)?)))
+            else {
+                continue;
+            };
+            let Ok(rt) = self.rt(&p) else {
+                continue;
+            };
+            out.push(job_view(&rt.pool, &j, &decode(&k, &v)?));
+        }
+        Ok(out)
+    }
+
+    /// Writes daemon records in one durable transaction (all or nothing).
+    pub async fn put_records(&self, writes: Vec<RecordWrite>) -> Result<(), IpamError> {
+        let mut txn = Txn::default();
+        for w in writes {
+            check_len("record key", &w.key, MAX_RECORD_KEY)?;
+            let k = keys::record(&w.key);
+            if w.if_absent {
+                txn.compares.push(Compare::Absent(k.clone()));
+            }
+            txn.ops.push(Op::Put(k, encode(&w.value)));
+        }
+        match self.store.txn(txn).await? {
+            TxnOutcome::Committed(_) => Ok(()),
+            TxnOutcome::Conflict(k) => Err(IpamError::RecordExists(
+                k.strip_prefix(keys::RECORD_PREFIX)
+                    .and_then(keys::unesc)
+                    .unwrap_or(k),
+            )),
+        }
+    }
+
+    /// Deletes daemon records in one durable transaction (absent keys are fine).
+    pub async fn delete_records(&self, keys_to_delete: &[String]) -> Result<(), IpamError> {
+        let ops = keys_to_delete
+            .iter()
+            .map(|k| Op::Delete(keys::record(k)))
+            .collect();
+        self.store
+            .txn(Txn {
+                compares: Vec::new(),
+                ops,
+            })
+            .await?;
+        Ok(())
+    }
+
+    /// Reads a daemon record.
+    pub async fn record(&self, key: &str) -> Result<Option<serde_json::Value>, IpamError> {
+        let k = keys::record(key);
+        match self.store.get(&k).await? {
+            None => Ok(None),
+            Some(v) => decode(&k, &v).map(Some),
+        }
+    }
+
+    /// Daemon records whose key starts with `prefix`, in key order.
+    pub async fn records(
+        &self,
+        prefix: &str,
+    ) -> Result<Vec<(String, serde_json::Value)>, IpamError> {
+        let p = keys::record(prefix);
+        let mut out = Vec::new();
+        for (k, v) in self.store.range(&p, &prefix_end(&p), usize::MAX).await? {
+            let Some(key) = k.strip_prefix(keys::RECORD_PREFIX).and_then(keys::unesc) else {
+                continue;
+            };
+            out.push((key, decode(&k, &v)?));
+        }
+        Ok(out)
+    }
+
+    /// How much of a pool is in use.
+    pub async fn usage(&self, pool: &str) -> Result<PoolUsage, IpamError> {
+        let rt = self.rt(pool)?;
+        self.load_index(rt).await?;
+        let idx = lock(&rt.index);
+        let subnets = rt
+            .pool
+            .families
+            .iter()
+            .zip(&idx.subnets)
+            .map(|(plan, set)| (plan.family, set.taken.len() as u64, plan.total()))
+            .collect();
+        let isolation_ids = rt
+            .pool
+            .isolation_range()
+            .map(|(a, b)| (idx.isolation.taken.len() as u64, u64::from(b - a) + 1));
+        Ok(PoolUsage {
+            pool: pool.to_string(),
+            subnets,
+            isolation_ids,
+        })
+    }
+}
+
+fn job_view(pool: &Pool, job: &str, rec: &JobRecord) -> JobNetwork {
+    let rails = rails_of(rec, RailSelection::All)
+        .into_iter()
+        .map(|(rail, subnets)| {
+            let layouts: Vec<SubnetLayout> = subnets.iter().map(|s| layout_of(pool, s)).collect();
+            RailSubnet {
+                rail,
+                rail_name: rail_name(pool, rail),
+                subnets: layouts.iter().map(SubnetLayout::net).collect(),
+                gateways: layouts.iter().filter_map(SubnetLayout::gateway).collect(),
+            }
+        })
+        .collect();
+    JobNetwork {
+        pool: pool.name().to_string(),
+        job: job.to_string(),
+        isolation: isolation_of(pool, rec),
+        rails,
+        world_size: rec.world_size,
+        draining_since_ms: rec.draining_since_ms,
+        created_ms: rec.created_ms,
+    }
+}
+
+pub(super) fn gang_view(pool: &Pool, job: &str, rec: &JobRecord, world_size: u32) -> Gang {
+    let rails = rails_of(rec, RailSelection::All);
+    let layouts: Vec<(u16, Vec<SubnetLayout>)> = rails
+        .iter()
+        .map(|(r, ss)| (*r, ss.iter().map(|s| layout_of(pool, s)).collect()))
+        .collect();
+    let ranks = (0..world_size)
+        .map(|rank| RankAddresses {
+            rank,
+            rails: layouts
+                .iter()
+                .map(|(rail, ls)| RailAddresses {
+                    rail: *rail,
+                    rail_name: rail_name(pool, *rail),
+                    ips: ls
+                        .iter()
+                        .filter_map(|l| l.nth_allowed(u64::from(rank)).map(|o| l.host(o)))
+                        .collect(),
+                    gateways: ls.iter().filter_map(SubnetLayout::gateway).collect(),
+                })
+                .collect(),
+        })
+        .collect();
+    Gang {
+        job: job_view(pool, job, rec),
+        ranks,
+    }
+}
