@@ -37,8 +37,18 @@ pub fn run() -> i32 {
 /// Runs the plugin with the given environment and streams: the whole CNI
 /// exchange, never panicking on any input. Returns the exit code (0 or 1).
 pub fn run_with(vars: &EnvMap, stdin: impl Read, stdout: &mut impl Write) -> i32 {
+    run_with_faults(vars, stdin, stdout, &sriov::NoFaults)
+}
+
+/// [`run_with`] with a hook that can make any ADD step fail (rollback tests).
+pub fn run_with_faults(
+    vars: &EnvMap,
+    stdin: impl Read,
+    stdout: &mut impl Write,
+    faults: &dyn sriov::FaultHook,
+) -> i32 {
     let input = read_capped(stdin);
-    let outcome = execute(vars, &input);
+    let outcome = execute(vars, &input, faults);
     let (text, code) = match outcome {
         Ok(commands::Outcome::Nothing) => return 0,
         Ok(commands::Outcome::Json(v)) => (pretty(&v), 0),
@@ -85,6 +95,7 @@ fn read_capped(stdin: impl Read) -> Result<Vec<u8>, CniError> {
 fn execute(
     vars: &EnvMap,
     input: &Result<Vec<u8>, CniError>,
+    faults: &dyn sriov::FaultHook,
 ) -> Result<commands::Outcome, CniError> {
     let command = env::parse_command(vars)?;
     if command == Command::Version {
@@ -97,7 +108,7 @@ fn execute(
     let conf = NetConf::parse(bytes)?;
     logging::init(conf.log_level, conf.log_file.as_deref());
     let inv = verify_netns(inv)?;
-    commands::dispatch(inv, conf, vars.clone())
+    commands::dispatch(inv, conf, vars.clone(), faults)
 }
 
 fn require_netns(ns: &protocol::NetnsPath) -> Result<(), CniError> {

@@ -2,6 +2,9 @@
 
 use crate::protocol::error::{CniError, ErrorCode};
 use crate::protocol::ipam::Delegate;
+use crate::sriov;
+
+use super::device::{self, DeviceEnv};
 
 use super::CheckRequest;
 
@@ -28,7 +31,28 @@ pub fn check(req: &CheckRequest) -> Result<(), CniError> {
             ),
         ));
     }
-    // Device checks plug in here.
+    let expected: Vec<ipnet::IpNet> = prev
+        .result
+        .ips
+        .iter()
+        .filter(|ip| {
+            ip.interface
+                .and_then(|i| usize::try_from(i).ok())
+                .and_then(|i| prev.result.interfaces.get(i))
+                .is_some_and(|i| i.name == att.ifname.as_str())
+        })
+        .map(|ip| ip.address)
+        .collect();
+    let env = DeviceEnv::from_env();
+    let ctx = env.context(&sriov::NoFaults);
+    device::block_on(sriov::check(
+        &ctx,
+        att.container_id.as_str(),
+        att.ifname.as_str(),
+        std::path::Path::new(att.netns.as_str()),
+        &expected,
+    ))?
+    .map_err(|e| device::check_error(&e))?;
     if let Some(d) = Delegate::for_ipam(&req.conf, att.cni_path.as_ref(), &req.vars)? {
         d.check()?;
     }

@@ -5,11 +5,12 @@
 mod add;
 mod check;
 mod del;
+pub mod device;
 mod gc;
 mod status;
 mod version;
 
-pub use add::{add, build_result};
+pub use add::{add, add_with, build_result};
 pub use check::check;
 pub use del::del;
 pub use gc::gc;
@@ -103,11 +104,17 @@ fn version_gate(conf: &NetConf, allowed: bool, verb: &str) -> Result<(), CniErro
 }
 
 /// Runs the verb. The netns has already been verified for ADD and CHECK.
-pub fn dispatch(inv: Invocation, conf: NetConf, vars: EnvMap) -> Result<Outcome, CniError> {
+pub fn dispatch(
+    inv: Invocation,
+    conf: NetConf,
+    vars: EnvMap,
+    faults: &dyn crate::sriov::FaultHook,
+) -> Result<Outcome, CniError> {
     match inv {
         Invocation::Add(env) => {
             let version = conf.cni_version;
-            add(&Request { conf, env, vars }).map(|result| Outcome::Result { result, version })
+            add_with(&Request { conf, env, vars }, faults)
+                .map(|result| Outcome::Result { result, version })
         }
         Invocation::Del(env) => del(&Request { conf, env, vars }).map(|()| Outcome::Nothing),
         Invocation::Check(env) => {

@@ -337,11 +337,20 @@ async fn find_host_netdev(
 
 impl Attachment {
     /// Stores the printed result with the record and releases the lock
-    /// (the VF stays owned by this attachment).
-    pub fn commit(mut self, state: &StateDir, result: serde_json::Value) -> Result<AttachmentRecord, AttachError> {
+    /// (the VF stays owned by this attachment). If the cache cannot be
+    /// written the attach is undone: an attachment DEL could not undo must
+    /// not be reported as done.
+    pub async fn commit(
+        mut self,
+        sysfs: &SysfsRoot,
+        state: &StateDir,
+        result: serde_json::Value,
+    ) -> Result<AttachmentRecord, AttachError> {
         self.record.result = Some(result);
-        cache::save(state, &self.cache_path, &self.record)?;
-        drop(self.claim);
+        if let Err(e) = cache::save(state, &self.cache_path, &self.record) {
+            self.abort(sysfs).await;
+            return Err(e.into());
+        }
         Ok(self.record)
     }
 

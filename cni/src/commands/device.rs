@@ -1,0 +1,157 @@
+//! Glue between the CNI verbs and the VF attach engine (`crate::sriov`):
+//! builds the engine's inputs from the request and maps its errors to CNI
+//! error codes.
+
+use std::future::Future;
+
+use jobnet_hw::SysfsRoot;
+use jobnet_netlink::{MacAddr, Route, RouteScope, VfLinkStateConfig, VfSettings, VfVlanConfig, VlanProto};
+
+use crate::protocol::config::NetConf;
+use crate::protocol::error::{CniError, ErrorCode};
+use crate::protocol::result::{CniResult, IpConfig, Route as CniRoute};
+use crate::protocol::values::{LinkState, VlanProto as ConfVlanProto};
+use crate::sriov::{self, AttachError, AttachSpec, CheckError, FaultHook, StateDir};
+
+/// Everything the engine needs from the environment, fixed per run.
+pub struct DeviceEnv {
+    /// Sysfs root (`JOBNET_SYSFS_ROOT` or `/sys`).
+    pub sysfs: SysfsRoot,
+    /// State directory (`JOBNET_STATE_DIR` or `/var/lib/cni/jobnet`).
+    pub state: StateDir,
+}
+
+impl DeviceEnv {
+    /// From the process environment.
+    pub fn from_env() -> Self {
+        Self {
+            sysfs: SysfsRoot::from_env(),
+            state: StateDir::from_env(),
+        }
+    }
+
+    /// The engine context with `faults` as the test hook.
+    pub fn context<'a>(&'a self, faults: &'a dyn FaultHook) -> sriov::Context<'a> {
+        sriov::Context {
+            sysfs: &self.sysfs,
+            state: &self.state,
+            faults,
+        }
+    }
+}
+
+/// Runs one async operation on a single-threaded runtime: a CNI run does
+/// one attachment, so there is nothing to gain from worker threads.
+pub fn block_on<F: Future>(f: F) -> Result<F::Output, CniError> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| CniError::new(ErrorCode::IoFailure, format!("cannot start runtime: {e}")))?;
+    Ok(rt.block_on(f))
+}
+
+/// The CNI error for an engine error.
+pub fn attach_error(e: &AttachError) -> CniError {
+    CniError::new(ErrorCode::from_number(e.cni_code()), e.to_string())
+}
+
+/// The CNI error for a failed CHECK.
+pub fn check_error(e: &CheckError) -> CniError {
+    let code = match e {
+        CheckError::Unknown { .. } => ErrorCode::UnknownContainer,
+        CheckError::Netns(_) | CheckError::Mismatch(_) => ErrorCode::CheckFailed,
+    };
+    CniError::new(code, e.to_string())
+}
+
+fn netlink_mac(m: crate::protocol::values::MacAddr) -> MacAddr {
+    MacAddr(m.0)
+}
+
+/// PF-side VF settings the config asks for (only configured fields).
+pub fn pf_settings(conf: &NetConf) -> VfSettings {
+    let j = &conf.jobnet;
+    VfSettings {
+        vlan: j.vlan.map(|v| VfVlanConfig {
+            id: v.id.get(),
+            qos: v.qos.get(),
+            proto: match v.proto {
+                ConfVlanProto::Dot1Q => VlanProto::Dot1Q,
+                ConfVlanProto::Dot1Ad => VlanProto::Dot1Ad,
+            },
+        }),
+        spoofchk: j.spoofchk,
+        trust: j.trust,
+        min_tx_rate: j.min_tx_rate,
+        max_tx_rate: j.max_tx_rate,
+        link_state: j.link_state.map(|s| match s {
+            LinkState::Auto => VfLinkStateConfig::Auto,
+            LinkState::Enable => VfLinkStateConfig::Enable,
+            LinkState::Disable => VfLinkStateConfig::Disable,
+        }),
+        ..VfSettings::default()
+    }
+}
+
+fn route_scope(scope: u32) -> Option<RouteScope> {
+    u8::try_from(scope).ok().map(RouteScope::from)
+}
+
+/// An IPAM route as the engine's route (the engine fills in the interface).
+pub fn engine_route(r: &CniRoute) -> Route {
+    Route {
+        dst: Some(r.dst),
+        gateway: r.gw,
+        mtu: r.mtu,
+        advmss: r.advmss,
+        priority: r.priority,
+        table: r.table,
+        scope: r.scope.and_then(route_scope),
+        ..Route::default()
+    }
+}
+
+/// The attach spec for an ADD whose addresses and routes are `ips`/`routes`.
+pub fn attach_spec(
+    conf: &NetConf,
+    container_id: &str,
+    ifname: &str,
+    netns: &str,
+    pci: jobnet_hw::PciAddr,
+    ips: &[IpConfig],
+    routes: &[CniRoute],
+) -> AttachSpec {
+    AttachSpec {
+        container_id: container_id.to_owned(),
+        ifname: ifname.to_owned(),
+        netns: netns.into(),
+        pci,
+        mac: conf.mac().map(netlink_mac),
+        mtu: conf.jobnet.mtu.map(|m| m.get()),
+        pf_settings: pf_settings(conf),
+        addresses: ips.iter().map(|ip| ip.address).collect(),
+        routes: routes.iter().map(engine_route).collect(),
+        devinfo_path: sriov::devinfo::path_for(
+            conf.runtime.device_info_file.as_deref(),
+            conf.name.as_str(),
+            container_id,
+            ifname,
+        ),
+    }
+}
+
+/// Fills the pod interface of `result` with what the kernel reports.
+pub fn describe_interface(result: &mut CniResult, ifname: &str, rec: &sriov::record::AttachmentRecord) {
+    if let Some(iface) = result
+        .interfaces
+        .iter_mut()
+        .rev()
+        .find(|i| i.name == ifname)
+    {
+        if let Some(pod) = &rec.pod {
+            iface.mac = pod.mac.map(|m| m.to_string());
+            iface.mtu = Some(pod.mtu);
+        }
+        iface.pci_id = Some(rec.pci.to_string());
+    }
+}
