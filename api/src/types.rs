@@ -343,11 +343,8 @@ pub enum VfState {
         /// The owner.
         owner: AttachmentKey,
     },
-    /// Bound to a userspace (DPDK) driver, never handed out.
-    Dpdk {
-        /// The bound driver (`vfio-pci`, ...).
-        driver: String,
-    },
+    /// Bound to a userspace (DPDK) driver (see `driver`), never handed out.
+    Dpdk,
 }
 
 /// One line of `GET /v1/vfs`.
@@ -469,6 +466,12 @@ mod tests {
         assert_eq!(j["owner"]["containerID"], "c");
         let back: VfInfo = serde_json::from_value(j).unwrap();
         assert_eq!(back, v);
+        // Every state round-trips next to the VF's own `driver` field.
+        for state in [VfState::Free, VfState::Dpdk] {
+            let v = VfInfo { state, ..v.clone() };
+            let text = serde_json::to_string(&v).unwrap();
+            assert_eq!(serde_json::from_str::<VfInfo>(&text).unwrap(), v, "{text}");
+        }
     }
 
     #[test]

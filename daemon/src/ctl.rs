@@ -234,7 +234,7 @@ pub fn vfs_table(v: &[VfInfo]) -> String {
             let (st, owner) = match &x.state {
                 VfState::Free => ("free".to_owned(), "-".to_owned()),
                 VfState::Owned { owner } => ("owned".to_owned(), owner.to_string()),
-                VfState::Dpdk { driver } => ("dpdk".to_owned(), driver.clone()),
+                VfState::Dpdk => ("dpdk".to_owned(), opt(x.driver.clone())),
             };
             vec![
                 x.pci.to_string(),

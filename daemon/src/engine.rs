@@ -831,9 +831,7 @@ impl<S: Store> Engine<S> {
                         owner: owner.clone(),
                     }
                 } else if e.info.is_dpdk() {
-                    api::VfState::Dpdk {
-                        driver: e.info.driver.clone().unwrap_or_default(),
-                    }
+                    api::VfState::Dpdk
                 } else {
                     api::VfState::Free
                 };
