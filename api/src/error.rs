@@ -63,20 +63,21 @@ impl ErrorCode {
         }
     }
 
-    /// The CNI error code (spec 1.1.0; 100+ are jobnet's own, see docs/api.md).
+    /// The CNI error code (spec 1.1.0; 100+ as in docs/errors.md, 107-109 added by docs/api.md).
     pub fn cni_code(self) -> u32 {
         match self {
             Self::MalformedRequest | Self::InvalidArgument | Self::UnknownPool => 7,
             Self::UnknownAttachment => 3,
-            Self::StoreFailure | Self::Internal => 5,
-            // The daemon may be restarting or an old pod's DEL may still hold the VF.
-            Self::Unavailable | Self::Timeout | Self::DeviceBusy => 11,
-            Self::PoolExhausted => 100,
-            Self::NoFreeDevice => 101,
-            Self::UnknownDevice => 102,
-            Self::DeviceUnavailable => 103,
-            Self::Conflict => 104,
-            Self::BodyTooLarge | Self::NotFound | Self::MethodNotAllowed | Self::Forbidden => 105,
+            Self::StoreFailure => 5,
+            // The daemon may be restarting: the runtime should retry.
+            Self::Unavailable | Self::Timeout => 11,
+            Self::UnknownDevice => 100,
+            Self::DeviceBusy | Self::DeviceUnavailable => 101,
+            Self::BodyTooLarge | Self::NotFound | Self::MethodNotAllowed | Self::Forbidden => 103,
+            Self::PoolExhausted => 107,
+            Self::NoFreeDevice => 108,
+            Self::Conflict => 109,
+            Self::Internal => 999,
         }
     }
 
@@ -177,7 +178,8 @@ mod tests {
     fn cni_mapping_of_key_codes() {
         assert_eq!(ErrorCode::Unavailable.cni_code(), 11);
         assert_eq!(ErrorCode::MalformedRequest.cni_code(), 7);
-        assert_eq!(ErrorCode::PoolExhausted.cni_code(), 100);
+        assert_eq!(ErrorCode::PoolExhausted.cni_code(), 107);
+        assert_eq!(ErrorCode::DeviceBusy.cni_code(), 101);
         let e = ApiError::new(ErrorCode::NoFreeDevice, "pool p: none left");
         assert_eq!(e.to_string(), "no-free-device: pool p: none left");
         let j = serde_json::to_value(&e).unwrap();

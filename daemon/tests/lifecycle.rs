@@ -87,12 +87,12 @@ fn vf_ownership_device_id_dpdk_and_exhaustion() {
         assert_eq!(a1.vfs[0].pci, vf0);
         assert_eq!(a1.vfs[0].vf_index, 0);
         assert_eq!(a1.vfs[0].pf.as_deref(), Some("ens0f0"));
-        // Another attachment asking for the same VF: busy (CNI 11).
+        // Another attachment asking for the same VF: busy (CNI 101).
         let mut r2 = reserve_req("c2", "j", None);
         r2.device_id = Some(vf0);
         let e = c.reserve(&r2).await.unwrap_err();
         assert_eq!(e.code, ErrorCode::DeviceBusy, "{e}");
-        assert_eq!(e.cni_code(), 11);
+        assert_eq!(e.cni_code(), 101);
         // Same key with another deviceID: conflict, the recorded VF stays.
         let mut r1b = r1.clone();
         r1b.device_id = Some(FakeSysfs::vf_addr(pf, 1).parse().unwrap());
