@@ -171,6 +171,32 @@ pub fn announce_addresses(
     first_err.map_or(Ok(()), Err)
 }
 
+/// Asks the kernel to announce `ifname`'s addresses itself when the link
+/// comes up: `arp_notify` (gratuitous ARP for IPv4) and `ndisc_notify`
+/// (unsolicited neighbour advertisement for IPv6) in `ns`. Cheaper than
+/// sending frames from a packet socket, whose release waits for an RCU
+/// grace period. A family that is disabled in `ns` is skipped.
+pub fn enable_kernel_announcements(ns: &Netns, ifname: &str) -> Result<(), NetlinkError> {
+    crate::link::validate_ifname(ifname)
+        .map_err(|e| NetlinkError::new("announce", ifname, ErrorKind::InvalidInput(e)))?;
+    let paths = [
+        format!("/proc/sys/net/ipv4/conf/{ifname}/arp_notify"),
+        format!("/proc/sys/net/ipv6/conf/{ifname}/ndisc_notify"),
+    ];
+    ns.run(|| {
+        for p in &paths {
+            match std::fs::write(p, b"1") {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
+    })
+    .map_err(|e| NetlinkError::new("announce", ifname, ErrorKind::Netns(e)))?
+    .map_err(|e| NetlinkError::new("announce", ifname, ErrorKind::Io(e)))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

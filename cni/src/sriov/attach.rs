@@ -6,7 +6,6 @@
 //! differs; it serves both the rollback of a failed ADD (from any step) and
 //! DEL (whatever state the pod, the netns or the VF are in).
 
-use std::net::IpAddr;
 use std::path::PathBuf;
 
 use ipnet::IpNet;
@@ -262,6 +261,10 @@ async fn attach_steps(
             .await
             .map_err(AttachError::kernel(Step::Addresses))?;
     }
+    if let Err(e) = jobnet_netlink::enable_kernel_announcements(&pod_ns, &spec.ifname) {
+        // Best effort: neighbours learn the address on first traffic.
+        tracing::info!(error = %e, "gratuitous ARP / unsolicited NA not enabled");
+    }
     faults.before(Step::LinkUp)?;
     pod.set_up(moved.index)
         .await
@@ -284,13 +287,6 @@ async fn attach_steps(
         mtu: now.mtu,
         addresses: spec.addresses.clone(),
     });
-    if let Some(mac) = now.mac() {
-        let ips: Vec<IpAddr> = spec.addresses.iter().map(|a| a.addr()).collect();
-        if let Err(e) = jobnet_netlink::announce_addresses(&pod_ns, now.index, mac, &ips) {
-            // Best effort: neighbours learn the address on first traffic.
-            tracing::info!(error = %e, "gratuitous ARP / unsolicited NA not sent");
-        }
-    }
     write_devinfo(faults, spec, rec)
 }
 

@@ -4,8 +4,11 @@
 //! One file per attachment, named from validated identifiers only
 //! (`<containerID>.<ifname>.json`: a `ContainerId` cannot contain `/` and
 //! cannot start with `.`, an `IfName` cannot contain `/`). Writes are atomic
-//! (temp file, fsync, rename); reads are size-capped and a corrupt file is a
-//! typed error that DEL treats like a missing one.
+//! (temp file, rename) and survive a crash of the plugin; they are not
+//! fsynced, because what they describe (VFs inside pod namespaces) does not
+//! survive a power loss either, and a torn file after one is treated like a
+//! missing one. Reads are size-capped and a corrupt file is a typed error
+//! that DEL treats like a missing one.
 
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
@@ -49,7 +52,7 @@ pub fn path_for(state: &StateDir, container_id: &str, ifname: &str) -> PathBuf {
         .join(format!("{container_id}.{ifname}.json"))
 }
 
-/// Atomically writes `value` to `path` (durable once this returns).
+/// Atomically replaces `path` with `value`.
 pub fn save<T: Serialize>(state: &StateDir, path: &Path, value: &T) -> Result<(), CacheError> {
     let io = |source| CacheError::Io {
         path: path.to_owned(),
@@ -60,15 +63,7 @@ pub fn save<T: Serialize>(state: &StateDir, path: &Path, value: &T) -> Result<()
     let tmp = path.with_extension("json.tmp");
     let mut f = std::fs::File::create(&tmp).map_err(io)?;
     f.write_all(&body).map_err(io)?;
-    f.sync_all().map_err(io)?;
-    std::fs::rename(&tmp, path).map_err(io)?;
-    // Make the rename itself durable.
-    if let Some(dir) = path.parent() {
-        if let Ok(d) = std::fs::File::open(dir) {
-            let _ = d.sync_all();
-        }
-    }
-    Ok(())
+    std::fs::rename(&tmp, path).map_err(io)
 }
 
 /// Reads and parses a cache file.

@@ -117,7 +117,6 @@ pub fn claim(state: &StateDir, pci: PciAddr, want: OwnerRecord) -> Result<VfClai
             let mut lock = lock(file, pci, false)?;
             let body = serde_json::to_vec(&want).map_err(|e| io(&path)(e.into()))?;
             lock.write_all(&body).map_err(io(&path))?;
-            lock.sync_data().map_err(io(&path))?;
             Ok(VfClaim {
                 path,
                 _lock: lock,
@@ -151,8 +150,7 @@ pub fn claim(state: &StateDir, pci: PciAddr, want: OwnerRecord) -> Result<VfClai
                     lock.set_len(0).map_err(io(&path))?;
                     let body = serde_json::to_vec(&want).map_err(|e| io(&path)(e.into()))?;
                     lock.write_all(&body).map_err(io(&path))?;
-                    lock.sync_data().map_err(io(&path))?;
-                    Ok(VfClaim {
+                            Ok(VfClaim {
                         path,
                         _lock: lock,
                         record: want,

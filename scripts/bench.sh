@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Benchmarks, each printing its figures next to the baseline it is compared
+# with in the same run:
+#   1. attach: ADD/DEL latency of jobnet vs Debian's host-device+static vs the
+#      bare kernel work (ip -batch), and N parallel ADDs (jobnet-bench).
+#   2. ipam: durable reserve+commit throughput and latency with 1 and 64
+#      clients, and memory with 10,000 jobs / 100,000 attachments.
+# Needs root. Usage: scripts/bench.sh [attach|ipam|all] (default all).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+[ "$(id -u)" = 0 ] || { echo "bench.sh: run as root" >&2; exit 1; }
+scripts/install-deps.sh
+
+what="${1:-all}"
+TARGET="${CARGO_TARGET_DIR:-target}/release"
+
+if [ "$what" = attach ] || [ "$what" = all ]; then
+  cargo build --quiet --release -p jobnet-cni --bin jobnet -p jobnet-tests --bin jobnet-bench
+  echo "== attach latency (jobnet vs host-device+static vs ip -batch)"
+  "$TARGET/jobnet-bench" --jobnet "$TARGET/jobnet" --cycles "${BENCH_CYCLES:-100}" --parallel 32
+fi
+
+if [ "$what" = ipam ] || [ "$what" = all ]; then
+  echo "== IPAM: durable reserve+commit (redb, group commit)"
+  cargo run --quiet --release -p jobnet-ipam --example ipam_bench -- --clients 1,64
+  echo "== IPAM: memory with 10,000 jobs and 100,000 attachments"
+  cargo run --quiet --release -p jobnet-ipam --example ipam_bench -- --clients 64 --fill-jobs 10000 --fill-attachments 100000
+fi

@@ -1,0 +1,328 @@
+//! ADD/DEL latency of the `jobnet` plugin against Debian's reference
+//! `host-device` plugin (with `static` IPAM) and against the bare kernel work
+//! done with `ip -batch`, all moving the same kind of veth VF of a simulated
+//! fabric in one run; plus the wall time of N parallel ADDs.
+//!
+//! Run through `scripts/bench.sh`; needs root.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use clap::Parser;
+use jobnet_tests::fabric::{Fabric, FabricSpec};
+
+#[derive(Parser, Debug)]
+#[command(about = "ADD/DEL latency: jobnet vs host-device+static vs ip -batch")]
+struct Args {
+    /// ADD+DEL cycles per variant.
+    #[arg(long, default_value_t = 100)]
+    cycles: usize,
+    /// ADDs run at once for the parallel figure.
+    #[arg(long, default_value_t = 32)]
+    parallel: usize,
+    /// The jobnet binary to measure.
+    #[arg(long, default_value = "target/release/jobnet")]
+    jobnet: PathBuf,
+    /// Where the reference plugins live.
+    #[arg(long, default_value = "/usr/lib/cni")]
+    cni_path: PathBuf,
+}
+
+/// Latency samples of one operation.
+#[derive(Default)]
+struct Samples(Vec<Duration>);
+
+impl Samples {
+    fn push(&mut self, d: Duration) {
+        self.0.push(d);
+    }
+    fn quantile(&self, q: f64) -> f64 {
+        let mut v: Vec<f64> = self.0.iter().map(|d| d.as_secs_f64() * 1e3).collect();
+        v.sort_by(|a, b| a.total_cmp(b));
+        if v.is_empty() {
+            return f64::NAN;
+        }
+        let i = ((v.len() - 1) as f64 * q).round() as usize;
+        v[i.min(v.len() - 1)]
+    }
+    fn row(&self, name: &str) -> String {
+        format!(
+            "{name:<34} {:>8.2} {:>8.2} {:>8.2}",
+            self.quantile(0.5),
+            self.quantile(0.9),
+            self.quantile(1.0)
+        )
+    }
+}
+
+/// A pod netns made with `ip netns add`, removed on drop.
+struct PodNetns(String);
+
+impl PodNetns {
+    fn new(name: String) -> Result<Self, String> {
+        run_ip(&["netns", "add", &name], None)?;
+        Ok(Self(name))
+    }
+    fn path(&self) -> String {
+        format!("/run/netns/{}", self.0)
+    }
+}
+
+impl Drop for PodNetns {
+    fn drop(&mut self) {
+        let _ = run_ip(&["netns", "del", &self.0], None);
+    }
+}
+
+fn run_ip(args: &[&str], batch: Option<&str>) -> Result<(), String> {
+    let mut cmd = Command::new("ip");
+    cmd.args(args)
+        .stdin(if batch.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    let mut child = cmd.spawn().map_err(|e| format!("ip: {e}"))?;
+    if let (Some(b), Some(mut stdin)) = (batch, child.stdin.take()) {
+        stdin
+            .write_all(b.as_bytes())
+            .map_err(|e| format!("ip stdin: {e}"))?;
+    }
+    let out = child.wait_with_output().map_err(|e| format!("ip: {e}"))?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(format!(
+            "ip {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        ))
+    }
+}
+
+/// One CNI plugin invocation.
+struct Plugin<'a> {
+    binary: &'a Path,
+    cni_path: &'a Path,
+    env: Vec<(String, String)>,
+}
+
+impl Plugin<'_> {
+    fn spawn(&self, cmd: &str, cid: &str, netns: &str, conf: &str) -> Result<std::process::Child, String> {
+        let mut child = Command::new(self.binary)
+            .env_clear()
+            .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
+            .env("CNI_COMMAND", cmd)
+            .env("CNI_CONTAINERID", cid)
+            .env("CNI_NETNS", netns)
+            .env("CNI_IFNAME", "net1")
+            .env("CNI_PATH", self.cni_path)
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(|e| format!("{}: {e}", self.binary.display()))?;
+        if let Some(mut stdin) = child.stdin.take() {
+            stdin
+                .write_all(conf.as_bytes())
+                .map_err(|e| format!("stdin: {e}"))?;
+        }
+        Ok(child)
+    }
+
+    fn run(&self, cmd: &str, cid: &str, netns: &str, conf: &str) -> Result<Duration, String> {
+        let start = Instant::now();
+        let out = self
+            .spawn(cmd, cid, netns, conf)?
+            .wait_with_output()
+            .map_err(|e| e.to_string())?;
+        let took = start.elapsed();
+        if out.status.success() {
+            Ok(took)
+        } else {
+            Err(format!(
+                "{} {cmd}: {}{}",
+                self.binary.display(),
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            ))
+        }
+    }
+}
+
+fn static_ipam(addr: &str) -> String {
+    format!(r#"{{"type":"static","addresses":[{{"address":"{addr}"}}]}}"#)
+}
+
+fn jobnet_conf(pci: &str, addr: &str) -> String {
+    format!(
+        r#"{{"cniVersion":"1.0.0","name":"bench","type":"jobnet","deviceID":"{pci}","ipam":{}}}"#,
+        static_ipam(addr)
+    )
+}
+
+fn host_device_conf(netdev: &str, addr: &str) -> String {
+    format!(
+        r#"{{"cniVersion":"1.0.0","name":"bench","type":"host-device","device":"{netdev}","ipam":{}}}"#,
+        static_ipam(addr)
+    )
+}
+
+fn main() {
+    let args = Args::parse();
+    if let Err(e) = run(&args) {
+        eprintln!("jobnet-bench: {e}");
+        std::process::exit(1);
+    }
+}
+
+fn run(args: &Args) -> Result<(), String> {
+    let vfs = args.parallel.max(1);
+    let fabric = Fabric::build(FabricSpec {
+        nodes: 1,
+        nics_per_node: 1,
+        vfs_per_nic: vfs,
+        ..FabricSpec::default()
+    })
+    .map_err(|e| e.to_string())?;
+    let node = fabric.node(0).ok_or("fabric has no node")?;
+    let node_ns_path = node.netns_path();
+    let node_ns_name = node.netns.clone().ok_or("node has no netns name")?;
+    let sysfs = node.sysfs().path().to_owned();
+    let state = tempfile::tempdir().map_err(|e| e.to_string())?;
+
+    // Every plugin and `ip` process below is spawned from this thread and
+    // so runs in the node netns, as a runtime on that node would run them.
+    let node_ns = std::fs::File::open(&node_ns_path).map_err(|e| e.to_string())?;
+    nix::sched::setns(&node_ns, nix::sched::CloneFlags::CLONE_NEWNET)
+        .map_err(|e| format!("setns into node: {e}"))?;
+
+    let tag = std::process::id();
+    let pods: Vec<PodNetns> = (0..vfs)
+        .map(|i| PodNetns::new(format!("jbp{tag}-{i}")))
+        .collect::<Result<_, _>>()?;
+    let vf_list = fabric.vfs();
+    let jobnet = Plugin {
+        binary: &args.jobnet,
+        cni_path: &args.cni_path,
+        env: vec![
+            ("JOBNET_SYSFS_ROOT".into(), sysfs.display().to_string()),
+            (
+                "JOBNET_STATE_DIR".into(),
+                state.path().display().to_string(),
+            ),
+        ],
+    };
+    let host_device_bin = args.cni_path.join("host-device");
+    let host_device = Plugin {
+        binary: &host_device_bin,
+        cni_path: &args.cni_path,
+        env: vec![],
+    };
+
+    let vf = vf_list.first().ok_or("fabric has no VF")?;
+    let pod = &pods[0];
+    let (pci, netdev) = (vf.pci.to_string(), vf.netdev.clone().ok_or("VF 0 has no netdev")?);
+    let addr = "192.0.2.5/24";
+    let jconf = jobnet_conf(&pci, addr);
+    let hconf = host_device_conf(&netdev, addr);
+    let add_batch = format!("link set dev {netdev} down\nlink set dev {netdev} netns {} name net1\n", pod.0);
+    let pod_up_batch = format!("addr add {addr} dev net1\nlink set dev net1 up\n");
+    let del_batch = format!("link set dev net1 down\nlink set dev net1 netns {node_ns_name} name {netdev}\n");
+
+    let mut s: [Samples; 9] = Default::default();
+    // Warm caches (binaries, page cache) before measuring.
+    for _ in 0..3 {
+        jobnet.run("ADD", "warm", &pod.path(), &jconf)?;
+        jobnet.run("DEL", "warm", &pod.path(), &jconf)?;
+    }
+    // Interleave the variants so that background noise hits all alike.
+    for i in 0..args.cycles {
+        let cid = format!("bench{i}");
+        let a = jobnet.run("ADD", &cid, &pod.path(), &jconf)?;
+        let d = jobnet.run("DEL", &cid, &pod.path(), &jconf)?;
+        s[0].push(a);
+        s[1].push(d);
+        s[2].push(a + d);
+
+        let a = host_device.run("ADD", &cid, &pod.path(), &hconf)?;
+        let d = host_device.run("DEL", &cid, &pod.path(), &hconf)?;
+        s[3].push(a);
+        s[4].push(d);
+        s[5].push(a + d);
+
+        let start = Instant::now();
+        run_ip(&["-batch", "-"], Some(&add_batch))?;
+        run_ip(&["-n", &pod.0, "-batch", "-"], Some(&pod_up_batch))?;
+        let a = start.elapsed();
+        let start = Instant::now();
+        run_ip(&["-n", &pod.0, "-batch", "-"], Some(&del_batch))?;
+        let d = start.elapsed();
+        s[6].push(a);
+        s[7].push(d);
+        s[8].push(a + d);
+    }
+
+    println!("ADD/DEL latency, {} cycles each, one veth VF, static IPAM (ms)", args.cycles);
+    println!("{:<34} {:>8} {:>8} {:>8}", "", "median", "p90", "max");
+    let names = [
+        "jobnet ADD",
+        "jobnet DEL",
+        "jobnet ADD+DEL",
+        "host-device+static ADD",
+        "host-device+static DEL",
+        "host-device+static ADD+DEL",
+        "ip -batch ADD (bare kernel work)",
+        "ip -batch DEL (bare kernel work)",
+        "ip -batch ADD+DEL",
+    ];
+    for (samples, name) in s.iter().zip(names) {
+        println!("{}", samples.row(name));
+    }
+    let jc = s[2].quantile(0.5);
+    println!(
+        "jobnet cycle median / host-device: {:.2}x   / bare ip -batch: {:.2}x",
+        jc / s[5].quantile(0.5),
+        jc / s[8].quantile(0.5)
+    );
+
+    // N parallel ADDs on N distinct VFs, then N parallel DELs.
+    let parallel = |plugin: &Plugin, conf_of: &dyn Fn(usize) -> Result<String, String>, cmd: &str| -> Result<Duration, String> {
+        let start = Instant::now();
+        let children: Vec<_> = (0..vfs)
+            .map(|i| plugin.spawn(cmd, &format!("par{i}"), &pods[i].path(), &conf_of(i)?))
+            .collect::<Result<_, _>>()?;
+        for c in children {
+            let out = c.wait_with_output().map_err(|e| e.to_string())?;
+            if !out.status.success() {
+                return Err(format!("parallel {cmd}: {}", String::from_utf8_lossy(&out.stdout)));
+            }
+        }
+        Ok(start.elapsed())
+    };
+    let addr_of = |i: usize| format!("192.0.2.{}/24", 10 + i);
+    let jconf_of = |i: usize| -> Result<String, String> {
+        Ok(jobnet_conf(&vf_list.get(i).ok_or("missing VF")?.pci.to_string(), &addr_of(i)))
+    };
+    let hconf_of = |i: usize| -> Result<String, String> {
+        let n = vf_list.get(i).and_then(|v| v.netdev.clone()).ok_or("missing VF netdev")?;
+        Ok(host_device_conf(&n, &addr_of(i)))
+    };
+    let j_add = parallel(&jobnet, &jconf_of, "ADD")?;
+    let j_del = parallel(&jobnet, &jconf_of, "DEL")?;
+    let h_add = parallel(&host_device, &hconf_of, "ADD")?;
+    let h_del = parallel(&host_device, &hconf_of, "DEL")?;
+    println!(
+        "{vfs} parallel ADDs (wall): jobnet {:.1} ms, host-device {:.1} ms; {vfs} parallel DELs: jobnet {:.1} ms, host-device {:.1} ms",
+        j_add.as_secs_f64() * 1e3,
+        h_add.as_secs_f64() * 1e3,
+        j_del.as_secs_f64() * 1e3,
+        h_del.as_secs_f64() * 1e3
+    );
+    drop(pods);
+    fabric.teardown().map_err(|e| e.to_string())
+}
