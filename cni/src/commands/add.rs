@@ -1,12 +1,16 @@
 //! ADD.
 
+use jobnet_api::{AttachmentKey, Rails as ApiRails, ReserveRequest};
+
 use crate::protocol::config::NetConf;
-use crate::protocol::error::CniError;
+use crate::protocol::error::{CniError, ErrorCode};
+use crate::protocol::values::Rails;
 use crate::protocol::ipam::Delegate;
 use crate::protocol::result::{CniResult, Interface, IpConfig};
 use crate::protocol::version::CniVersion;
 use crate::sriov::{self, FaultHook, NoFaults};
 
+use super::daemon;
 use super::device::{self, DeviceEnv};
 use super::AddRequest;
 
@@ -31,8 +35,9 @@ impl Drop for IpamRelease<'_> {
     }
 }
 
-/// ADD: delegated IPAM (if configured), then the VF into the pod, then the
-/// result.
+/// ADD: the pod's addresses from the delegated IPAM plugin when the config
+/// has an `ipam` section, else from jobnetd; then the VF into the pod; then
+/// the result.
 ///
 /// With a `prevResult` (jobnet later in a chain) its interfaces, ips, routes
 /// and dns are kept and jobnet's interface and addresses are appended.
@@ -44,9 +49,24 @@ pub fn add(req: &AddRequest) -> Result<CniResult, CniError> {
 pub fn add_with(req: &AddRequest, faults: &dyn FaultHook) -> Result<CniResult, CniError> {
     let att = &req.env;
     tracing::info!(container = %att.container_id, ifname = %att.ifname, netns = %att.netns, network = %req.conf.name, job = %req.job(), "ADD");
+    if req.conf.jobnet.rails == Rails::All {
+        return Err(CniError::new(
+            ErrorCode::UnsupportedField,
+            "\"rails\": \"all\" is not supported yet; attach one rail per network",
+        ));
+    }
+    if req.conf.ipam.is_some() {
+        add_with_delegated_ipam(req, faults)
+    } else {
+        add_with_daemon(req, faults)
+    }
+}
+
+fn add_with_delegated_ipam(req: &AddRequest, faults: &dyn FaultHook) -> Result<CniResult, CniError> {
+    let att = &req.env;
     let pci = req.conf.device().ok_or_else(|| {
         CniError::invalid_config(
-            "no device to attach: set \"deviceID\" (or runtimeConfig.deviceID, as Multus does)",
+            "no device to attach: with an \"ipam\" section, set \"deviceID\" (or runtimeConfig.deviceID, as Multus does); without one, jobnetd picks the VF",
         )
     })?;
     let delegate = Delegate::for_ipam(&req.conf, att.cni_path.as_ref(), &req.vars)?;
@@ -65,22 +85,12 @@ pub fn add_with(req: &AddRequest, faults: &dyn FaultHook) -> Result<CniResult, C
         .as_ref()
         .map(|a| a.routes.clone())
         .unwrap_or_default();
-    let mut result = build_result(
+    let result = build_result(
         &req.conf,
         att.ifname.as_str(),
         att.netns.as_str(),
         allocation,
     );
-    let own_index = result
-        .find_interface(att.ifname.as_str(), Some(att.netns.as_str()))
-        .and_then(|i| u32::try_from(i).ok());
-    let own_ips: Vec<IpConfig> = result
-        .ips
-        .iter()
-        .filter(|ip| ip.interface == own_index)
-        .cloned()
-        .collect();
-
     let env = DeviceEnv::from_env();
     let ctx = env.context(faults);
     let spec = device::attach_spec(
@@ -89,28 +99,136 @@ pub fn add_with(req: &AddRequest, faults: &dyn FaultHook) -> Result<CniResult, C
         att.ifname.as_str(),
         att.netns.as_str(),
         pci,
-        &own_ips,
+        &own_ips(&result, att.ifname.as_str(), att.netns.as_str()),
         &ipam_routes,
     );
-    let result = device::block_on(async {
-        let attachment = sriov::attach(&ctx, &spec)
-            .await
-            .map_err(|e| device::attach_error(&e))?;
-        if let Some(stored) = attachment.record.result.clone() {
-            // A retried ADD that had finished: answer exactly as before.
-            let (_, prev) = CniResult::parse(&stored, CniVersion::LATEST, "cached result")?;
-            return Ok(prev);
-        }
-        device::describe_interface(&mut result, att.ifname.as_str(), &attachment.record);
-        attachment
-            .commit(&env.sysfs, &env.state, result.to_json(CniVersion::LATEST))
-            .await
-            .map_err(|e| device::attach_error(&e))?;
-        Ok::<_, CniError>(result)
-    })??;
-
+    let result = device::block_on(attach_and_commit(&env, &ctx, &spec, result, None))??;
     release.disarm();
     Ok(result)
+}
+
+fn add_with_daemon(req: &AddRequest, faults: &dyn FaultHook) -> Result<CniResult, CniError> {
+    let att = &req.env;
+    let env = DeviceEnv::from_env();
+    let ctx = env.context(faults);
+    let client = daemon::client(&req.conf.jobnet.daemon_socket);
+    let key = AttachmentKey::new(att.container_id.as_str(), att.ifname.as_str());
+    let request = ReserveRequest {
+        container_id: att.container_id.as_str().to_owned(),
+        ifname: att.ifname.as_str().to_owned(),
+        netns: att.netns.as_str().to_owned(),
+        job: req.job().as_str().to_owned(),
+        rank: req.rank().map(|r| r.0),
+        gpus: req
+            .gpus()
+            .map(|g| g.iter().map(|x| x.to_string()).collect())
+            .unwrap_or_default(),
+        device_id: req.conf.device(),
+        rails: ApiRails::One,
+        pool: None,
+        network: Some(req.conf.name.as_str().to_owned()),
+    };
+    device::block_on(async {
+        daemon::flush_releases(&client, env.state.root()).await;
+        let reservation = client
+            .reserve(&request)
+            .await
+            .map_err(|e| daemon::api_error(&e))?;
+        let outcome = attach_reserved(req, &env, &ctx, &client, &key, &reservation).await;
+        if outcome.is_err() {
+            if let Err(e) = client.release(&key).await {
+                tracing::warn!(error = %e, "releasing the reservation after a failed ADD");
+            }
+        }
+        outcome
+    })?
+}
+
+async fn attach_reserved(
+    req: &AddRequest,
+    env: &DeviceEnv,
+    ctx: &sriov::Context<'_>,
+    client: &jobnet_api::Client,
+    key: &AttachmentKey,
+    reservation: &jobnet_api::Attachment,
+) -> Result<CniResult, CniError> {
+    let att = &req.env;
+    let vf = reservation.vfs.first().ok_or_else(|| {
+        CniError::new(ErrorCode::DaemonProtocol, "jobnetd reserved no VF")
+    })?;
+    let ipam = CniResult {
+        ips: reservation
+            .addresses
+            .iter()
+            .filter(|a| a.rail == vf.rail)
+            .map(|a| IpConfig {
+                interface: None,
+                address: a.address,
+                gateway: a.gateway,
+            })
+            .collect(),
+        ..CniResult::default()
+    };
+    let result = build_result(&req.conf, att.ifname.as_str(), att.netns.as_str(), Some(ipam));
+    let mut spec = device::attach_spec(
+        &req.conf,
+        att.container_id.as_str(),
+        att.ifname.as_str(),
+        att.netns.as_str(),
+        vf.pci,
+        &own_ips(&result, att.ifname.as_str(), att.netns.as_str()),
+        &[],
+    );
+    spec.mtu = spec.mtu.or(reservation.mtu);
+    daemon::apply_isolation(&mut spec, &reservation.isolation)?;
+    attach_and_commit(env, ctx, &spec, result, Some((client, key))).await
+}
+
+/// Attaches, commits in the daemon (when there is one), then commits the
+/// cache; a failure at either commit undoes the attach.
+async fn attach_and_commit(
+    env: &DeviceEnv,
+    ctx: &sriov::Context<'_>,
+    spec: &sriov::AttachSpec,
+    mut result: CniResult,
+    daemon: Option<(&jobnet_api::Client, &AttachmentKey)>,
+) -> Result<CniResult, CniError> {
+    let attachment = sriov::attach(ctx, spec)
+        .await
+        .map_err(|e| device::attach_error(&e))?;
+    if let Some(stored) = attachment.record.result.clone() {
+        // A retried ADD that had finished: answer exactly as before.
+        if let Some((client, key)) = daemon {
+            client.commit(key).await.map_err(|e| daemon::api_error(&e))?;
+        }
+        let (_, prev) = CniResult::parse(&stored, CniVersion::LATEST, "cached result")?;
+        return Ok(prev);
+    }
+    device::describe_interface(&mut result, &spec.ifname, &attachment.record);
+    if let Some((client, key)) = daemon {
+        if let Err(e) = client.commit(key).await {
+            attachment.abort(&env.sysfs).await;
+            return Err(daemon::api_error(&e));
+        }
+    }
+    attachment
+        .commit(&env.sysfs, &env.state, result.to_json(CniVersion::LATEST))
+        .await
+        .map_err(|e| device::attach_error(&e))?;
+    Ok(result)
+}
+
+/// The result's ips that belong to our interface.
+fn own_ips(result: &CniResult, ifname: &str, sandbox: &str) -> Vec<IpConfig> {
+    let own = result
+        .find_interface(ifname, Some(sandbox))
+        .and_then(|i| u32::try_from(i).ok());
+    result
+        .ips
+        .iter()
+        .filter(|ip| ip.interface == own)
+        .cloned()
+        .collect()
 }
 
 /// The ADD result: prevResult (if any) plus the pod interface `ifname` in

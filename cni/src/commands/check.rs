@@ -4,6 +4,7 @@ use crate::protocol::error::{CniError, ErrorCode};
 use crate::protocol::ipam::Delegate;
 use crate::sriov;
 
+use super::daemon;
 use super::device::{self, DeviceEnv};
 
 use super::CheckRequest;
@@ -45,6 +46,17 @@ pub fn check(req: &CheckRequest) -> Result<(), CniError> {
         .collect();
     let env = DeviceEnv::from_env();
     let ctx = env.context(&sriov::NoFaults);
+    if req.conf.ipam.is_none() {
+        let key = jobnet_api::AttachmentKey::new(att.container_id.as_str(), att.ifname.as_str());
+        let client = daemon::client(&req.conf.jobnet.daemon_socket);
+        let recorded = device::block_on(client.check(&key))?.map_err(|e| daemon::api_error(&e))?;
+        if recorded.state != jobnet_api::AttachmentState::Committed {
+            return Err(CniError::new(
+                ErrorCode::CheckFailed,
+                format!("jobnetd has attachment {key} only reserved, not committed"),
+            ));
+        }
+    }
     device::block_on(sriov::check(
         &ctx,
         att.container_id.as_str(),

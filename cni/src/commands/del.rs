@@ -4,6 +4,9 @@ use crate::protocol::error::CniError;
 use crate::protocol::ipam::Delegate;
 use crate::sriov;
 
+use jobnet_api::AttachmentKey;
+
+use super::daemon;
 use super::device::{self, DeviceEnv};
 use super::DelRequest;
 
@@ -25,8 +28,39 @@ pub fn del(req: &DelRequest) -> Result<(), CniError> {
         req.conf.device(),
     ))?;
     tracing::info!(?outcome, "DEL device work done");
+    if req.conf.ipam.is_none() {
+        release_in_daemon(req, &env);
+        return Ok(());
+    }
     if let Some(d) = Delegate::for_ipam(&req.conf, att.cni_path.as_ref(), &req.vars)? {
         d.del()?;
     }
     Ok(())
+}
+
+/// Releases the attachment in jobnetd; when the daemon cannot be reached the
+/// release is queued (DEL must not fail for that: the runtime would retry
+/// forever and the pod would never go away).
+fn release_in_daemon(req: &DelRequest, env: &DeviceEnv) {
+    let att = &req.env;
+    let key = AttachmentKey::new(att.container_id.as_str(), att.ifname.as_str());
+    let client = daemon::client(&req.conf.jobnet.daemon_socket);
+    let sent = device::block_on(async {
+        let r = client.release(&key).await;
+        if r.is_ok() {
+            daemon::flush_releases(&client, env.state.root()).await;
+        }
+        r
+    });
+    match sent {
+        Ok(Ok(_)) => {}
+        Ok(Err(e)) if daemon::unreachable(&e) => {
+            tracing::warn!(attachment = %key, error = %e, "jobnetd unreachable; release queued");
+            if let Err(e) = daemon::queue_release(env.state.root(), &key) {
+                tracing::error!(attachment = %key, error = %e, "cannot queue the release; jobnetd's reconciliation will release it");
+            }
+        }
+        Ok(Err(e)) => tracing::warn!(attachment = %key, error = %e, "jobnetd refused the release"),
+        Err(e) => tracing::error!(error = %e, "cannot run the release"),
+    }
 }

@@ -4,6 +4,7 @@
 
 mod add;
 mod check;
+mod daemon;
 mod del;
 pub mod device;
 mod gc;
