@@ -1,0 +1,430 @@
+//! Topology discovery, path classes, rails and VF choice on fake sysfs
+//! trees of real-looking GPU servers (see `tests/src/topo_layouts.rs`).
+
+#[allow(dead_code)]
+#[path = "../../tests/src/topo_layouts.rs"]
+mod layouts;
+
+use jobnet_hw::topology::{
+    check_rails_agree, choose_vfs, first_free_vf, single_gpu_alignment, ChoiceError, FreeVfs,
+    PathClass, RailError, RailMismatch, RailRequest, Rails, Topology, TopologyError,
+};
+use jobnet_hw::{PciAddr, SysfsRoot};
+use layouts::{eight_by_eight, uneven, write_layout, Layout, WrittenLayout};
+
+use PathClass::{Node as NODE, Phb as PHB, Pix as PIX, Pxb as PXB, Sys as SYS};
+
+fn p(s: &str) -> PciAddr {
+    s.parse().unwrap()
+}
+
+/// A node written to a temp dir (removed on drop) and discovered.
+struct Server {
+    _tmp: tempfile::TempDir,
+    written: WrittenLayout,
+    topo: Topology,
+}
+
+impl Server {
+    fn new(layout: &Layout) -> Self {
+        let tmp = tempfile::tempdir().unwrap();
+        let written = write_layout(tmp.path(), layout).unwrap();
+        let topo = Topology::discover(&SysfsRoot::new(tmp.path())).unwrap();
+        Self {
+            _tmp: tmp,
+            written,
+            topo,
+        }
+    }
+
+    fn rails(&self) -> Rails {
+        Rails::by_pci_order(&self.topo)
+    }
+
+    fn gpu(&self, i: usize) -> PciAddr {
+        self.topo.gpus[i].pci
+    }
+
+    fn nic(&self, i: usize) -> PciAddr {
+        self.rails().pf(i).unwrap()
+    }
+
+    /// The GPU x NIC matrix of path classes.
+    fn matrix(&self) -> Vec<Vec<PathClass>> {
+        let rails = self.rails();
+        self.topo
+            .gpus
+            .iter()
+            .map(|g| {
+                rails
+                    .pfs()
+                    .iter()
+                    .map(|n| self.topo.path_class(g.pci, *n).unwrap())
+                    .collect()
+            })
+            .collect()
+    }
+
+    fn pick_one(&self, gpus: &[usize], free: &FreeVfs) -> (usize, PciAddr) {
+        let g: Vec<PciAddr> = gpus.iter().map(|i| self.gpu(*i)).collect();
+        let picks = choose_vfs(&self.topo, &self.rails(), &g, free, RailRequest::One).unwrap();
+        assert_eq!(picks.len(), 1);
+        (picks[0].rail, picks[0].vf)
+    }
+}
+
+const GPUS_8X8: [&str; 8] = [
+    "0000:12:00.0",
+    "0000:22:00.0",
+    "0000:32:00.0",
+    "0000:42:00.0",
+    "0000:92:00.0",
+    "0000:a2:00.0",
+    "0000:b2:00.0",
+    "0000:c2:00.0",
+];
+const NICS_8X8: [&str; 8] = [
+    "0000:13:00.0",
+    "0000:23:00.0",
+    "0000:33:00.0",
+    "0000:43:00.0",
+    "0000:93:00.0",
+    "0000:a3:00.0",
+    "0000:b3:00.0",
+    "0000:c3:00.0",
+];
+
+#[test]
+fn eight_by_eight_discovery() {
+    let s = Server::new(&eight_by_eight(0, 4));
+    let gpus: Vec<String> = s.topo.gpus.iter().map(|g| g.pci.to_string()).collect();
+    assert_eq!(gpus, GPUS_8X8);
+    let nics: Vec<String> = s.rails().pfs().iter().map(|n| n.to_string()).collect();
+    assert_eq!(nics, NICS_8X8);
+    for (i, g) in s.topo.gpus.iter().enumerate() {
+        assert_eq!(g.index, i);
+        assert_eq!(g.numa_node, Some(u32::from(i >= 4)));
+    }
+    let nic0 = &s.topo.nics[0];
+    assert_eq!(nic0.vfs.len(), 4);
+    assert_eq!(nic0.vfs[0].info.pci, p("0000:13:00.2"));
+    assert_eq!(nic0.vfs[3].info.pci, p("0000:13:00.5"));
+    assert_eq!(nic0.rdma_name(), Some("mlx5_0"));
+    assert_eq!(nic0.speed_mbps(), Some(200_000));
+    assert_eq!(nic0.vfs[0].rdma[0].name.as_str(), "mlx5_8");
+    assert_eq!(nic0.pf.netdevs, ["enp19s0f0np0"]);
+    assert_eq!(s.topo.numa.len(), 2);
+    assert_eq!(s.topo.numa[1].cpulist.as_deref(), Some("32-63,96-127"));
+    // Links: GPUs gen5 x16; VFs report nothing, PFs gen4 x16.
+    let g = s.topo.tree.get(s.gpu(0)).unwrap();
+    assert_eq!(g.link.speed.as_deref(), Some("32.0 GT/s PCIe"));
+    assert_eq!(g.link.width, Some(16));
+    assert!(s
+        .topo
+        .tree
+        .get(p("0000:13:00.2"))
+        .unwrap()
+        .link
+        .is_unknown());
+    // The switch above GPU0: root port, upstream, downstream.
+    assert_eq!(
+        g.ancestors,
+        [p("0000:00:01.0"), p("0000:10:00.0"), p("0000:11:00.0")]
+    );
+}
+
+#[test]
+fn eight_by_eight_path_classes() {
+    let s = Server::new(&eight_by_eight(0, 2));
+    #[rustfmt::skip]
+    let expected = vec![
+        //     NIC0 NIC1 NIC2 NIC3 NIC4 NIC5 NIC6 NIC7
+        vec![PIX, PHB, PHB, PHB, SYS, SYS, SYS, SYS], // GPU0
+        vec![PHB, PIX, PHB, PHB, SYS, SYS, SYS, SYS], // GPU1
+        vec![PHB, PHB, PIX, PHB, SYS, SYS, SYS, SYS], // GPU2
+        vec![PHB, PHB, PHB, PIX, SYS, SYS, SYS, SYS], // GPU3
+        vec![SYS, SYS, SYS, SYS, PIX, PHB, PHB, PHB], // GPU4
+        vec![SYS, SYS, SYS, SYS, PHB, PIX, PHB, PHB], // GPU5
+        vec![SYS, SYS, SYS, SYS, PHB, PHB, PIX, PHB], // GPU6
+        vec![SYS, SYS, SYS, SYS, PHB, PHB, PHB, PIX], // GPU7
+    ];
+    assert_eq!(s.matrix(), expected);
+    // A VF sits where its PF sits.
+    let vf = s.topo.nics[2].vfs[1].info.pci;
+    assert_eq!(s.topo.path_class(s.gpu(2), vf), Some(PIX));
+    assert_eq!(s.topo.path_class(s.gpu(6), vf), Some(SYS));
+}
+
+#[test]
+fn uneven_discovery_and_path_classes() {
+    let s = Server::new(&uneven(0, 3));
+    let gpus: Vec<String> = s.topo.gpus.iter().map(|g| g.pci.to_string()).collect();
+    // The BMC's VGA (ASPEED, 0a:00.0) is not a GPU; the AMD card is.
+    assert_eq!(
+        gpus,
+        [
+            "0000:03:00.0",
+            "0000:07:00.0",
+            "0000:08:00.0",
+            "0000:41:00.0",
+            "0000:81:00.0"
+        ]
+    );
+    assert_eq!(s.topo.gpus[4].vendor, 0x1002);
+    // The management NIC (no SR-IOV) is not a rail.
+    let nics: Vec<String> = s.rails().pfs().iter().map(|n| n.to_string()).collect();
+    assert_eq!(nics, ["0000:04:00.0", "0000:82:00.0"]);
+    #[rustfmt::skip]
+    let expected = vec![
+        //    NIC0  NIC1
+        vec![PIX,  SYS], // GPU0: same switch as NIC0
+        vec![PXB,  SYS], // GPU1: behind a nested switch
+        vec![PHB,  SYS], // GPU2: other root port, same host bridge
+        vec![NODE, SYS], // GPU3: other host bridge, same NUMA node
+        vec![SYS,  PHB], // GPU4: the other socket, with NIC1
+    ];
+    assert_eq!(s.matrix(), expected);
+    // GPU to GPU.
+    let t = &s.topo;
+    assert_eq!(t.path_class(s.gpu(0), s.gpu(1)), Some(PXB));
+    assert_eq!(t.path_class(s.gpu(0), s.gpu(2)), Some(PHB));
+    assert_eq!(t.path_class(s.gpu(2), s.gpu(3)), Some(NODE));
+    assert_eq!(t.path_class(s.gpu(3), s.gpu(4)), Some(SYS));
+}
+
+#[test]
+fn single_gpu_choice_on_both_layouts() {
+    let s = Server::new(&eight_by_eight(0, 4));
+    let free = FreeVfs::all_of(&s.topo);
+    for i in 0..8 {
+        let (rail, vf) = s.pick_one(&[i], &free);
+        assert_eq!(rail, i, "GPU{i}");
+        assert_eq!(vf, s.topo.nics[i].vfs[0].info.pci, "GPU{i}");
+    }
+    let u = Server::new(&uneven(0, 2));
+    let free = FreeVfs::all_of(&u.topo);
+    let expected_rail = [0, 0, 0, 0, 1];
+    for (i, want) in expected_rail.into_iter().enumerate() {
+        let (rail, vf) = u.pick_one(&[i], &free);
+        assert_eq!(rail, want, "uneven GPU{i}");
+        assert_eq!(u.topo.nic_of(vf).unwrap().pci(), u.nic(want));
+    }
+}
+
+#[test]
+fn choice_for_gpu_sets_and_tie_breaks() {
+    let s = Server::new(&eight_by_eight(0, 4));
+    let free = FreeVfs::all_of(&s.topo);
+    // {0,1}: NIC0 and NIC1 both PIX+PHB; equal free VFs -> lower rail.
+    assert_eq!(s.pick_one(&[0, 1], &free).0, 0);
+    // With one VF of NIC0 taken, NIC1 has more free VFs.
+    let mut fewer = free.clone();
+    assert!(fewer.take(s.topo.nics[0].vfs[0].info.pci));
+    assert_eq!(s.pick_one(&[0, 1], &fewer).0, 1);
+    // {0,4}: every NIC's worst case is SYS; NIC0 and NIC4 have the best sum.
+    assert_eq!(s.pick_one(&[0, 4], &free).0, 0);
+    // {1,2,3}: NIC1..3 are PIX to one of them and PHB to the rest.
+    assert_eq!(s.pick_one(&[1, 2, 3], &free).0, 1);
+    // {5,6}: socket 1 only.
+    assert_eq!(s.pick_one(&[5, 6], &free).0, 5);
+    // No GPUs known: most free VFs, then rail order.
+    let none = choose_vfs(&s.topo, &s.rails(), &[], &fewer, RailRequest::One).unwrap();
+    assert_eq!((none[0].rail, none[0].class), (1, None));
+
+    let u = Server::new(&uneven(0, 2));
+    let free = FreeVfs::all_of(&u.topo);
+    // {GPU0, GPU4}: both NICs are SYS to one GPU; NIC0 is PIX to the other.
+    assert_eq!(u.pick_one(&[0, 4], &free).0, 0);
+    // {GPU1, GPU2}: NIC0 (worst PHB) beats NIC1 (SYS).
+    assert_eq!(u.pick_one(&[1, 2], &free).0, 0);
+    // {GPU3, GPU4}: NIC0 is NODE+SYS, NIC1 is SYS+PHB: NIC1 wins on the sum.
+    assert_eq!(u.pick_one(&[3, 4], &free).0, 1);
+}
+
+#[test]
+fn choice_moves_on_when_the_best_nic_is_full() {
+    let s = Server::new(&eight_by_eight(0, 2));
+    let mut free = FreeVfs::all_of(&s.topo);
+    let nic0_vfs: Vec<PciAddr> = s.topo.nics[0].vfs.iter().map(|v| v.info.pci).collect();
+    for vf in &nic0_vfs {
+        assert!(free.take(*vf));
+    }
+    assert!(!free.take(nic0_vfs[0]), "taking twice must fail");
+    let g0 = [s.gpu(0)];
+    let pick = choose_vfs(&s.topo, &s.rails(), &g0, &free, RailRequest::One).unwrap();
+    assert_eq!((pick[0].rail, pick[0].class), (1, Some(PHB)));
+    // Nothing left anywhere.
+    let empty = FreeVfs::new();
+    assert_eq!(
+        choose_vfs(&s.topo, &s.rails(), &g0, &empty, RailRequest::One),
+        Err(ChoiceError::NoFreeVf)
+    );
+}
+
+#[test]
+fn all_rails_choice() {
+    let s = Server::new(&eight_by_eight(0, 2));
+    let mut free = FreeVfs::all_of(&s.topo);
+    let g = [s.gpu(3)];
+    let picks = choose_vfs(&s.topo, &s.rails(), &g, &free, RailRequest::All).unwrap();
+    assert_eq!(picks.len(), 8);
+    for (i, pick) in picks.iter().enumerate() {
+        assert_eq!(pick.rail, i);
+        assert_eq!(pick.pf, p(NICS_8X8[i]));
+        assert_eq!(pick.vf, s.topo.nics[i].vfs[0].info.pci);
+    }
+    let classes: Vec<_> = picks.iter().map(|p| p.class.unwrap()).collect();
+    assert_eq!(classes, [PHB, PHB, PHB, PIX, SYS, SYS, SYS, SYS]);
+    // Exhaust rail 5.
+    for v in &s.topo.nics[5].vfs {
+        free.take(v.info.pci);
+    }
+    assert_eq!(
+        choose_vfs(&s.topo, &s.rails(), &g, &free, RailRequest::All),
+        Err(ChoiceError::RailExhausted {
+            rail: 5,
+            pf: p(NICS_8X8[5])
+        })
+    );
+}
+
+#[test]
+fn first_free_baseline_and_alignment_figure() {
+    let s = Server::new(&eight_by_eight(0, 8));
+    let free = FreeVfs::all_of(&s.topo);
+    let b = first_free_vf(&s.rails(), &free).unwrap();
+    assert_eq!((b.rail, b.vf), (0, p("0000:13:00.2")));
+    let a = single_gpu_alignment(&s.topo, &s.rails(), &free).unwrap();
+    // jobnet puts every pod on its GPU's switch; first-free stacks all
+    // eight pods on NIC0, which only GPU0 shares a switch with.
+    assert_eq!((a.pods, a.jobnet_pix, a.first_free_pix), (8, 8, 1));
+    assert_eq!(a.jobnet_fraction(), 1.0);
+    assert_eq!(a.first_free_fraction(), 0.125);
+    // With 4 VFs per NIC first-free fills NIC0 then NIC1: still only GPU0.
+    let s4 = Server::new(&eight_by_eight(0, 4));
+    let a4 = single_gpu_alignment(&s4.topo, &s4.rails(), &FreeVfs::all_of(&s4.topo)).unwrap();
+    assert_eq!((a4.jobnet_pix, a4.first_free_pix), (8, 1));
+    // On the uneven server only GPU0 has a PIX NIC at all.
+    let u = Server::new(&uneven(0, 8));
+    let au = single_gpu_alignment(&u.topo, &u.rails(), &FreeVfs::all_of(&u.topo)).unwrap();
+    assert_eq!((au.pods, au.jobnet_pix, au.first_free_pix), (5, 1, 1));
+}
+
+#[test]
+fn rails_agree_across_generated_nodes() {
+    let a = Server::new(&eight_by_eight(0, 4));
+    let b = Server::new(&eight_by_eight(1, 4));
+    assert_eq!(a.rails(), b.rails());
+    // Different MACs/GUIDs, same rails.
+    assert_ne!(a.written.nics[0].mac, b.written.nics[0].mac);
+    let (sa, sb) = (a.rails().summary(&a.topo), b.rails().summary(&b.topo));
+    assert_eq!(sa.rails.len(), 8);
+    check_rails_agree("node-a", &sa, "node-b", &sb).unwrap();
+
+    let u = Server::new(&uneven(0, 4));
+    let su = u.rails().summary(&u.topo);
+    let err = check_rails_agree("node-a", &sa, "node-u", &su).unwrap_err();
+    assert_eq!(
+        err,
+        RailMismatch::Count {
+            a_node: "node-a".into(),
+            a: 8,
+            b_node: "node-u".into(),
+            b: 2
+        }
+    );
+    assert_eq!(
+        err.to_string(),
+        "node node-a has 8 rails but node node-u has 2"
+    );
+
+    // A node whose rail 3 runs at 100G.
+    let mut slow = eight_by_eight(2, 4);
+    if let layouts::Slot::Switch(sw) = &mut slow.host_bridges[0].root_ports[3].slot {
+        if let layouts::Slot::Nic(n) = &mut sw.ports[1].1 {
+            n.rate = "100 Gb/sec (2X HDR)".into();
+        }
+    }
+    let c = Server::new(&slow);
+    let sc = c.rails().summary(&c.topo);
+    let err = check_rails_agree("node-a", &sa, "node-c", &sc).unwrap_err();
+    assert!(matches!(err, RailMismatch::Speed { rail: 3, .. }), "{err}");
+    assert_eq!(
+        err.to_string(),
+        "rail 3: node node-a runs at 200000 Mb/s but node node-c at 100000 Mb/s"
+    );
+}
+
+#[test]
+fn explicit_rail_lists() {
+    let s = Server::new(&eight_by_eight(0, 1));
+    let list = ["enp51s0f0np0", "0000:13:00.0", "23:00.0"];
+    let rails = Rails::from_config(&s.topo, Some(&list[..])).unwrap();
+    assert_eq!(
+        rails.pfs(),
+        [p("0000:33:00.0"), p("0000:13:00.0"), p("0000:23:00.0")]
+    );
+    assert_eq!(rails.rail_of(p("0000:13:00.0")), Some(1));
+    let none: Option<&[&str]> = None;
+    assert_eq!(Rails::from_config(&s.topo, none).unwrap(), s.rails());
+    assert_eq!(
+        Rails::from_config(&s.topo, Some(&["eth9"][..])),
+        Err(RailError::UnknownNic("eth9".into()))
+    );
+    // A GPU is not a NIC.
+    assert!(Rails::from_config(&s.topo, Some(&["0000:12:00.0"][..])).is_err());
+    assert_eq!(
+        Rails::from_config(&s.topo, Some(&["enp19s0f0np0", "0000:13:00.0"][..])),
+        Err(RailError::Duplicate {
+            entry: "0000:13:00.0".into(),
+            rail: 0
+        })
+    );
+}
+
+#[test]
+fn gpu_references() {
+    let s = Server::new(&eight_by_eight(0, 1));
+    let got = s
+        .topo
+        .resolve_gpus(&["3", "0000:92:00.0", "a2:00.0", "3"])
+        .unwrap();
+    assert_eq!(got, [p(GPUS_8X8[3]), p(GPUS_8X8[4]), p(GPUS_8X8[5])]);
+    for bad in ["8", "0000:13:00.0", "gpu0", "", "99999"] {
+        assert!(
+            matches!(
+                s.topo.resolve_gpus(&[bad]),
+                Err(TopologyError::UnknownGpu(_))
+            ),
+            "{bad:?}"
+        );
+    }
+}
+
+#[test]
+fn a_device_link_outside_any_pci_hierarchy_is_an_error() {
+    let tmp = tempfile::tempdir().unwrap();
+    write_layout(tmp.path(), &uneven(0, 1)).unwrap();
+    std::os::unix::fs::symlink(
+        "../../../devices/virtual/0000:ee:00.0",
+        tmp.path().join("bus/pci/devices/0000:ee:00.0"),
+    )
+    .unwrap();
+    let err = Topology::discover(&SysfsRoot::new(tmp.path())).unwrap_err();
+    assert!(
+        matches!(err, TopologyError::BadDevicePath { pci, .. } if pci == p("0000:ee:00.0")),
+        "{err}"
+    );
+}
+
+#[test]
+fn an_empty_tree_has_no_rails() {
+    let tmp = tempfile::tempdir().unwrap();
+    let topo = Topology::discover(&SysfsRoot::new(tmp.path())).unwrap();
+    assert!(topo.gpus.is_empty() && topo.nics.is_empty());
+    let rails = Rails::by_pci_order(&topo);
+    assert_eq!(
+        choose_vfs(&topo, &rails, &[], &FreeVfs::new(), RailRequest::One),
+        Err(ChoiceError::NoRails)
+    );
+}
