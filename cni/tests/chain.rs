@@ -2,15 +2,15 @@
 //! /usr/lib/cni): (a) host-local and static as jobnet's delegated IPAM through
 //! ADD/CHECK/DEL; (b) a result produced by running `static` directly, and
 //! (c) one produced by `bridge` (run inside a test-made "host" namespace),
-//! fed to jobnet as prevResult and passed through unchanged.
+//! fed to jobnet as prevResult and passed through unchanged. jobnet attaches
+//! a VF of a one-node simulated fabric and runs inside that node's netns.
 
-#[path = "protocol_support.rs"]
-mod support;
+mod common;
 
 use std::path::Path;
 
+use common::{run_bin, run_cmd, CniCall, Netns, Node, Run};
 use serde_json::json;
-use support::{jobnet, run_bin, run_cmd, Netns, Run};
 
 const PLUGINS: &str = "/usr/lib/cni";
 
@@ -38,15 +38,42 @@ fn env<'a>(cmd: &'a str, ns: &'a str) -> Vec<(&'a str, &'a str)> {
     ]
 }
 
-fn with_prev(conf: &serde_json::Value, prev: &serde_json::Value) -> Vec<u8> {
+fn call(cmd: &str, ns: &str) -> CniCall {
+    CniCall::new(cmd, "chain0", ns, "net1")
+}
+
+fn with_prev(conf: &serde_json::Value, prev: &serde_json::Value) -> serde_json::Value {
     let mut c = conf.clone();
     c["prevResult"] = prev.clone();
-    c.to_string().into_bytes()
+    c
+}
+
+/// `extra`'s keys laid over the node's config for VF 0 (device and
+/// device-info file), `runtimeConfig` merged key by key.
+fn conf_for(node: &Node, version: &str, name: &str, extra: serde_json::Value) -> serde_json::Value {
+    let mut c = node.conf(version, name, &node.vf(0), "chain0", "net1");
+    if let Some(extra) = extra.as_object() {
+        for (k, v) in extra {
+            if k == "runtimeConfig" {
+                if let Some(rc) = v.as_object() {
+                    for (rk, rv) in rc {
+                        c["runtimeConfig"][rk] = rv.clone();
+                    }
+                }
+            } else {
+                c[k] = v.clone();
+            }
+        }
+    }
+    c
 }
 
 #[test]
 fn host_local_ipam_through_add_check_del() {
     let Some(_) = plugins() else { return };
+    let node = Node::small(1);
+    let vf = node.vf(0);
+    let mac = node.original(&vf).mac.clone();
     let ns = Netns::new("jnch");
     let nsp = ns.path();
     for (version, expected_ip) in [
@@ -61,63 +88,82 @@ fn host_local_ipam_through_add_check_del() {
     ] {
         // host-local hands out the next address after its last one: fresh store per round.
         let data = tempfile::tempdir().expect("tempdir");
-        let conf = json!({"cniVersion": version, "name": "chain-hl", "type": "jobnet",
-            "ipam": {"type": "host-local", "ranges": [[{"subnet": "10.77.0.0/24"}]],
-                     "routes": [{"dst": "0.0.0.0/0"}], "dataDir": data.path()}});
-        let add = jobnet(&env("ADD", &nsp), conf.to_string().as_bytes());
+        let conf = conf_for(
+            &node,
+            version,
+            "chain-hl",
+            json!({"ipam": {"type": "host-local", "ranges": [[{"subnet": "10.77.0.0/24"}]],
+                     "routes": [{"dst": "0.0.0.0/0"}], "dataDir": data.path()}}),
+        );
+        let add = node.call(&call("ADD", &nsp), &conf);
         assert_eq!(add.status, 0, "{add:?}");
         let result = add.json();
         assert_eq!(
             result,
             json!({"cniVersion": version,
-                   "interfaces": [{"name": "net1", "sandbox": nsp}],
+                   "interfaces": [{"name": "net1", "mac": mac, "sandbox": nsp}],
                    "ips": [expected_ip],
                    "routes": [{"dst": "0.0.0.0/0"}]}),
             "{version}"
         );
+        node.assert_vf_in(&vf, &ns.name, "net1");
         let lease = data.path().join("chain-hl").join("10.77.0.2");
         let owner = std::fs::read_to_string(&lease).expect("host-local lease file");
         assert!(owner.contains("chain0"), "{owner}");
 
-        let check = jobnet(&env("CHECK", &nsp), &with_prev(&conf, &result));
+        let check = node.call(&call("CHECK", &nsp), &with_prev(&conf, &result));
         check.expect_silent_success();
 
-        let del = jobnet(&env("DEL", &nsp), &with_prev(&conf, &result));
+        let del = node.call(&call("DEL", &nsp), &with_prev(&conf, &result));
         del.expect_silent_success();
         assert!(!lease.exists(), "host-local lease not released");
+        node.assert_vf_home(&vf);
         // DEL again, now without netns: still fine.
-        let mut again = env("DEL", "");
-        again.retain(|(k, _)| *k != "CNI_NETNS");
-        jobnet(&again, conf.to_string().as_bytes()).expect_silent_success();
+        node.call(&call("DEL", "").netns(None), &conf)
+            .expect_silent_success();
+        node.assert_vf_home(&vf);
+        node.assert_no_state();
     }
 }
 
 #[test]
 fn static_ipam_and_its_error_codes() {
     let Some(_) = plugins() else { return };
+    let node = Node::small(1);
+    let vf = node.vf(0);
+    let mac = node.original(&vf).mac.clone();
     let ns = Netns::new("jnch");
     let nsp = ns.path();
-    let conf = json!({"cniVersion": "1.0.0", "name": "chain-st", "type": "jobnet",
-        "ipam": {"type": "static",
+    let conf = conf_for(
+        &node,
+        "1.0.0",
+        "chain-st",
+        json!({"ipam": {"type": "static",
                  "addresses": [{"address": "10.78.0.5/24", "gateway": "10.78.0.1"},
                                {"address": "fd00:78::5/64"}],
                  "routes": [{"dst": "10.79.0.0/16", "gw": "10.78.0.1"}],
-                 "dns": {"nameservers": ["10.78.0.53"], "search": ["job.local"]}}});
-    let add = jobnet(&env("ADD", &nsp), conf.to_string().as_bytes());
+                 "dns": {"nameservers": ["10.78.0.53"], "search": ["job.local"]}}}),
+    );
+    let add = node.call(&call("ADD", &nsp), &conf);
     assert_eq!(add.status, 0, "{add:?}");
+    let result = add.json();
     assert_eq!(
-        add.json(),
+        result,
         json!({"cniVersion": "1.0.0",
-               "interfaces": [{"name": "net1", "sandbox": nsp}],
+               "interfaces": [{"name": "net1", "mac": mac, "sandbox": nsp}],
                "ips": [{"interface": 0, "address": "10.78.0.5/24", "gateway": "10.78.0.1"},
                        {"interface": 0, "address": "fd00:78::5/64"}],
                "routes": [{"dst": "10.79.0.0/16", "gw": "10.78.0.1"}],
                "dns": {"nameservers": ["10.78.0.53"], "search": ["job.local"]}})
     );
     // static's own validation error comes back with static's code, unchanged.
-    let bad = json!({"cniVersion": "1.0.0", "name": "chain-st", "type": "jobnet",
-        "ipam": {"type": "static", "addresses": [{"address": "10.78.0.5"}]}});
-    let run = jobnet(&env("ADD", &nsp), bad.to_string().as_bytes());
+    let bad = conf_for(
+        &node,
+        "1.0.0",
+        "chain-st",
+        json!({"ipam": {"type": "static", "addresses": [{"address": "10.78.0.5"}]}}),
+    );
+    let run = node.call(&call("ADD", &nsp), &bad);
     assert_ne!(run.status, 0, "{run:?}");
     let direct = run_bin(
         &format!("{PLUGINS}/static"),
@@ -133,7 +179,15 @@ fn static_ipam_and_its_error_codes() {
     // A 1.1.0 config with Debian's 1.0.0-only plugins: static's code-1 error is propagated.
     let mut v11 = conf.clone();
     v11["cniVersion"] = json!("1.1.0");
-    jobnet(&env("ADD", &nsp), v11.to_string().as_bytes()).expect_error(1);
+    node.call(&call("ADD", &nsp), &v11).expect_error(1);
+    // Neither failed ADD touched the attachment the first one made.
+    node.assert_vf_in(&vf, &ns.name, "net1");
+    node.call(&call("CHECK", &nsp), &with_prev(&conf, &result))
+        .expect_silent_success();
+    node.call(&call("DEL", &nsp), &with_prev(&conf, &result))
+        .expect_silent_success();
+    node.assert_vf_home(&vf);
+    node.assert_no_state();
 }
 
 /// Runs `static` on its own (as a chain's first plugin would be) in `version`.
@@ -155,6 +209,9 @@ fn static_result(version: &str, nsp: &str) -> serde_json::Value {
 #[test]
 fn static_result_as_prev_result_in_each_version() {
     let Some(_) = plugins() else { return };
+    let node = Node::small(1);
+    let vf = node.vf(0);
+    let mac = node.original(&vf).mac.clone();
     let ns = Netns::new("jnch");
     let nsp = ns.path();
     for version in ["0.3.1", "0.4.0", "1.0.0"] {
@@ -170,25 +227,36 @@ fn static_result_as_prev_result_in_each_version() {
             json!([prev_ip]),
             "static output changed? {prev}"
         );
-        let conf = json!({"cniVersion": version, "name": "chain-prev", "type": "jobnet"});
+        // Without an `ipam` section jobnet asks jobnetd for addresses; an
+        // address-less `static` keeps this chain free of a daemon.
+        let conf = conf_for(
+            &node,
+            version,
+            "chain-prev",
+            json!({"ipam": {"type": "static"}}),
+        );
 
-        let add = jobnet(&env("ADD", &nsp), &with_prev(&conf, &prev));
+        let add = node.call(&call("ADD", &nsp), &with_prev(&conf, &prev));
         assert_eq!(add.status, 0, "{add:?}");
         let out = add.json();
         assert_eq!(
             out,
             json!({"cniVersion": version,
-                   "interfaces": [{"name": "net1", "sandbox": nsp}],
+                   "interfaces": [{"name": "net1", "mac": mac, "sandbox": nsp}],
                    "ips": [prev_ip],
                    "routes": [{"dst": "0.0.0.0/0", "gw": "10.80.0.1"}],
                    "dns": {"nameservers": ["10.80.0.53"], "domain": "job.local"}}),
             "{version}"
         );
         if version != "0.3.1" {
-            jobnet(&env("CHECK", &nsp), &with_prev(&conf, &out)).expect_silent_success();
+            node.call(&call("CHECK", &nsp), &with_prev(&conf, &out))
+                .expect_silent_success();
         }
-        jobnet(&env("DEL", &nsp), &with_prev(&conf, &out)).expect_silent_success();
+        node.call(&call("DEL", &nsp), &with_prev(&conf, &out))
+            .expect_silent_success();
+        node.assert_vf_home(&vf);
     }
+    node.assert_no_state();
 }
 
 /// Runs a reference plugin inside `host`, a namespace the test made, so the
@@ -201,6 +269,9 @@ fn in_netns(host: &Netns, plugin: &str, env: &[(&str, &str)], stdin: &[u8]) -> R
 #[test]
 fn bridge_result_as_prev_result() {
     let Some(_) = plugins() else { return };
+    let node = Node::small(1);
+    let vf = node.vf(0);
+    let mac = node.original(&vf).mac.clone();
     let host = Netns::new("jnchh");
     let pod = Netns::new("jnchp");
     let podp = pod.path();
@@ -223,26 +294,40 @@ fn bridge_result_as_prev_result() {
     assert_eq!(ifaces[2]["name"], "eth0");
     assert_eq!(ifaces[2]["sandbox"], podp.as_str());
 
-    let conf = json!({"cniVersion": "1.0.0", "name": "chain-br", "type": "jobnet",
-                      "runtimeConfig": {"ips": ["10.90.0.4/24"]}});
-    let add = jobnet(&env("ADD", &podp), &with_prev(&conf, &prev));
+    // `static` takes the address from runtimeConfig.ips (its `ips` capability).
+    let conf = conf_for(
+        &node,
+        "1.0.0",
+        "chain-br",
+        json!({"ipam": {"type": "static"}, "runtimeConfig": {"ips": ["10.90.0.4/24"]}}),
+    );
+    let add = node.call(&call("ADD", &podp), &with_prev(&conf, &prev));
     assert_eq!(add.status, 0, "{add:?}");
     let out = add.json();
     let mut expected_ifaces = ifaces.clone();
-    expected_ifaces.push(json!({"name": "net1", "sandbox": podp}));
+    expected_ifaces.push(json!({"name": "net1", "mac": mac, "sandbox": podp}));
     assert_eq!(out["interfaces"], json!(expected_ifaces));
     let mut expected_ips = prev["ips"].as_array().expect("bridge ips").clone();
     expected_ips.push(json!({"interface": 3, "address": "10.90.0.4/24"}));
     assert_eq!(out["ips"], json!(expected_ips));
     assert_eq!(out.get("routes"), prev.get("routes"));
     assert_eq!(out["cniVersion"], "1.0.0");
-    jobnet(&env("CHECK", &podp), &with_prev(&conf, &out)).expect_silent_success();
-    jobnet(&env("DEL", &podp), &with_prev(&conf, &out)).expect_silent_success();
+    node.call(&call("CHECK", &podp), &with_prev(&conf, &out))
+        .expect_silent_success();
+    node.call(&call("DEL", &podp), &with_prev(&conf, &out))
+        .expect_silent_success();
+    node.assert_vf_home(&vf);
+    node.assert_no_state();
     let bdel = {
         let mut e = benv.clone();
         e.retain(|(k, _)| *k != "CNI_COMMAND");
         e.push(("CNI_COMMAND", "DEL"));
-        in_netns(&host, "bridge", &e, &with_prev(&bridge_conf, &out))
+        in_netns(
+            &host,
+            "bridge",
+            &e,
+            with_prev(&bridge_conf, &out).to_string().as_bytes(),
+        )
     };
     assert_eq!(bdel.status, 0, "{bdel:?}");
 }

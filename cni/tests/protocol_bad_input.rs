@@ -2,11 +2,10 @@
 //! exact CNI error code, a non-zero exit and exactly one JSON error object
 //! on stdout, and must leave nothing behind.
 
-#[path = "protocol_support.rs"]
-mod support;
+mod common;
 
+use common::{jobnet, Netns};
 use serde_json::json;
-use support::{jobnet, Netns};
 
 fn conf(extra: serde_json::Value) -> Vec<u8> {
     let mut c = json!({"cniVersion": "1.0.0", "name": "bad-input", "type": "jobnet"});

@@ -1,14 +1,14 @@
-//! Shared helpers for the binary-level tests (included with `#[path]`):
-//! running the real `jobnet` binary with a controlled environment, and
-//! network namespaces that are always removed.
-#![allow(dead_code)]
+//! Running a plugin binary with a controlled environment and stdin, in the
+//! caller's network namespace or in another one.
 
+use std::fs::File;
 use std::io::Write;
+use std::os::unix::process::CommandExt;
+use std::path::Path;
 use std::process::{Command, Stdio};
-use std::sync::atomic::{AtomicU32, Ordering};
 
 /// What one plugin run produced.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct Run {
     /// Exit status code (-1 if killed by a signal).
     pub status: i32,
@@ -23,6 +23,12 @@ impl Run {
     pub fn json(&self) -> serde_json::Value {
         serde_json::from_str(&self.stdout)
             .unwrap_or_else(|e| panic!("stdout is not one JSON value ({e}): {self:?}"))
+    }
+
+    /// Asserts success and returns stdout as JSON.
+    pub fn ok_json(&self) -> serde_json::Value {
+        assert_eq!(self.status, 0, "expected success: {self:?}");
+        self.json()
     }
 
     /// Asserts a CNI error with `code`: non-zero exit and stdout exactly one
@@ -44,6 +50,14 @@ impl Run {
         v
     }
 
+    /// The error message of a CNI error (panics when there is none).
+    pub fn error_msg(&self) -> String {
+        self.json()["msg"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no error message: {self:?}"))
+            .to_owned()
+    }
+
     /// Asserts success with empty stdout.
     pub fn expect_silent_success(&self) {
         assert_eq!(self.status, 0, "expected success: {self:?}");
@@ -58,16 +72,44 @@ pub fn run_bin(bin: &str, env: &[(&str, &str)], stdin: &[u8]) -> Run {
 
 /// Runs `program args...` with exactly `env` (plus PATH) and `stdin`.
 pub fn run_cmd(program: &str, args: &[&str], env: &[(&str, &str)], stdin: &[u8]) -> Run {
-    let mut child = Command::new(program)
-        .args(args)
+    run_in(None, program, args, env, stdin)
+}
+
+/// Runs the `jobnet` binary built for these tests in the caller's netns.
+pub fn jobnet(env: &[(&str, &str)], stdin: &[u8]) -> Run {
+    run_bin(env!("CARGO_BIN_EXE_jobnet"), env, stdin)
+}
+
+/// Runs `program` with exactly `env` (plus PATH) and `stdin`; with `netns`,
+/// the child enters that network namespace before exec (the way a runtime
+/// runs a CNI plugin in the node's netns).
+pub fn run_in(
+    netns: Option<&Path>,
+    program: &str,
+    args: &[&str],
+    env: &[(&str, &str)],
+    stdin: &[u8],
+) -> Run {
+    let mut cmd = Command::new(program);
+    cmd.args(args)
         .env_clear()
         .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
         .envs(env.iter().copied())
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn plugin");
+        .stderr(Stdio::piped());
+    if let Some(path) = netns {
+        let ns = File::open(path).unwrap_or_else(|e| panic!("open {}: {e}", path.display()));
+        // SAFETY: the closure makes one syscall (setns) on an fd opened
+        // before the fork; nothing allocates or takes locks in the child.
+        unsafe {
+            cmd.pre_exec(move || {
+                nix::sched::setns(&ns, nix::sched::CloneFlags::CLONE_NEWNET)
+                    .map_err(std::io::Error::from)
+            });
+        }
+    }
+    let mut child = cmd.spawn().expect("spawn plugin");
     let mut pipe = child.stdin.take().expect("stdin pipe");
     let data = stdin.to_vec();
     // The plugin may stop reading early (oversize input): ignore EPIPE.
@@ -80,51 +122,5 @@ pub fn run_cmd(program: &str, args: &[&str], env: &[(&str, &str)], stdin: &[u8])
         status: out.status.code().unwrap_or(-1),
         stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
         stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    }
-}
-
-/// Runs the `jobnet` binary built for these tests.
-pub fn jobnet(env: &[(&str, &str)], stdin: &[u8]) -> Run {
-    run_bin(env!("CARGO_BIN_EXE_jobnet"), env, stdin)
-}
-
-static COUNTER: AtomicU32 = AtomicU32::new(0);
-
-/// A unique short name: prefix + pid + counter.
-pub fn unique(prefix: &str) -> String {
-    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-    format!("{prefix}{}-{n}", std::process::id())
-}
-
-/// A named network namespace (`ip netns add`), deleted on drop (also on panic).
-pub struct Netns {
-    /// The namespace name.
-    pub name: String,
-}
-
-impl Netns {
-    /// Creates a namespace with a unique name.
-    pub fn new(prefix: &str) -> Self {
-        let name = unique(prefix);
-        let ok = Command::new("ip")
-            .args(["netns", "add", &name])
-            .status()
-            .expect("run ip netns add")
-            .success();
-        assert!(ok, "ip netns add {name} failed");
-        Self { name }
-    }
-
-    /// `/run/netns/<name>`.
-    pub fn path(&self) -> String {
-        format!("/run/netns/{}", self.name)
-    }
-}
-
-impl Drop for Netns {
-    fn drop(&mut self) {
-        let _ = Command::new("ip")
-            .args(["netns", "del", &self.name])
-            .status();
     }
 }
