@@ -4,6 +4,7 @@
 //! removed; and the kernel's view of a pod, read with `ip -j`.
 #![allow(dead_code)]
 
+pub mod ipam;
 pub mod kernel;
 pub mod node;
 pub mod pod;
