@@ -2,3 +2,4 @@
 //! network-namespace test, benchmark and the demo build on.
 
 pub mod fabric;
+pub mod topo_layouts;
