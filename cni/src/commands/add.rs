@@ -125,7 +125,7 @@ fn add_with_daemon(req: &AddRequest, faults: &dyn FaultHook) -> Result<CniResult
             .unwrap_or_default(),
         device_id: req.conf.device(),
         rails: ApiRails::One,
-        pool: None,
+        pool: req.conf.jobnet.pool.clone(),
         network: Some(req.conf.name.as_str().to_owned()),
     };
     device::block_on(async {

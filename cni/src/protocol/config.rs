@@ -166,6 +166,8 @@ pub struct JobnetConf {
     pub rdma: RdmaConf,
     /// `rails`.
     pub rails: Rails,
+    /// `pool`: the jobnetd pool to reserve from (the daemon's default when absent).
+    pub pool: Option<String>,
     /// `daemonSocket`.
     pub daemon_socket: PathBuf,
 }
@@ -184,6 +186,7 @@ impl Default for JobnetConf {
             link_state: None,
             rdma: RdmaConf::default(),
             rails: Rails::default(),
+            pool: None,
             daemon_socket: PathBuf::from(DEFAULT_DAEMON_SOCKET),
         }
     }
@@ -413,6 +416,7 @@ fn jobnet_conf(top: &Fields<'_>) -> Result<JobnetConf, CniError> {
         link_state: top.get("link_state")?,
         rdma,
         rails: top.get("rails")?.unwrap_or_default(),
+        pool: top.get("pool")?,
         daemon_socket: top
             .path("daemonSocket")?
             .unwrap_or_else(|| PathBuf::from(DEFAULT_DAEMON_SOCKET)),
