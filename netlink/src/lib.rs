@@ -20,7 +20,10 @@ mod route;
 mod vf;
 
 pub use addr::{build_address, Address, AddressOptions};
-pub use announce::{announce_addresses, enable_kernel_announcements, garp_frame, icmpv6_checksum, unsolicited_na_frame};
+pub use announce::{
+    announce_addresses, enable_kernel_announcements, garp_frame, icmpv6_checksum,
+    unsolicited_na_frame,
+};
 pub use error::{ErrorKind, NetlinkError, NetnsError};
 pub use fixtures::{build_bridge, build_veth, build_vxlan, VxlanConfig, VXLAN_PORT};
 pub use handle::Handle;

@@ -27,7 +27,9 @@ pub const MAX_VLAN_ID: u16 = 4095;
 pub const MAX_VLAN_QOS: u8 = 7;
 
 /// Tag protocol of a VF VLAN.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize,
+)]
 pub enum VlanProto {
     /// 802.1Q (C-tag), the default.
     #[default]
@@ -37,7 +39,9 @@ pub enum VlanProto {
 }
 
 /// A VF's port VLAN.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize,
+)]
 pub struct VfVlanConfig {
     /// VLAN id, 0 to clear the VLAN.
     pub id: u16,
@@ -48,7 +52,9 @@ pub struct VfVlanConfig {
 }
 
 /// Administrative link state the PF imposes on a VF.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize,
+)]
 pub enum VfLinkStateConfig {
     /// Follow the PF's link.
     #[default]
@@ -60,7 +66,9 @@ pub enum VfLinkStateConfig {
 }
 
 /// The PF-side settings of one VF; `None` leaves a setting untouched.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize,
+)]
 pub struct VfSettings {
     /// VF MAC address (all zeros lets the VF choose).
     pub mac: Option<MacAddr>,

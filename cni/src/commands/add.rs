@@ -4,9 +4,9 @@ use jobnet_api::{AttachmentKey, Rails as ApiRails, ReserveRequest};
 
 use crate::protocol::config::NetConf;
 use crate::protocol::error::{CniError, ErrorCode};
-use crate::protocol::values::Rails;
 use crate::protocol::ipam::Delegate;
 use crate::protocol::result::{CniResult, Interface, IpConfig};
+use crate::protocol::values::Rails;
 use crate::protocol::version::CniVersion;
 use crate::sriov::{self, FaultHook, NoFaults};
 
@@ -62,7 +62,10 @@ pub fn add_with(req: &AddRequest, faults: &dyn FaultHook) -> Result<CniResult, C
     }
 }
 
-fn add_with_delegated_ipam(req: &AddRequest, faults: &dyn FaultHook) -> Result<CniResult, CniError> {
+fn add_with_delegated_ipam(
+    req: &AddRequest,
+    faults: &dyn FaultHook,
+) -> Result<CniResult, CniError> {
     let att = &req.env;
     let pci = req.conf.device().ok_or_else(|| {
         CniError::invalid_config(
@@ -153,9 +156,10 @@ async fn attach_reserved(
     reservation: &jobnet_api::Attachment,
 ) -> Result<CniResult, CniError> {
     let att = &req.env;
-    let vf = reservation.vfs.first().ok_or_else(|| {
-        CniError::new(ErrorCode::DaemonProtocol, "jobnetd reserved no VF")
-    })?;
+    let vf = reservation
+        .vfs
+        .first()
+        .ok_or_else(|| CniError::new(ErrorCode::DaemonProtocol, "jobnetd reserved no VF"))?;
     let ipam = CniResult {
         ips: reservation
             .addresses
@@ -169,7 +173,12 @@ async fn attach_reserved(
             .collect(),
         ..CniResult::default()
     };
-    let result = build_result(&req.conf, att.ifname.as_str(), att.netns.as_str(), Some(ipam));
+    let result = build_result(
+        &req.conf,
+        att.ifname.as_str(),
+        att.netns.as_str(),
+        Some(ipam),
+    );
     let mut spec = device::attach_spec(
         &req.conf,
         att.container_id.as_str(),
@@ -199,7 +208,10 @@ async fn attach_and_commit(
     if let Some(stored) = attachment.record.result.clone() {
         // A retried ADD that had finished: answer exactly as before.
         if let Some((client, key)) = daemon {
-            client.commit(key).await.map_err(|e| daemon::api_error(&e))?;
+            client
+                .commit(key)
+                .await
+                .map_err(|e| daemon::api_error(&e))?;
         }
         let (_, prev) = CniResult::parse(&stored, CniVersion::LATEST, "cached result")?;
         return Ok(prev);

@@ -25,7 +25,10 @@ pub fn client(socket: &Path) -> Client {
 
 /// The CNI error for an API error; an unreachable daemon is "try again later".
 pub fn api_error(e: &ApiError) -> CniError {
-    CniError::new(ErrorCode::from_number(e.cni_code()), format!("jobnetd: {e}"))
+    CniError::new(
+        ErrorCode::from_number(e.cni_code()),
+        format!("jobnetd: {e}"),
+    )
 }
 
 /// True when the error means the daemon was not reached at all.
@@ -87,7 +90,9 @@ pub async fn flush_releases(client: &Client, state_root: &Path) {
 /// for `vf-vlan` pools; `none` needs nothing. Other modes are refused until
 /// they are implemented, rather than silently leaving the job unisolated.
 pub fn apply_isolation(
-    spec: &mut crate::sriov::AttachSpec, iso: &jobnet_api::Isolation) -> Result<(), CniError> {
+    spec: &mut crate::sriov::AttachSpec,
+    iso: &jobnet_api::Isolation,
+) -> Result<(), CniError> {
     use jobnet_api::IsolationMode;
     match iso.mode {
         IsolationMode::None => Ok(()),
@@ -99,7 +104,10 @@ pub fn apply_isolation(
                 .ok_or_else(|| {
                     CniError::new(
                         ErrorCode::DaemonProtocol,
-                        format!("jobnetd gave VLAN isolation without a valid VLAN ID ({:?})", iso.id),
+                        format!(
+                            "jobnetd gave VLAN isolation without a valid VLAN ID ({:?})",
+                            iso.id
+                        ),
                     )
                 })?;
             spec.pf_settings.vlan = Some(jobnet_netlink::VfVlanConfig {
@@ -111,7 +119,9 @@ pub fn apply_isolation(
         }
         other => Err(CniError::new(
             ErrorCode::UnsupportedField,
-            format!("isolation mode {other:?} of this pool is not supported by this jobnet version"),
+            format!(
+                "isolation mode {other:?} of this pool is not supported by this jobnet version"
+            ),
         )),
     }
 }

@@ -5,7 +5,9 @@
 use std::future::Future;
 
 use jobnet_hw::SysfsRoot;
-use jobnet_netlink::{MacAddr, Route, RouteScope, VfLinkStateConfig, VfSettings, VfVlanConfig, VlanProto};
+use jobnet_netlink::{
+    MacAddr, Route, RouteScope, VfLinkStateConfig, VfSettings, VfVlanConfig, VlanProto,
+};
 
 use crate::protocol::config::NetConf;
 use crate::protocol::error::{CniError, ErrorCode};
@@ -141,7 +143,11 @@ pub fn attach_spec(
 }
 
 /// Fills the pod interface of `result` with what the kernel reports.
-pub fn describe_interface(result: &mut CniResult, ifname: &str, rec: &sriov::record::AttachmentRecord) {
+pub fn describe_interface(
+    result: &mut CniResult,
+    ifname: &str,
+    rec: &sriov::record::AttachmentRecord,
+) {
     if let Some(iface) = result
         .interfaces
         .iter_mut()

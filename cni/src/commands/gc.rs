@@ -21,9 +21,7 @@ pub fn gc(req: &GcRequest) -> Result<(), CniError> {
         let gc = jobnet_api::GcRequest {
             valid: valid
                 .iter()
-                .map(|k| {
-                    jobnet_api::AttachmentKey::new(k.container_id.as_str(), k.ifname.as_str())
-                })
+                .map(|k| jobnet_api::AttachmentKey::new(k.container_id.as_str(), k.ifname.as_str()))
                 .collect(),
             network: Some(req.conf.name.as_str().to_owned()),
         };

@@ -111,7 +111,13 @@ struct Plugin<'a> {
 }
 
 impl Plugin<'_> {
-    fn spawn(&self, cmd: &str, cid: &str, netns: &str, conf: &str) -> Result<std::process::Child, String> {
+    fn spawn(
+        &self,
+        cmd: &str,
+        cid: &str,
+        netns: &str,
+        conf: &str,
+    ) -> Result<std::process::Child, String> {
         let mut child = Command::new(self.binary)
             .env_clear()
             .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
@@ -226,13 +232,20 @@ fn run(args: &Args) -> Result<(), String> {
 
     let vf = vf_list.first().ok_or("fabric has no VF")?;
     let pod = &pods[0];
-    let (pci, netdev) = (vf.pci.to_string(), vf.netdev.clone().ok_or("VF 0 has no netdev")?);
+    let (pci, netdev) = (
+        vf.pci.to_string(),
+        vf.netdev.clone().ok_or("VF 0 has no netdev")?,
+    );
     let addr = "192.0.2.5/24";
     let jconf = jobnet_conf(&pci, addr);
     let hconf = host_device_conf(&netdev, addr);
-    let add_batch = format!("link set dev {netdev} down\nlink set dev {netdev} netns {} name net1\n", pod.0);
+    let add_batch = format!(
+        "link set dev {netdev} down\nlink set dev {netdev} netns {} name net1\n",
+        pod.0
+    );
     let pod_up_batch = format!("addr add {addr} dev net1\nlink set dev net1 up\n");
-    let del_batch = format!("link set dev net1 down\nlink set dev net1 netns {node_ns_name} name {netdev}\n");
+    let del_batch =
+        format!("link set dev net1 down\nlink set dev net1 netns {node_ns_name} name {netdev}\n");
 
     let mut s: [Samples; 9] = Default::default();
     // Warm caches (binaries, page cache) before measuring.
@@ -267,7 +280,10 @@ fn run(args: &Args) -> Result<(), String> {
         s[8].push(a + d);
     }
 
-    println!("ADD/DEL latency, {} cycles each, one veth VF, static IPAM (ms)", args.cycles);
+    println!(
+        "ADD/DEL latency, {} cycles each, one veth VF, static IPAM (ms)",
+        args.cycles
+    );
     println!("{:<34} {:>8} {:>8} {:>8}", "", "median", "p90", "max");
     let names = [
         "jobnet ADD",
@@ -291,7 +307,10 @@ fn run(args: &Args) -> Result<(), String> {
     );
 
     // N parallel ADDs on N distinct VFs, then N parallel DELs.
-    let parallel = |plugin: &Plugin, conf_of: &dyn Fn(usize) -> Result<String, String>, cmd: &str| -> Result<Duration, String> {
+    let parallel = |plugin: &Plugin,
+                    conf_of: &dyn Fn(usize) -> Result<String, String>,
+                    cmd: &str|
+     -> Result<Duration, String> {
         let start = Instant::now();
         let children: Vec<_> = (0..vfs)
             .map(|i| plugin.spawn(cmd, &format!("par{i}"), &pods[i].path(), &conf_of(i)?))
@@ -299,17 +318,26 @@ fn run(args: &Args) -> Result<(), String> {
         for c in children {
             let out = c.wait_with_output().map_err(|e| e.to_string())?;
             if !out.status.success() {
-                return Err(format!("parallel {cmd}: {}", String::from_utf8_lossy(&out.stdout)));
+                return Err(format!(
+                    "parallel {cmd}: {}",
+                    String::from_utf8_lossy(&out.stdout)
+                ));
             }
         }
         Ok(start.elapsed())
     };
     let addr_of = |i: usize| format!("192.0.2.{}/24", 10 + i);
     let jconf_of = |i: usize| -> Result<String, String> {
-        Ok(jobnet_conf(&vf_list.get(i).ok_or("missing VF")?.pci.to_string(), &addr_of(i)))
+        Ok(jobnet_conf(
+            &vf_list.get(i).ok_or("missing VF")?.pci.to_string(),
+            &addr_of(i),
+        ))
     };
     let hconf_of = |i: usize| -> Result<String, String> {
-        let n = vf_list.get(i).and_then(|v| v.netdev.clone()).ok_or("missing VF netdev")?;
+        let n = vf_list
+            .get(i)
+            .and_then(|v| v.netdev.clone())
+            .ok_or("missing VF netdev")?;
         Ok(host_device_conf(&n, &addr_of(i)))
     };
     let j_add = parallel(&jobnet, &jconf_of, "ADD")?;
