@@ -83,7 +83,10 @@ fn thirty_two_parallel_adds_then_dels() {
             .as_str()
             .expect("address")
             .to_owned();
-        assert_eq!(kernel::addresses(&pod.name, "net1"), [addr.clone()]);
+        assert_eq!(
+            kernel::addresses(&pod.name, "net1"),
+            std::slice::from_ref(&addr)
+        );
         addresses.insert(addr);
         assert!(conf["runtimeConfig"]["CNIDeviceInfoFile"]
             .as_str()
