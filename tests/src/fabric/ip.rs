@@ -111,6 +111,9 @@ pub struct IpLink {
     /// Bridge the link is enslaved to.
     #[serde(default)]
     pub master: Option<String>,
+    /// The link's alias (`ip link set ... alias`).
+    #[serde(default)]
+    pub ifalias: Option<String>,
     /// Link flags (`UP`, `LOWER_UP`, ...).
     #[serde(default)]
     pub flags: Vec<String>,

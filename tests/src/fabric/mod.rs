@@ -484,7 +484,7 @@ impl Fabric {
             }
             for vf in l.vfs.iter().filter(|v| v.id.node == n.index) {
                 if let Some(nd) = &vf.netdev {
-                    lines.push(format!("link set {nd} up"));
+                    lines.push(format!("link set {nd} alias {} up", vf_alias(&id, vf.id)));
                 }
             }
             lines.push(format!(
@@ -703,18 +703,16 @@ impl Fabric {
             .find(|v| v.id.node == node && v.pci == pci)
     }
 
-    /// Finds the VF's netdev by its veth peer (the representor): first in the
-    /// node netns, then in every named netns. None when it is nowhere.
+    /// Finds the VF's netdev, first in the node netns, then in every named
+    /// netns. It is recognised by the alias the fabric gave it, which
+    /// survives renames and netns moves (ifindexes repeat across namespaces,
+    /// so they cannot identify it). None when it is nowhere.
     pub fn vf_location(&self, id: VfId) -> Result<Option<VfLocation>, FabricError> {
         let vf = self.vf(id).ok_or(FabricError::NoSuchVf(id))?;
-        let rep = vf.representor.as_ref().ok_or(FabricError::NoNetdev(id))?;
-        let rail = Netns::Named(self.layout.rails[id.nic].netns.clone());
-        let Some(rep_link) = ip::links(&rail)?.into_iter().find(|k| &k.ifname == rep) else {
-            return Ok(None);
-        };
-        let Some(peer) = rep_link.link_index else {
-            return Ok(None);
-        };
+        if vf.netdev.is_none() {
+            return Err(FabricError::NoNetdev(id));
+        }
+        let alias = vf_alias(&self.layout.id, id);
         let own_rails: Vec<&str> = self.layout.rails.iter().map(|r| r.netns.as_str()).collect();
         let node_ns = self.layout.nodes[id.node].ip_netns();
         let others = ip::named_netns()
@@ -727,7 +725,7 @@ impl Fabric {
             let Ok(links) = ip::links(&ns) else { continue };
             if let Some(link) = links
                 .into_iter()
-                .find(|k| k.ifindex == peer && k.link_index == Some(rep_link.ifindex))
+                .find(|k| k.ifalias.as_deref() == Some(alias.as_str()))
             {
                 return Ok(Some(VfLocation { netns: ns, link }));
             }
@@ -957,4 +955,9 @@ pub fn list() -> Vec<FabricState> {
         .iter()
         .filter_map(|id| state::read(id).ok())
         .collect()
+}
+
+/// The alias that marks a VF netdev of fabric `id` (unique on the machine).
+fn vf_alias(fabric: &FabricId, vf: VfId) -> String {
+    format!("jobnet-fabric:{fabric}:{}:{}:{}", vf.node, vf.nic, vf.index)
 }
