@@ -3,6 +3,7 @@
 //! error codes.
 
 use std::future::Future;
+use std::sync::Arc;
 
 use jobnet_hw::SysfsRoot;
 use jobnet_netlink::{
@@ -12,8 +13,13 @@ use jobnet_netlink::{
 use crate::protocol::config::NetConf;
 use crate::protocol::error::{CniError, ErrorCode};
 use crate::protocol::result::{CniResult, IpConfig, Route as CniRoute};
-use crate::protocol::values::{LinkState, VlanProto as ConfVlanProto};
-use crate::sriov::{self, AttachError, AttachSpec, CheckError, FaultHook, StateDir};
+use crate::protocol::values::{
+    LinkState, RdmaIsolation as ConfRdmaIsolation, VlanProto as ConfVlanProto,
+};
+use crate::sriov::rdma::{RdmaIsolation, RdmaPolicy};
+use crate::sriov::{
+    self, AttachError, AttachSpec, CheckError, FaultHook, KernelRdma, RdmaOps, StateDir,
+};
 
 /// Everything the engine needs from the environment, fixed per run.
 pub struct DeviceEnv {
@@ -21,6 +27,8 @@ pub struct DeviceEnv {
     pub sysfs: SysfsRoot,
     /// State directory (`JOBNET_STATE_DIR` or `/var/lib/cni/jobnet`).
     pub state: StateDir,
+    /// RDMA netlink.
+    pub rdma: Arc<dyn RdmaOps>,
 }
 
 impl DeviceEnv {
@@ -29,6 +37,7 @@ impl DeviceEnv {
         Self {
             sysfs: SysfsRoot::from_env(),
             state: StateDir::from_env(),
+            rdma: Arc::new(KernelRdma),
         }
     }
 
@@ -38,6 +47,7 @@ impl DeviceEnv {
             sysfs: &self.sysfs,
             state: &self.state,
             faults,
+            rdma: Arc::clone(&self.rdma),
         }
     }
 }
@@ -91,7 +101,28 @@ pub fn pf_settings(conf: &NetConf) -> VfSettings {
             LinkState::Enable => VfLinkStateConfig::Enable,
             LinkState::Disable => VfLinkStateConfig::Disable,
         }),
+        // An InfiniBand VF is identified by its GUIDs; node and port get
+        // the same one, as the IB SR-IOV device plugins hand out.
+        ib_node_guid: ib_guid(conf),
+        ib_port_guid: ib_guid(conf),
         ..VfSettings::default()
+    }
+}
+
+/// The pod's InfiniBand GUID as the kernel takes it (big-endian u64).
+fn ib_guid(conf: &NetConf) -> Option<u64> {
+    conf.ib_guid().map(|g| u64::from_be_bytes(g.0))
+}
+
+/// The engine's RDMA policy from the config's `rdma` section.
+pub fn rdma_policy(conf: &NetConf) -> RdmaPolicy {
+    RdmaPolicy {
+        isolation: match conf.jobnet.rdma.isolation {
+            ConfRdmaIsolation::Auto => RdmaIsolation::Auto,
+            ConfRdmaIsolation::Exclusive => RdmaIsolation::Exclusive,
+            ConfRdmaIsolation::Shared => RdmaIsolation::Shared,
+        },
+        required: conf.jobnet.rdma.required,
     }
 }
 
@@ -139,6 +170,7 @@ pub fn attach_spec(
             container_id,
             ifname,
         ),
+        rdma: rdma_policy(conf),
     }
 }
 
@@ -155,7 +187,10 @@ pub fn describe_interface(
         .find(|i| i.name == ifname)
     {
         if let Some(pod) = &rec.pod {
-            iface.mac = pod.mac.map(|m| m.to_string());
+            // IPoIB has no MAC: its 20-byte address is what the kernel shows.
+            iface.mac = pod.mac.map(|m| m.to_string()).or_else(|| {
+                (!pod.hw_addr.is_empty()).then(|| sriov::attach::format_hw_addr(&pod.hw_addr))
+            });
             iface.mtu = Some(pod.mtu);
         }
         iface.pci_id = Some(rec.pci.to_string());

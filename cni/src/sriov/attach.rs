@@ -7,6 +7,7 @@
 //! DEL (whatever state the pod, the netns or the VF are in).
 
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use ipnet::IpNet;
 use jobnet_hw::sriov::{self, VfInfo};
@@ -14,9 +15,10 @@ use jobnet_hw::{PciAddr, SysfsRoot};
 use jobnet_netlink::{AddressOptions, Handle, Link, MacAddr, Netns, Route, VfSettings};
 
 use super::cache;
-use super::devinfo::{self, DeviceInfo, PciDeviceInfo};
+use super::devinfo::{self, DeviceInfo, JobnetDeviceInfo, PciDeviceInfo};
 use super::error::AttachError;
 use super::owner::{self, OwnerRecord, VfClaim};
+use super::rdma::{self, RdmaOps, RdmaPolicy};
 use super::record::{AttachmentRecord, HostLinkState, PfSideState, PodLinkState, RECORD_FORMAT};
 use super::state_dir::StateDir;
 use super::steps::{FaultHook, Step};
@@ -44,6 +46,8 @@ pub struct AttachSpec {
     pub routes: Vec<Route>,
     /// Where to write the device-info file.
     pub devinfo_path: PathBuf,
+    /// What to do with the VF's RDMA device.
+    pub rdma: RdmaPolicy,
 }
 
 /// A finished attach whose cache still has to be committed with the result.
@@ -53,6 +57,7 @@ pub struct Attachment {
     pub record: AttachmentRecord,
     cache_path: PathBuf,
     claim: VfClaim,
+    rdma: Arc<dyn RdmaOps>,
 }
 
 /// Paths and hooks shared by every operation of one plugin run.
@@ -63,6 +68,22 @@ pub struct Context<'a> {
     pub state: &'a StateDir,
     /// Test hook called before each ADD step.
     pub faults: &'a dyn FaultHook,
+    /// RDMA netlink (the kernel's in production, a recording one in tests).
+    pub rdma: Arc<dyn RdmaOps>,
+}
+
+/// Length of an IPoIB hardware address (`INFINIBAND_ALEN`): 4 bytes of
+/// flags and queue pair number, then the 16-byte port GID.
+pub const IPOIB_HW_ADDR_LEN: usize = 20;
+
+/// Formats a hardware address as the kernel and iproute2 print it:
+/// lowercase hex bytes joined by colons (6 for Ethernet, 20 for IPoIB).
+pub fn format_hw_addr(bytes: &[u8]) -> String {
+    bytes
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect::<Vec<_>>()
+        .join(":")
 }
 
 /// Name the VF carries between the two netns moves: derived from its PCI
@@ -89,6 +110,15 @@ pub async fn attach(ctx: &Context<'_>, spec: &AttachSpec) -> Result<Attachment, 
         pci: spec.pci,
         source,
     })?;
+    // Decided before the claim: a config the VF or kernel cannot satisfy
+    // changes nothing.
+    let rdma_plan = rdma::plan(
+        ctx.rdma.as_ref(),
+        ctx.sysfs,
+        spec.pci,
+        spec.rdma,
+        vf.rdma_devices.first().map(String::as_str),
+    )?;
     let claim = owner::claim(ctx.state, spec.pci, owner_record(spec))?;
     let cache_path = cache::path_for(ctx.state, &spec.container_id, &spec.ifname);
     if !claim.fresh {
@@ -100,9 +130,10 @@ pub async fn attach(ctx: &Context<'_>, spec: &AttachSpec) -> Result<Attachment, 
                     record: rec,
                     cache_path,
                     claim,
+                    rdma: Arc::clone(&ctx.rdma),
                 });
             }
-            restore(ctx.sysfs, &rec).await;
+            restore(ctx.sysfs, ctx.rdma.as_ref(), &rec).await;
         }
     }
     let mut rec = AttachmentRecord {
@@ -118,6 +149,7 @@ pub async fn attach(ctx: &Context<'_>, spec: &AttachSpec) -> Result<Attachment, 
         pf_side: None,
         pod: None,
         rdma_device: vf.rdma_devices.first().cloned(),
+        rdma: rdma_plan,
         devinfo: Some(spec.devinfo_path.clone()),
         result: None,
     };
@@ -126,10 +158,11 @@ pub async fn attach(ctx: &Context<'_>, spec: &AttachSpec) -> Result<Attachment, 
             record: rec,
             cache_path,
             claim,
+            rdma: Arc::clone(&ctx.rdma),
         }),
         Err(err) => {
             tracing::warn!(pci = %spec.pci, error = %err, "ADD failed; rolling back");
-            restore(ctx.sysfs, &rec).await;
+            restore(ctx.sysfs, ctx.rdma.as_ref(), &rec).await;
             if let Err(e) = cache::remove(&cache_path) {
                 tracing::warn!(error = %e, "could not remove attachment cache during rollback");
             }
@@ -241,8 +274,20 @@ async fn attach_steps(
                 AttachError::kernel(Step::Rename)(e)
             }
         })?;
+    // Only now, with the netdev in the pod: a device the pod can use
+    // through verbs must never be there before its interface is.
+    faults.before(Step::RdmaMove)?;
+    if let Some(r) = &rec.rdma {
+        rdma::move_in(ctx.rdma.as_ref(), r, &pod_ns)?;
+    }
     faults.before(Step::SetMac)?;
-    if let Some(mac) = spec.mac {
+    let ipoib = moved.hw_addr.len() == IPOIB_HW_ADDR_LEN;
+    if ipoib && spec.mac.is_some() {
+        // IPoIB addresses come from the QP and port GID; the GUID set
+        // through the PF is what identifies the VF.
+        tracing::warn!(ifname = %spec.ifname, "IPoIB interface: configured MAC ignored");
+    }
+    if let Some(mac) = spec.mac.filter(|_| !ipoib) {
         pod.set_mac(moved.index, mac)
             .await
             .map_err(AttachError::kernel(Step::SetMac))?;
@@ -286,6 +331,7 @@ async fn attach_steps(
         mac: now.mac(),
         mtu: now.mtu,
         addresses: spec.addresses.clone(),
+        hw_addr: now.hw_addr.clone(),
     });
     write_devinfo(faults, spec, rec)
 }
@@ -296,11 +342,17 @@ fn write_devinfo(
     rec: &AttachmentRecord,
 ) -> Result<(), AttachError> {
     faults.before(Step::DevInfo)?;
-    let info = DeviceInfo::pci(PciDeviceInfo {
+    let mut info = DeviceInfo::pci(PciDeviceInfo {
         pci_address: rec.pci,
         pf_pci_address: Some(rec.pf_pci),
         rdma_device: rec.rdma_device.clone(),
     });
+    if let Some(r) = &rec.rdma {
+        info.jobnet = Some(JobnetDeviceInfo {
+            rdma_isolation: Some(r.isolation),
+            char_devices: r.char_devices.clone(),
+        });
+    }
     devinfo::write(&spec.devinfo_path, &info).map_err(AttachError::DevInfo)
 }
 
@@ -314,7 +366,11 @@ async fn find_host_netdev(
     extra: &[&str],
 ) -> Result<Link, AttachError> {
     let mut tried = Vec::new();
-    for name in sysfs_names.iter().map(String::as_str).chain(extra.iter().copied()) {
+    for name in sysfs_names
+        .iter()
+        .map(String::as_str)
+        .chain(extra.iter().copied())
+    {
         if tried.iter().any(|t| t == name) {
             continue;
         }
@@ -352,7 +408,7 @@ impl Attachment {
 
     /// Undoes the attach (a later step of ADD failed).
     pub async fn abort(self, sysfs: &SysfsRoot) {
-        restore(sysfs, &self.record).await;
+        restore(sysfs, self.rdma.as_ref(), &self.record).await;
         if let Some(p) = &self.record.devinfo {
             let _ = devinfo::remove(p);
         }
@@ -370,8 +426,8 @@ impl Attachment {
 
 /// Puts the VF back as the record says it was. Never fails: every step is
 /// attempted, and what could not be done is logged (DEL must succeed).
-/// Returns true when the VF's netdev was found and restored.
-pub async fn restore(sysfs: &SysfsRoot, rec: &AttachmentRecord) -> bool {
+/// Returns true when the VF's netdev (and RDMA device) was found and restored.
+pub async fn restore(sysfs: &SysfsRoot, rdma: &dyn RdmaOps, rec: &AttachmentRecord) -> bool {
     if rec.dpdk {
         return true;
     }
@@ -394,6 +450,13 @@ pub async fn restore(sysfs: &SysfsRoot, rec: &AttachmentRecord) -> bool {
         }
     };
     let temp = temp_name(rec.pci);
+
+    // 0. The RDMA device first: the pod must never hold a device whose
+    // netdev is already gone (the reverse of ADD's order).
+    let rdma_ok = rec
+        .rdma
+        .as_ref()
+        .is_none_or(|r| rdma::move_out(rdma, r, &rec.netns));
 
     // 1. Out of the pod, if it is still there.
     if let Ok(pod_ns) = Netns::open(&rec.netns) {
@@ -468,7 +531,10 @@ pub async fn restore(sysfs: &SysfsRoot, rec: &AttachmentRecord) -> bool {
         .cloned()
         .collect();
     if !missing.is_empty() {
-        warn("restore altnames", host.add_altnames(link.index, &missing).await);
+        warn(
+            "restore altnames",
+            host.add_altnames(link.index, &missing).await,
+        );
     }
     if orig.admin_up {
         warn("set up", host.set_up(link.index).await);
@@ -486,5 +552,5 @@ pub async fn restore(sysfs: &SysfsRoot, rec: &AttachmentRecord) -> bool {
             }
         }
     }
-    ok
+    ok && rdma_ok
 }

@@ -5,10 +5,12 @@ use std::path::Path;
 use ipnet::IpNet;
 use jobnet_netlink::{Handle, Netns};
 
+use super::attach::format_hw_addr;
 use super::attach::Context;
 use super::cache;
 use super::owner;
-use super::record::AttachmentRecord;
+use super::rdma::RdmaNs;
+use super::record::{AttachmentRecord, RdmaIsolationApplied};
 
 /// A difference between what ADD did and what the kernel shows now.
 #[derive(Debug, thiserror::Error)]
@@ -75,7 +77,16 @@ pub async fn check(
             link.index, pod_state.index
         ));
     }
-    if link.mac() != pod_state.mac {
+    if !pod_state.hw_addr.is_empty() {
+        // The full address: the only identity an IPoIB interface has.
+        if link.hw_addr != pod_state.hw_addr {
+            return mismatch(format!(
+                "hardware address of {ifname} is {}, expected {}",
+                format_hw_addr(&link.hw_addr),
+                format_hw_addr(&pod_state.hw_addr)
+            ));
+        }
+    } else if link.mac() != pod_state.mac {
         return mismatch(format!(
             "MAC of {ifname} is {:?}, expected {:?}",
             link.mac().map(|m| m.to_string()),
@@ -83,7 +94,10 @@ pub async fn check(
         ));
     }
     if link.mtu != pod_state.mtu {
-        return mismatch(format!("MTU of {ifname} is {}, expected {}", link.mtu, pod_state.mtu));
+        return mismatch(format!(
+            "MTU of {ifname} is {}, expected {}",
+            link.mtu, pod_state.mtu
+        ));
     }
     if !link.admin_up {
         return mismatch(format!("{ifname} is down"));
@@ -98,6 +112,16 @@ pub async fn check(
     for want in pod_state.addresses.iter().chain(expected_ips) {
         if !have.contains(want) {
             return mismatch(format!("address {want} missing on {ifname}"));
+        }
+    }
+    if let Some(r) = &rec.rdma {
+        if r.isolation == RdmaIsolationApplied::Exclusive {
+            if let Err(e) = ctx.rdma.device_index(RdmaNs::Pod(&ns), &r.device) {
+                return mismatch(format!(
+                    "RDMA device {} is not in the pod network namespace: {e}",
+                    r.device
+                ));
+            }
         }
     }
     Ok(())

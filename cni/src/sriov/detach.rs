@@ -72,7 +72,7 @@ pub async fn detach(
             return DetachOutcome::VfOwnedByOther;
         }
     }
-    let restored = restore(ctx.sysfs, &rec).await;
+    let restored = restore(ctx.sysfs, ctx.rdma.as_ref(), &rec).await;
     remove_files(&rec, &cache_path);
     if let Some(c) = claim {
         if let Err(e) = c.release() {
@@ -100,7 +100,8 @@ fn remove_files(rec: &AttachmentRecord, cache_path: &Path) {
 /// Without a cache we do not know the original name or settings; if this
 /// attachment owns the VF, bring the pod's interface back to the host
 /// under the VF's temporary name so it is at least usable again, and free
-/// the VF.
+/// the VF. An RDMA device moved in exclusive mode is not known here; the
+/// kernel returns it to init_net when the pod netns goes away.
 async fn best_effort_return(
     ctx: &Context<'_>,
     container_id: &str,

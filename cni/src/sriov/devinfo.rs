@@ -5,6 +5,12 @@ use std::path::{Path, PathBuf};
 
 use jobnet_hw::PciAddr;
 
+use super::record::RdmaIsolationApplied;
+
+/// Top-level key of jobnet's own section in the document. The spec has no
+/// field for character devices; readers that do not know the key ignore it.
+pub const JOBNET_KEY: &str = "jobnet";
+
 /// Spec version written into every file.
 pub const DEVICE_INFO_VERSION: &str = "1.1.0";
 /// Directory used when the runtime names no file (`CNIDeviceInfoFile`).
@@ -24,6 +30,27 @@ pub struct PciDeviceInfo {
     pub rdma_device: Option<String>,
 }
 
+/// jobnet's own section (`"jobnet"`): what a runtime or device plugin
+/// needs to give the pod its RDMA device (see docs/rdma.md).
+#[derive(Debug, Clone, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+pub struct JobnetDeviceInfo {
+    /// `exclusive` (the RDMA device was moved into the pod netns) or `shared`.
+    #[serde(
+        rename = "rdma-isolation",
+        skip_serializing_if = "Option::is_none",
+        default
+    )]
+    pub rdma_isolation: Option<RdmaIsolationApplied>,
+    /// Character devices to mount into the pod (`/dev/infiniband/uverbsN`,
+    /// `/dev/infiniband/rdma_cm`).
+    #[serde(
+        rename = "char-devices",
+        skip_serializing_if = "Vec::is_empty",
+        default
+    )]
+    pub char_devices: Vec<PathBuf>,
+}
+
 /// A whole device-info document of type `pci`.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct DeviceInfo {
@@ -34,6 +61,9 @@ pub struct DeviceInfo {
     pub version: String,
     /// The PCI details.
     pub pci: PciDeviceInfo,
+    /// jobnet's own section, when there is something to say.
+    #[serde(rename = "jobnet", skip_serializing_if = "Option::is_none", default)]
+    pub jobnet: Option<JobnetDeviceInfo>,
 }
 
 impl DeviceInfo {
@@ -43,20 +73,32 @@ impl DeviceInfo {
             kind: "pci".into(),
             version: DEVICE_INFO_VERSION.into(),
             pci: info,
+            jobnet: None,
         }
     }
 }
 
 /// Where the file goes: the runtime's choice, else a name built from
 /// validated identifiers under [`DEFAULT_DEVINFO_DIR`].
-pub fn path_for(explicit: Option<&Path>, network: &str, container_id: &str, ifname: &str) -> PathBuf {
+pub fn path_for(
+    explicit: Option<&Path>,
+    network: &str,
+    container_id: &str,
+    ifname: &str,
+) -> PathBuf {
     if let Some(p) = explicit {
         return p.to_owned();
     }
     // The network name is free text in the config: keep only safe bytes.
     let net: String = network
         .chars()
-        .map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '_' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
         .take(64)
         .collect();
     Path::new(DEFAULT_DEVINFO_DIR).join(format!("{net}-{container_id}-{ifname}-device-info.json"))
@@ -112,6 +154,33 @@ mod tests {
         });
         let v = serde_json::to_value(&no_rdma).unwrap();
         assert!(v["pci"].get("rdma-device").is_none());
+        assert!(v.get(JOBNET_KEY).is_none());
+    }
+
+    #[test]
+    fn jobnet_section_names_char_devices() {
+        let mut info = DeviceInfo::pci(PciDeviceInfo {
+            pci_address: "0000:3b:00.2".parse().unwrap(),
+            pf_pci_address: None,
+            rdma_device: Some("mlx5_4".into()),
+        });
+        info.jobnet = Some(JobnetDeviceInfo {
+            rdma_isolation: Some(RdmaIsolationApplied::Exclusive),
+            char_devices: vec![
+                "/dev/infiniband/uverbs4".into(),
+                "/dev/infiniband/rdma_cm".into(),
+            ],
+        });
+        let v = serde_json::to_value(&info).unwrap();
+        assert_eq!(
+            v[JOBNET_KEY],
+            serde_json::json!({
+                "rdma-isolation": "exclusive",
+                "char-devices": ["/dev/infiniband/uverbs4", "/dev/infiniband/rdma_cm"]
+            })
+        );
+        let back: DeviceInfo = serde_json::from_value(v).unwrap();
+        assert_eq!(back, info);
     }
 
     #[test]

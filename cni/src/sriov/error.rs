@@ -20,6 +20,8 @@ pub const CODE_DEVICE_NOT_FOUND: u32 = 100;
 pub const CODE_DEVICE_OWNED: u32 = 101;
 /// jobnet code: a kernel operation failed.
 pub const CODE_KERNEL: u32 = 102;
+/// jobnet code: RDMA is required or exclusive but not available.
+pub const CODE_RDMA_UNAVAILABLE: u32 = 104;
 
 /// Why attaching, checking or detaching a VF failed.
 #[derive(Debug, thiserror::Error)]
@@ -72,6 +74,18 @@ pub enum AttachError {
         /// The kernel's answer.
         source: NetlinkError,
     },
+    /// An RDMA netlink operation failed.
+    #[error("{op}: RDMA netlink: {source}")]
+    Rdma {
+        /// What was being done.
+        op: &'static str,
+        /// The RDMA netlink error.
+        source: jobnet_rdma::RdmaError,
+    },
+    /// The config asks for RDMA isolation or an RDMA device that this VF
+    /// or kernel cannot give (nothing was changed).
+    #[error("{0}")]
+    RdmaUnavailable(String),
     /// The device-info file could not be written.
     #[error("device-info file: {0}")]
     DevInfo(std::io::Error),
@@ -93,8 +107,16 @@ impl AttachError {
             AttachError::Owner(OwnerError::Io { .. }) | AttachError::Cache(_) => CODE_IO,
             AttachError::DevInfo(_) => CODE_IO,
             AttachError::Netns(_) => CODE_IO,
-            AttachError::Kernel { .. } | AttachError::Injected(_) => CODE_KERNEL,
+            AttachError::Kernel { .. } | AttachError::Injected(_) | AttachError::Rdma { .. } => {
+                CODE_KERNEL
+            }
+            AttachError::RdmaUnavailable(_) => CODE_RDMA_UNAVAILABLE,
         }
+    }
+
+    /// An RDMA netlink error.
+    pub fn rdma(op: &'static str) -> impl FnOnce(jobnet_rdma::RdmaError) -> AttachError {
+        move |source| AttachError::Rdma { op, source }
     }
 
     /// A kernel error at `step`.

@@ -150,7 +150,7 @@ pub fn claim(state: &StateDir, pci: PciAddr, want: OwnerRecord) -> Result<VfClai
                     lock.set_len(0).map_err(io(&path))?;
                     let body = serde_json::to_vec(&want).map_err(|e| io(&path)(e.into()))?;
                     lock.write_all(&body).map_err(io(&path))?;
-                            Ok(VfClaim {
+                    Ok(VfClaim {
                         path,
                         _lock: lock,
                         record: want,
@@ -226,7 +226,10 @@ mod tests {
         let a = claim(&st, pci, rec("a")).unwrap();
         assert!(a.fresh);
         // Held by a running operation: Busy.
-        assert!(matches!(claim(&st, pci, rec("b")), Err(OwnerError::Busy { .. })));
+        assert!(matches!(
+            claim(&st, pci, rec("b")),
+            Err(OwnerError::Busy { .. })
+        ));
         drop(a);
         // Owned, unlocked: another attachment is refused, the same one re-takes it.
         match claim(&st, pci, rec("b")) {

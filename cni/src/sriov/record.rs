@@ -37,6 +37,9 @@ pub struct PodLinkState {
     pub mtu: u32,
     /// Addresses ADD configured.
     pub addresses: Vec<IpNet>,
+    /// The full hardware address (20 bytes for IPoIB, which has no MAC).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub hw_addr: Vec<u8>,
 }
 
 /// PF-side VF settings: what ADD applied and what they were before.
@@ -77,8 +80,35 @@ pub struct AttachmentRecord {
     pub pod: Option<PodLinkState>,
     /// RDMA device of the VF, if it has one.
     pub rdma_device: Option<String>,
+    /// What ADD does with the RDMA device (absent: the VF has none).
+    #[serde(default)]
+    pub rdma: Option<RdmaRecord>,
     /// Device-info file written for this attachment.
     pub devinfo: Option<PathBuf>,
     /// The result printed by ADD (CHECK and idempotent ADD replay it).
     pub result: Option<serde_json::Value>,
+}
+
+/// How the RDMA device is isolated for this attachment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RdmaIsolationApplied {
+    /// The device is moved into the pod netns (and back on DEL).
+    Exclusive,
+    /// The device stays where it is, visible to every netns.
+    Shared,
+}
+
+/// The VF's RDMA device and what ADD does with it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct RdmaRecord {
+    /// Device name (`mlx5_3`).
+    pub device: String,
+    /// Isolation decided at ADD, before any change: restore moves the
+    /// device out of the pod when this says exclusive.
+    pub isolation: RdmaIsolationApplied,
+    /// Kernel index in the host at ADD (exclusive only).
+    pub index: Option<u32>,
+    /// Character devices the pod needs (`/dev/infiniband/uverbsN`, `rdma_cm`).
+    pub char_devices: Vec<PathBuf>,
 }

@@ -18,6 +18,8 @@ pub enum Step {
     MoveToPod,
     /// Rename it to the requested interface name.
     Rename,
+    /// Move the VF's RDMA device into the pod netns (exclusive isolation).
+    RdmaMove,
     /// Set the pod-side MAC.
     SetMac,
     /// Set the MTU.
@@ -34,13 +36,14 @@ pub enum Step {
 
 impl Step {
     /// Every step, in order (tests inject a failure at each).
-    pub const ALL: [Step; 12] = [
+    pub const ALL: [Step; 13] = [
         Step::SaveCache,
         Step::PfSettings,
         Step::LinkDown,
         Step::DropAltnames,
         Step::MoveToPod,
         Step::Rename,
+        Step::RdmaMove,
         Step::SetMac,
         Step::SetMtu,
         Step::Addresses,
@@ -59,6 +62,7 @@ impl fmt::Display for Step {
             Step::DropAltnames => "drop alternative names",
             Step::MoveToPod => "move into pod netns",
             Step::Rename => "rename in pod netns",
+            Step::RdmaMove => "move RDMA device into pod netns",
             Step::SetMac => "set MAC",
             Step::SetMtu => "set MTU",
             Step::Addresses => "add addresses",
