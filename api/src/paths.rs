@@ -22,6 +22,33 @@ pub const JOBS: &str = "/v1/jobs";
 pub const VFS: &str = "/v1/vfs";
 /// `POST`: gang reservation.
 pub const GANG: &str = "/v1/gang";
+/// `GET`: the node's GPU/NIC topology (matrix view).
+pub const TOPOLOGY: &str = "/v1/topology";
+/// Last segment of an attachment's hints path (see [`hints`]).
+pub const HINTS_SUFFIX: &str = "/hints";
+
+/// `GET`: the collective-ops hints of an attachment's pod,
+/// `/v1/attachments/{containerID}/{ifname}/hints` with encoded segments.
+pub fn hints(container_id: &str, ifname: &str) -> String {
+    format!(
+        "{ATTACHMENTS}/{}/{}{HINTS_SUFFIX}",
+        encode_segment(container_id),
+        encode_segment(ifname)
+    )
+}
+
+/// The (containerID, ifname) of a hints path, decoded; None for any other path.
+pub fn parse_hints(path: &str) -> Option<(String, String)> {
+    let rest = path
+        .strip_prefix(ATTACHMENTS)?
+        .strip_prefix('/')?
+        .strip_suffix(HINTS_SUFFIX)?;
+    let (cid, ifname) = rest.split_once('/')?;
+    if ifname.contains('/') {
+        return None;
+    }
+    Some((decode_segment(cid)?, decode_segment(ifname)?))
+}
 
 /// Path of one job, with the name percent-encoded as a path segment.
 pub fn job(name: &str) -> String {
@@ -73,5 +100,19 @@ mod tests {
         }
         assert_eq!(decode_segment("%G0"), None);
         assert_eq!(decode_segment("%4"), None);
+    }
+
+    #[test]
+    fn hints_paths_round_trip_and_reject_other_shapes() {
+        let p = hints("abc.1", "net1");
+        assert_eq!(p, "/v1/attachments/abc.1/net1/hints");
+        assert_eq!(parse_hints(&p), Some(("abc.1".into(), "net1".into())));
+        assert_eq!(
+            parse_hints(&hints("a/b", "x y")),
+            Some(("a/b".into(), "x y".into()))
+        );
+        assert_eq!(parse_hints("/v1/attachments/reserve"), None);
+        assert_eq!(parse_hints("/v1/attachments/a/b/c/hints"), None);
+        assert_eq!(parse_hints("/v1/attachments/a/hints"), None);
     }
 }

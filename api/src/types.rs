@@ -414,6 +414,37 @@ pub struct GangReservation {
     pub ranks: Vec<RankAddresses>,
 }
 
+/// One `NAME=value` of a pod's NCCL environment.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct EnvVar {
+    /// Variable name (`NCCL_IB_HCA`).
+    pub name: String,
+    /// Its value.
+    pub value: String,
+}
+
+/// `GET /v1/attachments/{containerID}/{ifname}/hints`: the collective-ops
+/// hints of the pod the attachment belongs to (all its committed jobnet
+/// interfaces together, as NCCL sees one pod).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PodHints {
+    /// The pod's container (sandbox) ID.
+    #[serde(rename = "containerID")]
+    pub container_id: String,
+    /// Attachments (pod interface names given at reserve) the hints cover.
+    pub attachments: Vec<String>,
+    /// Host directory holding `nccl.env` and `topo.xml`.
+    pub dir: String,
+    /// The NCCL variables, in file order.
+    pub env: Vec<EnvVar>,
+    /// `nccl.env` as written (variables plus comment lines).
+    pub nccl_env: String,
+    /// `topo.xml` as written (NCCL topology file).
+    pub topo_xml: String,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

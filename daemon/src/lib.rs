@@ -5,6 +5,8 @@
 pub mod config;
 pub mod ctl;
 pub mod engine;
+pub mod hints;
+pub mod hints_handler;
 pub mod inventory;
 pub mod keylock;
 pub mod metrics;
@@ -13,4 +15,5 @@ pub mod run;
 pub mod server;
 #[doc(hidden)]
 pub mod testing;
+pub mod topology;
 pub mod validate;

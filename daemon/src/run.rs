@@ -12,8 +12,11 @@ use tokio::sync::watch;
 
 use crate::config::{Config, MetricsAddr};
 use crate::engine::{Engine, StartError};
+use crate::hints::HintStore;
+use crate::hints_handler::TopologyHandler;
 use crate::metrics::{self, Metrics};
 use crate::server::{self, ListenError};
+use crate::topology::{NodeTopology, TopologySelector};
 
 /// Why the daemon stopped with an error.
 #[derive(Debug, thiserror::Error)]
@@ -72,8 +75,19 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
         message: e.to_string(),
     })?;
     let metrics = Arc::new(Metrics::new());
-    let engine =
-        Arc::new(Engine::start(&config, store, Arc::new(SystemClock), metrics.clone()).await?);
+    let topo = Arc::new(NodeTopology::from_config(&config));
+    let engine = Arc::new(
+        Engine::start(&config, store, Arc::new(SystemClock), metrics.clone())
+            .await?
+            .with_selector(Box::new(TopologySelector::new(topo.clone()))),
+    );
+    let pool_rails = config
+        .pools
+        .iter()
+        .map(|p| (p.ipam.name.clone(), p.rail_count()))
+        .collect();
+    let hints = Arc::new(HintStore::new(&config.run_dir, config.sysfs(), pool_rails));
+    let handler = Arc::new(TopologyHandler::new(engine.clone(), topo, hints));
     match engine.reconcile().await {
         Ok(r) => tracing::info!(
             expired = r.expired,
@@ -82,6 +96,9 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
             "startup reconciliation done"
         ),
         Err(e) => tracing::warn!(error = %e, "startup reconciliation failed"),
+    }
+    if let Err(e) = handler.refresh().await {
+        tracing::warn!(error = %e, "rebuilding hints failed");
     }
     let listener = server::bind(&config.socket)?;
     let (stop_tx, stop_rx) = watch::channel(false);
@@ -107,6 +124,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
 
     let reconcile_task = {
         let engine = engine.clone();
+        let handler = handler.clone();
         let mut stop = stop_rx.clone();
         let every = Duration::from_secs(config.reconcile_interval_secs);
         tokio::spawn(async move {
@@ -128,6 +146,10 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
                     Ok(_) => {}
                     Err(e) => tracing::warn!(error = %e, "reconciliation failed"),
                 }
+                // Topology and hints follow what reconciliation found.
+                if let Err(e) = handler.refresh().await {
+                    tracing::warn!(error = %e, "refreshing topology and hints failed");
+                }
             }
         })
     };
@@ -135,7 +157,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
     tracing::info!(socket = %config.socket.display(), node = %engine.node(), "jobnetd ready");
     let serving = tokio::spawn(server::serve(
         listener,
-        engine.clone(),
+        handler.clone(),
         metrics.clone(),
         stop_rx,
     ));
@@ -150,6 +172,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
         let _ = t.await;
     }
     let _ = std::fs::remove_file(&config.socket);
+    drop(handler);
     // Last reference: dropping the engine closes the store after its pending commits.
     drop(engine);
     tracing::info!("jobnetd stopped");

@@ -20,8 +20,10 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use jobnet_api::paths;
 use jobnet_api::{
     ApiError, Attachment, AttachmentKey, ErrorCode, GangReservation, GangReserveRequest, GcRequest,
-    GcResponse, JobDetail, JobSummary, ReleaseResponse, ReserveRequest, StatusResponse, VfInfo,
+    GcResponse, JobDetail, JobSummary, PodHints, ReleaseResponse, ReserveRequest, StatusResponse,
+    VfInfo,
 };
+use jobnet_hw::topology::TopoView;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use tokio::net::{UnixListener, UnixStream};
@@ -74,6 +76,24 @@ pub trait ApiHandler: Send + Sync + 'static {
         &self,
         req: GangReserveRequest,
     ) -> impl Future<Output = Result<GangReservation, ApiError>> + Send;
+    /// The node's GPU/NIC topology (handlers without one answer not-found).
+    fn topology(&self) -> impl Future<Output = Result<TopoView, ApiError>> + Send {
+        async {
+            Err(ApiError::new(
+                ErrorCode::NotFound,
+                "no topology on this daemon",
+            ))
+        }
+    }
+    /// The collective-ops hints of an attachment's pod.
+    fn hints(&self, key: AttachmentKey) -> impl Future<Output = Result<PodHints, ApiError>> + Send {
+        async move {
+            Err(ApiError::new(
+                ErrorCode::NotFound,
+                format!("no hints for {key} on this daemon"),
+            ))
+        }
+    }
 }
 
 /// Why the socket could not be set up.
@@ -313,7 +333,9 @@ fn endpoint_name(method: &Method, path: &str) -> &'static str {
         (&Method::GET, paths::JOBS) => "jobs",
         (&Method::GET, paths::VFS) => "vfs",
         (&Method::POST, paths::GANG) => "gang",
+        (&Method::GET, paths::TOPOLOGY) => "topology",
         (&Method::GET, p) if p.starts_with("/v1/jobs/") => "job",
+        (&Method::GET, p) if paths::parse_hints(p).is_some() => "hints",
         _ => "other",
     }
 }
@@ -337,6 +359,7 @@ async fn route<H: ApiHandler>(
         paths::JOBS if is_get => to_json(&h.jobs().await?),
         paths::ATTACHMENTS if is_get => to_json(&h.attachments().await?),
         paths::VFS if is_get => to_json(&h.vfs().await?),
+        paths::TOPOLOGY if is_get => to_json(&h.topology().await?),
         p if is_get && p.starts_with("/v1/jobs/") => {
             let seg = p.trim_start_matches("/v1/jobs/");
             let job = (!seg.contains('/'))
@@ -344,6 +367,12 @@ async fn route<H: ApiHandler>(
                 .flatten()
                 .ok_or_else(|| ApiError::new(ErrorCode::InvalidArgument, "bad job name in path"))?;
             to_json(&h.job(job).await?)
+        }
+        p if is_get && p.ends_with(paths::HINTS_SUFFIX) && p.starts_with(paths::ATTACHMENTS) => {
+            let (cid, ifname) = paths::parse_hints(p).ok_or_else(|| {
+                ApiError::new(ErrorCode::InvalidArgument, "bad attachment in hints path")
+            })?;
+            to_json(&h.hints(AttachmentKey::new(cid, ifname)).await?)
         }
         paths::RESERVE
         | paths::COMMIT
@@ -354,7 +383,8 @@ async fn route<H: ApiHandler>(
         | paths::STATUS
         | paths::JOBS
         | paths::ATTACHMENTS
-        | paths::VFS => Err(ApiError::new(
+        | paths::VFS
+        | paths::TOPOLOGY => Err(ApiError::new(
             ErrorCode::MethodNotAllowed,
             format!("{method} is not allowed on {path}"),
         )),
