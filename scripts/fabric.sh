@@ -1,14 +1,16 @@
 #!/usr/bin/env bash
 # Simulated SR-IOV fabric for tests and demos (see tests/src/fabric/mod.rs).
 #
-#   scripts/fabric.sh up [--nodes N] [--nics M] [--vfs K] [--host] [--rdma] [--dpdk D] [--json]
+#   scripts/fabric.sh up [--nodes N] [--nics M] [--vfs K] [--host] [--rdma] [--dpdk D] [--switchdev] [--json]
 #   scripts/fabric.sh down <id> | --all [--force]
 #   scripts/fabric.sh status [<id>] [--json]
 #
 # `up` prints the fabric id, its namespaces and, per node, the sysfs root to
-# export as JOBNET_SYSFS_ROOT. `down --all` also removes what crashed test
-# runs left behind (fabrics whose owning process is gone); --force takes
-# fabrics of running tests too. Needs root.
+# export as JOBNET_SYSFS_ROOT. --switchdev puts representors in the node
+# netns (unbridged) and an underlay address on every PF, for vxlan isolation.
+# `down --all` also removes what crashed test runs left behind (fabrics whose
+# owning process is gone); --force takes fabrics of running tests too.
+# Needs root.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -18,7 +20,7 @@ if [ "$(id -u)" != 0 ]; then
 fi
 case "${1:-}" in
   up|down|status) ;;
-  *) sed -n '2,11p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2 ;;
+  *) sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2 ;;
 esac
 
 cargo build --quiet -p jobnet-tests --bin jobnet-fabric

@@ -59,6 +59,10 @@ struct UpArgs {
     /// The last N VFs of every NIC are DPDK (vfio-pci) VFs.
     #[arg(long, default_value_t = 0)]
     dpdk: usize,
+    /// Switchdev eswitch: representors in the node netns (unbridged) and
+    /// an underlay address on every PF, for jobnet's `vxlan` isolation.
+    #[arg(long)]
+    switchdev: bool,
     /// Print JSON instead of text.
     #[arg(long)]
     json: bool,
@@ -71,13 +75,14 @@ fn parse_id(s: &str) -> Result<FabricId, FabricError> {
 fn print_layout(l: &FabricLayout) {
     let s = &l.spec;
     println!(
-        "fabric {}: {} node(s) x {} NIC(s) x {} VF(s){}{}{}",
+        "fabric {}: {} node(s) x {} NIC(s) x {} VF(s){}{}{}{}",
         l.id,
         s.nodes,
         s.nics_per_node,
         s.vfs_per_nic,
         if s.host_node { ", host node" } else { "" },
         if s.rdma { ", rdma" } else { "" },
+        if s.switchdev { ", switchdev" } else { "" },
         if s.dpdk_vfs > 0 {
             format!(", {} DPDK VF(s) per NIC", s.dpdk_vfs)
         } else {
@@ -96,7 +101,7 @@ fn print_layout(l: &FabricLayout) {
         );
         for pf in &n.pfs {
             println!(
-                "    PF {} {} rail {} numa {}{}",
+                "    PF {} {} rail {} numa {}{}{}",
                 pf.pci,
                 pf.netdev,
                 pf.nic,
@@ -104,6 +109,9 @@ fn print_layout(l: &FabricLayout) {
                 pf.rdma_device
                     .as_deref()
                     .map(|d| format!(" rdma {d}"))
+                    .unwrap_or_default(),
+                pf.underlay
+                    .map(|a| format!(" underlay {a}/{}", fabric::plan::UNDERLAY_PREFIX))
                     .unwrap_or_default()
             );
             for vf in l
@@ -112,10 +120,11 @@ fn print_layout(l: &FabricLayout) {
                 .filter(|v| v.id.node == n.index && v.id.nic == pf.nic)
             {
                 println!(
-                    "      VF{} {} {} {}{}",
+                    "      VF{} {} {} rep {} {}{}",
                     vf.id.index,
                     vf.pci,
                     vf.netdev.as_deref().unwrap_or("-"),
+                    vf.representor.as_deref().unwrap_or("-"),
                     vf.driver,
                     vf.rdma_device
                         .as_deref()
@@ -146,6 +155,7 @@ fn run(cli: Cli) -> Result<(), FabricError> {
                 host_node: a.host,
                 rdma: a.rdma,
                 dpdk_vfs: a.dpdk,
+                switchdev: a.switchdev,
             };
             let layout = Fabric::build(spec)?.persist()?;
             if a.json {

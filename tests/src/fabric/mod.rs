@@ -7,13 +7,22 @@
 //!   every node is on rail `m`: its PF is a veth whose peer (the uplink port)
 //!   is on that bridge.
 //! - Each VF is a veth: its netdev (`jf<id>p<m>v<k>`) lives in the node netns,
-//!   its peer (`jf<id>n<N>v<k>`) plays the switchdev representor and sits on
-//!   the rail bridge, so VFs on one rail reach each other at L2 across nodes.
-//!   DPDK VFs (bound to vfio-pci) have no netdev and so no veth.
+//!   its peer plays the switchdev representor. In the default legacy eswitch
+//!   mode the peer (`jf<id>n<N>v<k>`) sits on the rail bridge, so VFs on one
+//!   rail reach each other at L2 across nodes. DPDK VFs (bound to vfio-pci)
+//!   have no netdev and so no veth.
+//! - With [`FabricSpec::switchdev`] the peer (`jf<id>p<m>r<k>`) lives in the
+//!   node netns, up and on no bridge, as a real switchdev representor lives
+//!   in the host: a VF reaches nothing until something (jobnet's `vxlan`
+//!   isolation) bridges its representor. Each PF gets the underlay address
+//!   [`plan::underlay_addr`] (`198.19.<rail>.<node+1>/24`) and a jumbo MTU
+//!   ([`plan::UNDERLAY_MTU`]) so VXLAN tunnels carrying full 1500-byte VF
+//!   frames run between nodes over the rail switch. Rail bridges never snoop
+//!   multicast, so VXLAN's multicast groups flood to every node.
 //! - The fake sysfs tree ([`FabricNode::sysfs`]) lays out every function as
 //!   the kernel does (see [`sysfs`]); representors appear under the PF's
 //!   `net/` with `phys_port_name` `pf<P>vf<V>` and the NIC's `phys_switch_id`
-//!   (their netdevs live in the rail netns, not in the node).
+//!   (in legacy mode their netdevs live in the rail netns, not in the node).
 //!
 //! Limitation: real sysfs follows every rename and netns move of a netdev by
 //! itself (a VF's `net/` entry vanishes from the host's view when the VF moves
@@ -139,6 +148,10 @@ pub struct FabricPf {
     pub mac: String,
     /// `phys_switch_id` shared by the PF and its representors.
     pub switch_id: String,
+    /// Underlay IPv4 address of the netdev (switchdev fabrics only; the
+    /// prefix is [`plan::UNDERLAY_PREFIX`]).
+    #[serde(default)]
+    pub underlay: Option<std::net::Ipv4Addr>,
     /// RDMA device, when the fabric has RDMA.
     pub rdma_device: Option<String>,
     /// NUMA node.
@@ -158,7 +171,8 @@ pub struct FabricVf {
     pub pf_netdev: String,
     /// Netdev name at build time (None for DPDK VFs).
     pub netdev: Option<String>,
-    /// Representor netdev in the rail netns (None for DPDK VFs).
+    /// Representor netdev (None for DPDK VFs): in the rail netns on a legacy
+    /// fabric, in the node netns on a switchdev fabric.
     pub representor: Option<String>,
     /// MAC at build time.
     pub mac: Option<String>,
@@ -304,6 +318,7 @@ fn plan_layout(id: FabricId, spec: &FabricSpec) -> FabricLayout {
                 uplink_port: id.uplink_port(n),
                 mac: String::new(),
                 switch_id: switch_id(&id, n, m),
+                underlay: spec.switchdev.then(|| plan::underlay_addr(m, n)),
                 rdma_device: spec.rdma.then(|| format!("mlx5_{m}")),
                 numa_node,
             });
@@ -323,7 +338,13 @@ fn plan_layout(id: FabricId, spec: &FabricSpec) -> FabricLayout {
                     pf_pci: nic.pf(),
                     pf_netdev: pf_netdev.clone(),
                     netdev: (!dpdk).then(|| id.vf_netdev(m, k)),
-                    representor: (!dpdk).then(|| id.representor(n, k)),
+                    representor: (!dpdk).then(|| {
+                        if spec.switchdev {
+                            id.switchdev_representor(m, k)
+                        } else {
+                            id.representor(n, k)
+                        }
+                    }),
                     mac: None,
                     rdma_device,
                     driver: if dpdk {
@@ -420,8 +441,10 @@ impl Fabric {
             }
         }
         for r in &l.rails {
+            // No multicast snooping: nothing on a rail sends IGMP queries, so
+            // a snooping bridge could drop VXLAN's multicast; flood instead.
             host.push(format!(
-                "link add name {} netns {} type bridge",
+                "link add name {} netns {} type bridge mcast_snooping 0",
                 r.bridge, r.netns
             ));
         }
@@ -442,10 +465,16 @@ impl Fabric {
         }
         for vf in &l.vfs {
             if let (Some(nd), Some(rep)) = (&vf.netdev, &vf.representor) {
+                let node = &l.nodes[vf.id.node];
+                // `ip` needs a netns for the peer; the host is pid 1's.
+                let rep_ns = if l.spec.switchdev {
+                    node.netns.clone().unwrap_or_else(|| "1".into())
+                } else {
+                    l.rails[vf.id.nic].netns.clone()
+                };
                 host.push(format!(
-                    "link add name {nd}{} type veth peer name {rep} netns {}",
-                    in_node(&l.nodes[vf.id.node]),
-                    l.rails[vf.id.nic].netns
+                    "link add name {nd}{} type veth peer name {rep} netns {rep_ns}",
+                    in_node(node),
                 ));
             }
         }
@@ -458,13 +487,14 @@ impl Fabric {
                 format!("link set {} up", r.bridge),
             ];
             for n in &l.nodes {
-                lines.push(format!(
-                    "link set {} master {} up",
-                    n.pfs[r.index].uplink_port, r.bridge
-                ));
+                let port = &n.pfs[r.index].uplink_port;
+                if l.spec.switchdev {
+                    lines.push(format!("link set {port} mtu {}", plan::UNDERLAY_MTU));
+                }
+                lines.push(format!("link set {port} master {} up", r.bridge));
             }
             for vf in l.vfs.iter().filter(|v| v.id.nic == r.index) {
-                if let Some(rep) = &vf.representor {
+                if let (Some(rep), false) = (&vf.representor, l.spec.switchdev) {
                     lines.push(format!("link set {rep} master {} up", r.bridge));
                 }
             }
@@ -481,10 +511,21 @@ impl Fabric {
             }
             for pf in &n.pfs {
                 lines.push(format!("link set {} up", pf.netdev));
+                if let Some(addr) = pf.underlay {
+                    lines.push(format!("link set {} mtu {}", pf.netdev, plan::UNDERLAY_MTU));
+                    lines.push(format!(
+                        "address add {addr}/{} dev {}",
+                        plan::UNDERLAY_PREFIX,
+                        pf.netdev
+                    ));
+                }
             }
             for vf in l.vfs.iter().filter(|v| v.id.node == n.index) {
                 if let Some(nd) = &vf.netdev {
                     lines.push(format!("link set {nd} alias {} up", vf_alias(&id, vf.id)));
+                }
+                if let (Some(rep), true) = (&vf.representor, l.spec.switchdev) {
+                    lines.push(format!("link set {rep} up"));
                 }
             }
             lines.push(format!(
@@ -636,7 +677,11 @@ impl Fabric {
                 }
             }
             if let Some(rep) = &vf.representor {
-                let link = rail_links.get(vf.id.nic).and_then(|m| m.get(rep));
+                let link = if spec.switchdev {
+                    node_links.get(rep)
+                } else {
+                    rail_links.get(vf.id.nic).and_then(|m| m.get(rep))
+                };
                 let port = format!("pf{}vf{}", vf.pf_pci.function, vf.id.index);
                 let switch = &node.pfs[vf.id.nic].switch_id;
                 w.add_netdev(

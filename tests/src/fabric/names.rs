@@ -121,6 +121,13 @@ impl FabricId {
         format!("{PREFIX}{}n{n}v{k}", self.0)
     }
 
+    /// Representor of VF `k` of NIC `m` in a switchdev fabric, where it
+    /// lives in the node netns next to the VF (`p<m>r<k>` mirrors the VF's
+    /// `p<m>v<k>`).
+    pub fn switchdev_representor(&self, m: usize, k: usize) -> String {
+        format!("{PREFIX}{}p{m}r{k}", self.0)
+    }
+
     /// Directory holding the fabric's fake sysfs trees.
     pub fn base_dir(&self) -> std::path::PathBuf {
         tree_parents()[0].join(format!("{TREE_DIR_PREFIX}{}", self.0))
@@ -166,6 +173,7 @@ mod tests {
         for name in [
             id.vf_netdev(99, 999),
             id.representor(99, 999),
+            id.switchdev_representor(99, 999),
             id.pf_netdev(99),
             id.uplink_port(99),
             id.bridge(),

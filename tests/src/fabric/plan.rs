@@ -43,6 +43,11 @@ pub struct FabricSpec {
     pub rdma: bool,
     /// The last `dpdk_vfs` VFs of every NIC are bound to vfio-pci (no netdev).
     pub dpdk_vfs: usize,
+    /// Switchdev eswitch: representors live in the node netns, unbridged,
+    /// and each PF has an underlay address (see [`underlay_addr`]); without
+    /// it (legacy eswitch) representors sit on the rail bridge.
+    #[serde(default)]
+    pub switchdev: bool,
 }
 
 impl Default for FabricSpec {
@@ -54,6 +59,7 @@ impl Default for FabricSpec {
             host_node: false,
             rdma: false,
             dpdk_vfs: 0,
+            switchdev: false,
         }
     }
 }
@@ -83,6 +89,23 @@ impl FabricSpec {
     pub fn is_dpdk(&self, k: usize) -> bool {
         k >= self.vfs_per_nic - self.dpdk_vfs
     }
+}
+
+/// MTU of PFs and rail ports in a switchdev fabric: jumbo frames, as RDMA
+/// fabrics run, so a VXLAN tunnel (50 bytes of IPv4 overhead) still carries
+/// a VF's full 1500-byte frames.
+pub const UNDERLAY_MTU: u32 = 9000;
+
+/// Prefix length of the per-rail underlay subnets.
+pub const UNDERLAY_PREFIX: u8 = 24;
+
+/// Underlay IPv4 address of node `node`'s PF on rail `rail` in a switchdev
+/// fabric: `198.19.<rail>.<node + 1>/24`, inside the 198.18.0.0/15 benchmark
+/// range, so a node's VXLAN tunnels run over its rail's switch. Unique for
+/// every node and rail [`FabricSpec::validate`] accepts.
+pub fn underlay_addr(rail: usize, node: usize) -> std::net::Ipv4Addr {
+    // validate() keeps rail < 64 and node + 1 < 100, so both fit an octet.
+    std::net::Ipv4Addr::new(198, 19, rail as u8, (node + 1) as u8)
 }
 
 /// PCI addresses and sysfs directories of NIC `m` (the same on every node).

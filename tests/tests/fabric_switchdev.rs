@@ -1,0 +1,234 @@
+//! The switchdev flavour of the simulated fabric: representors in the node
+//! netns and on no bridge, sysfs naming them as mlx5 does, PFs with underlay
+//! addresses that reach each other over the rail, and VFs that reach nothing
+//! until their representors are bridged (here by hand, over a VXLAN tunnel).
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use jobnet_hw::sriov;
+use jobnet_tests::fabric::ip::{self, IpLink, Netns};
+use jobnet_tests::fabric::plan::{underlay_addr, UNDERLAY_MTU};
+use jobnet_tests::fabric::probe::udp_echo;
+use jobnet_tests::fabric::{Fabric, FabricId, FabricSpec, VfId};
+
+/// A netns the test makes (a "pod"), removed on drop even when the test panics.
+struct PodNetns {
+    name: String,
+}
+
+impl PodNetns {
+    fn new() -> Self {
+        static N: AtomicUsize = AtomicUsize::new(0);
+        let name = format!(
+            "fabsd-{}-{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::Relaxed)
+        );
+        let ok = Command::new("ip")
+            .args(["netns", "add", &name])
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "ip netns add {name}");
+        Self { name }
+    }
+
+    fn path(&self) -> PathBuf {
+        Path::new("/run/netns").join(&self.name)
+    }
+}
+
+impl Drop for PodNetns {
+    fn drop(&mut self) {
+        let _ = Command::new("ip")
+            .args(["netns", "del", &self.name])
+            .status();
+    }
+}
+
+fn links(ns: &Netns) -> HashMap<String, IpLink> {
+    ip::links(ns)
+        .unwrap()
+        .into_iter()
+        .map(|l| (l.ifname.clone(), l))
+        .collect()
+}
+
+fn sh(ns: &Netns, lines: &[&str]) {
+    let lines: Vec<String> = lines.iter().map(|s| s.to_string()).collect();
+    ip::batch(ns, &lines, false, false).unwrap();
+}
+
+/// `ip -j <args>` run in `ns`, parsed.
+fn ip_json(ns: &Netns, args: &[&str]) -> serde_json::Value {
+    let Netns::Named(name) = ns else {
+        panic!("tests use named netns");
+    };
+    let out = Command::new("ip")
+        .args(["-n", name, "-j"])
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "ip {args:?}: {out:?}");
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// `ip -d` details of one link (what the fabric's IpLink leaves out).
+fn details(ns: &Netns, dev: &str) -> serde_json::Value {
+    ip_json(ns, &["-d", "link", "show", "dev", dev])[0].clone()
+}
+
+/// IPv4 addresses (with prefix) on `dev`.
+fn ipv4_addrs(ns: &Netns, dev: &str) -> Vec<String> {
+    ip_json(ns, &["-4", "addr", "show", "dev", dev])[0]["addr_info"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| format!("{}/{}", a["local"].as_str().unwrap(), a["prefixlen"]))
+        .collect()
+}
+
+fn spec() -> FabricSpec {
+    FabricSpec {
+        nodes: 2,
+        nics_per_node: 2,
+        vfs_per_nic: 3,
+        dpdk_vfs: 1,
+        switchdev: true,
+        ..Default::default()
+    }
+}
+
+#[test]
+fn representors_live_unbridged_in_the_node_and_sysfs_names_them() {
+    let f = Fabric::build(spec()).unwrap();
+    for n in f.nodes() {
+        let ns = n.ip_netns();
+        let here = links(&ns);
+        for pf in &n.pfs {
+            let want = underlay_addr(pf.nic, n.index);
+            assert_eq!(pf.underlay, Some(want));
+            assert_eq!(ipv4_addrs(&ns, &pf.netdev), [format!("{want}/24")]);
+            assert_eq!(here[&pf.netdev].mtu, Some(UNDERLAY_MTU));
+        }
+        for vf in f.vfs().iter().filter(|v| v.id.node == n.index) {
+            let info = sriov::resolve_vf(&n.sysfs(), vf.pci).unwrap();
+            assert_eq!(info.representor, vf.representor, "{}", vf.id);
+            assert_eq!(info.pf_netdevs, [vf.pf_netdev.clone()], "{}", vf.id);
+            let Some(rep) = &vf.representor else {
+                assert!(vf.is_dpdk());
+                continue;
+            };
+            let l = &here[rep];
+            assert!(l.flags.iter().any(|f| f == "UP"), "{l:?}");
+            assert_eq!(l.master, None, "{l:?}");
+            // The representor is the VF netdev's veth peer, in the same netns.
+            let vf_link = details(&ns, vf.netdev.as_ref().unwrap());
+            assert_eq!(vf_link["link"].as_str(), Some(rep.as_str()));
+        }
+        // lo + 2 PFs + 2 netdev VFs per NIC, each with its representor.
+        assert_eq!(here.len(), 1 + 2 + 2 * 2 * 2);
+    }
+    for r in f.rails() {
+        let rail = Netns::Named(r.netns.clone());
+        let sw = links(&rail);
+        let ports: Vec<&str> = sw
+            .values()
+            .filter(|l| l.master.as_deref() == Some(r.bridge.as_str()))
+            .map(|l| l.ifname.as_str())
+            .collect();
+        // Only the two nodes' uplinks: no representor is on a rail.
+        assert_eq!(ports.len(), 2, "{ports:?}");
+        assert_eq!(
+            details(&rail, &r.bridge)["linkinfo"]["info_data"]["mcast_snooping"],
+            0
+        );
+    }
+    // The underlay of each rail connects the nodes' PFs, and only on that rail.
+    let n0 = f.node(0).unwrap().netns_path();
+    let n1 = f.node(1).unwrap().netns_path();
+    let t = Duration::from_secs(2);
+    for rail in 0..2 {
+        let to: SocketAddr = (underlay_addr(rail, 1), 7100 + rail as u16).into();
+        assert!(udp_echo(&n0, &n1, to, t).unwrap(), "rail {rail}");
+    }
+    let l = f.layout().clone();
+    f.teardown().unwrap();
+    assert!(!ip::named_netns()
+        .iter()
+        .any(|n| FabricId::of_netns(n).as_ref() == Some(&l.id)));
+}
+
+#[test]
+fn vfs_reach_nothing_until_their_representors_are_bridged_over_vxlan() {
+    let f = Fabric::build(FabricSpec {
+        nodes: 2,
+        nics_per_node: 1,
+        vfs_per_nic: 2,
+        switchdev: true,
+        ..Default::default()
+    })
+    .unwrap();
+    let attach = |id: VfId, addr: &str| -> PodNetns {
+        let pod = PodNetns::new();
+        let nd = f.vf(id).unwrap().netdev.clone().unwrap();
+        let node = f.node(id.node).unwrap().ip_netns();
+        sh(
+            &node,
+            &[&format!("link set dev {nd} netns {} name net1", pod.name)],
+        );
+        sh(
+            &Netns::Named(pod.name.clone()),
+            &[
+                &format!("addr add {addr}/24 dev net1"),
+                "link set net1 up",
+                "link set lo up",
+            ],
+        );
+        pod
+    };
+    let vf = |node, index| VfId {
+        node,
+        nic: 0,
+        index,
+    };
+    let a = attach(vf(0, 0), "198.18.250.1");
+    let b = attach(vf(1, 0), "198.18.250.2");
+    let to_b: SocketAddr = "198.18.250.2:7201".parse().unwrap();
+    let short = Duration::from_millis(700);
+    assert!(!udp_echo(&a.path(), &b.path(), to_b, short).unwrap());
+
+    // What jobnet's vxlan isolation does, by hand: one bridge + VXLAN per node.
+    for n in 0..2 {
+        let node = f.node(n).unwrap();
+        let rep = f.vf(vf(n, 0)).unwrap().representor.clone().unwrap();
+        sh(
+            &node.ip_netns(),
+            &[
+                "link add jftbr type bridge",
+                &format!(
+                    "link add jftvx type vxlan id 4242 group 239.192.16.146 dev {} dstport 4789",
+                    node.pfs[0].netdev
+                ),
+                "link set jftvx master jftbr up",
+                &format!("link set {rep} master jftbr up"),
+                "link set jftbr up",
+            ],
+        );
+    }
+    let t = Duration::from_secs(3);
+    assert!(udp_echo(&a.path(), &b.path(), to_b, t).unwrap());
+    let to_a: SocketAddr = "198.18.250.1:7202".parse().unwrap();
+    assert!(udp_echo(&b.path(), &a.path(), to_a, t).unwrap());
+    // The other VF of node 1, unbridged, still reaches nothing.
+    let c = attach(vf(1, 1), "198.18.250.3");
+    let to_c: SocketAddr = "198.18.250.3:7203".parse().unwrap();
+    assert!(!udp_echo(&a.path(), &c.path(), to_c, short).unwrap());
+    // Veth VFs die with their pod netns: delete the pods before the fabric.
+    drop((a, b, c));
+}
