@@ -119,7 +119,7 @@ fn representors_live_unbridged_in_the_node_and_sysfs_names_them() {
         for vf in f.vfs().iter().filter(|v| v.id.node == n.index) {
             let info = sriov::resolve_vf(&n.sysfs(), vf.pci).unwrap();
             assert_eq!(info.representor, vf.representor, "{}", vf.id);
-            assert_eq!(info.pf_netdevs, [vf.pf_netdev.clone()], "{}", vf.id);
+            assert_eq!(info.pf_netdevs, vec![vf.pf_netdev.clone()], "{}", vf.id);
             let Some(rep) = &vf.representor else {
                 assert!(vf.is_dpdk());
                 continue;

@@ -522,7 +522,7 @@ impl Fabric {
             }
             for vf in l.vfs.iter().filter(|v| v.id.node == n.index) {
                 if let Some(nd) = &vf.netdev {
-                    lines.push(format!("link set {nd} alias {} up", vf_alias(&id, vf.id)));
+                    lines.push(format!("link set {nd} alias {} up", vf_alias(id, vf.id)));
                 }
                 if let (Some(rep), true) = (&vf.representor, l.spec.switchdev) {
                     lines.push(format!("link set {rep} up"));
