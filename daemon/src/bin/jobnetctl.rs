@@ -4,8 +4,9 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use jobnet_api::{ApiError, BlockingClient, GcRequest};
+use jobnet_api::{paths, ApiError, BlockingClient, ErrorCode, GcRequest, PodHints};
 use jobnet_daemon::ctl;
+use jobnet_hw::topology::{render_dot, render_matrix, TopoView};
 
 /// Inspect a node's job networks through jobnetd's API.
 #[derive(Debug, Parser)]
@@ -36,6 +37,12 @@ enum Cmd {
     Vfs,
     /// Every recorded attachment.
     Attachments,
+    /// The node's GPU/NIC matrix (`nvidia-smi topo -m` style) with the NIC legend.
+    Topo {
+        /// Print a Graphviz picture of the PCI tree instead.
+        #[arg(long)]
+        dot: bool,
+    },
     /// Release attachments not listed as valid (`container/ifname`, repeatable).
     Gc {
         /// An attachment still in use, as `containerID/ifname`.
@@ -67,6 +74,14 @@ enum JobCmd {
         /// Slots per host in the MPI format.
         #[arg(long, default_value_t = 1)]
         slots: u32,
+    },
+    /// The NCCL environment (`nccl.env`) of one rank on this node.
+    Env {
+        /// Job name.
+        job: String,
+        /// The rank.
+        #[arg(long)]
+        rank: u32,
     },
 }
 
@@ -124,6 +139,39 @@ fn run(cli: &Cli) -> Result<String, ApiError> {
         } => {
             let d = client.job(job)?;
             ctl::hostfile(&d, *rail, *format, *slots)?
+        }
+        Cmd::Job {
+            cmd: JobCmd::Env { job, rank },
+        } => {
+            let d = client.job(job)?;
+            let m = ctl::rank_member(&d, *rank)?;
+            let node = client.status()?.node;
+            if m.node != node {
+                return Err(ApiError::new(
+                    ErrorCode::NotFound,
+                    format!(
+                        "rank {rank} of job {job:?} is on node {}; ask that node's jobnetd",
+                        m.node
+                    ),
+                ));
+            }
+            let path = paths::hints(&m.key.container_id, &m.key.ifname);
+            let h: PodHints = ctl::get_json(&cli.socket, &path)?;
+            if cli.json {
+                json(&h)
+            } else {
+                h.nccl_env
+            }
+        }
+        Cmd::Topo { dot } => {
+            let v: TopoView = ctl::get_json(&cli.socket, paths::TOPOLOGY)?;
+            if *dot {
+                render_dot(&v)
+            } else if cli.json {
+                json(&v)
+            } else {
+                render_matrix(&v)
+            }
         }
         Cmd::Vfs => {
             let v = client.vfs()?;
