@@ -271,6 +271,8 @@ pub struct RdmaCall {
     pub in_pod: bool,
     /// The request datagram, byte for byte.
     pub request: Vec<u8>,
+    /// For a move: the inode of the netns its fd named.
+    pub target_netns: Option<u64>,
 }
 
 /// Where a simulated RDMA device is.
@@ -409,6 +411,7 @@ impl RecordingRdma {
     fn exchange<T>(
         &self,
         in_pod: bool,
+        target_netns: Option<u64>,
         script: impl FnOnce(&Sim, &mut ReplayTransport),
         op: impl FnOnce(&mut RdmaClient<ReplayTransport>) -> Result<T, RdmaError>,
     ) -> Result<T, RdmaError> {
@@ -417,7 +420,11 @@ impl RecordingRdma {
         let mut client = RdmaClient::with_transport(transport);
         let out = op(&mut client);
         for request in client.into_transport().take_sent() {
-            let call = RdmaCall { in_pod, request };
+            let call = RdmaCall {
+                in_pod,
+                request,
+                target_netns,
+            };
             if let Some(f) = &self.observer {
                 f(&call);
             }
@@ -438,6 +445,7 @@ impl RdmaOps for RecordingRdma {
         }
         self.exchange(
             false,
+            None,
             |sim, t| {
                 if let Some(m) = sim.mode {
                     // The answer, then the ack NLM_F_ACK asked for.
@@ -455,6 +463,7 @@ impl RdmaOps for RecordingRdma {
         let (in_pod, from) = Self::side(ns)?;
         self.exchange(
             in_pod,
+            None,
             |sim, t| {
                 let mut parts: Vec<Vec<u8>> = sim
                     .devices
@@ -517,6 +526,7 @@ impl RdmaOps for RecordingRdma {
         };
         self.exchange(
             in_pod,
+            Some(target_ino),
             |_, t| {
                 match errno {
                     Some(e) => t.push_errno(e),
