@@ -554,3 +554,36 @@ pub async fn restore(sysfs: &SysfsRoot, rdma: &dyn RdmaOps, rec: &AttachmentReco
     }
     ok && rdma_ok
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hardware_addresses_format_as_the_kernel_prints_them() {
+        assert_eq!(
+            format_hw_addr(&[0x02, 0xab, 0, 0, 0, 1]),
+            "02:ab:00:00:00:01"
+        );
+        // IPoIB: QPN flags, then the port GID (as `ip link` shows link/infiniband).
+        let ipoib: Vec<u8> = [0x80, 0x00, 0x01, 0x48]
+            .into_iter()
+            .chain([0xfe, 0x80, 0, 0, 0, 0, 0, 0])
+            .chain([0x00, 0x11, 0x22, 0x33, 0x44, 0x55, 0x66, 0x77])
+            .collect();
+        assert_eq!(ipoib.len(), IPOIB_HW_ADDR_LEN);
+        assert_eq!(
+            format_hw_addr(&ipoib),
+            "80:00:01:48:fe:80:00:00:00:00:00:00:00:11:22:33:44:55:66:77"
+        );
+        assert_eq!(format_hw_addr(&[]), "");
+    }
+
+    #[test]
+    fn temp_names_fit_and_differ() {
+        let a = temp_name("0000:3b:00.2".parse().unwrap());
+        let b = temp_name("0000:3b:00.3".parse().unwrap());
+        assert_ne!(a, b);
+        assert!(a.len() <= 15, "{a}");
+    }
+}
