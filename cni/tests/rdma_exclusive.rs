@@ -284,6 +284,15 @@ fn exclusive_add_moves_netdev_then_rdma_device_and_del_reverses() {
     let uverbs = info["jobnet"]["char-devices"][0].as_str().expect("uverbs");
     assert!(uverbs.starts_with("/dev/infiniband/uverbs"), "{info}");
 
+    // A retried ADD replays the finished one without asking for the device
+    // (which the host cannot see any more).
+    let again = s
+        .add(&s.spec(&cid, RdmaIsolation::Exclusive), &NoFaults)
+        .expect("retried ADD");
+    assert_eq!(again, rec);
+    assert!(s.rdma.take_calls().is_empty(), "replay sends nothing");
+    s.take_seen();
+
     // CHECK sees the device in the pod (asked from a socket there).
     s.check(&cid).expect("CHECK");
     let calls = s.rdma.take_calls();

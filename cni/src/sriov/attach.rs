@@ -106,19 +106,13 @@ fn owner_record(spec: &AttachSpec) -> OwnerRecord {
 /// Attaches the VF of `spec` to the pod. On failure everything done so far
 /// is undone and the VF's claim released before the error is returned.
 pub async fn attach(ctx: &Context<'_>, spec: &AttachSpec) -> Result<Attachment, AttachError> {
-    let vf = sriov::resolve_vf(ctx.sysfs, spec.pci).map_err(|source| AttachError::Device {
-        pci: spec.pci,
-        source,
-    })?;
-    // Decided before the claim: a config the VF or kernel cannot satisfy
-    // changes nothing.
-    let rdma_plan = rdma::plan(
-        ctx.rdma.as_ref(),
-        ctx.sysfs,
-        spec.pci,
-        spec.rdma,
-        vf.rdma_devices.first().map(String::as_str),
-    )?;
+    let resolve = || {
+        sriov::resolve_vf(ctx.sysfs, spec.pci).map_err(|source| AttachError::Device {
+            pci: spec.pci,
+            source,
+        })
+    };
+    let mut vf = resolve()?;
     let claim = owner::claim(ctx.state, spec.pci, owner_record(spec))?;
     let cache_path = cache::path_for(ctx.state, &spec.container_id, &spec.ifname);
     if !claim.fresh {
@@ -134,8 +128,25 @@ pub async fn attach(ctx: &Context<'_>, spec: &AttachSpec) -> Result<Attachment, 
                 });
             }
             restore(ctx.sysfs, ctx.rdma.as_ref(), &rec).await;
+            // An exclusive RDMA device is only listed again now it is home.
+            vf = match resolve() {
+                Ok(v) => v,
+                Err(e) => return Err(release_with(claim, e)),
+            };
         }
     }
+    // Decided before the first change (after the replay check: a finished
+    // exclusive attachment's RDMA device is in the pod, not in the host).
+    let rdma_plan = match rdma::plan(
+        ctx.rdma.as_ref(),
+        ctx.sysfs,
+        spec.pci,
+        spec.rdma,
+        vf.rdma_devices.first().map(String::as_str),
+    ) {
+        Ok(p) => p,
+        Err(e) => return Err(release_with(claim, e)),
+    };
     let mut rec = AttachmentRecord {
         format: RECORD_FORMAT,
         container_id: spec.container_id.clone(),
@@ -354,6 +365,14 @@ fn write_devinfo(
         });
     }
     devinfo::write(&spec.devinfo_path, &info).map_err(AttachError::DevInfo)
+}
+
+/// Gives the VF back before reporting `err` (nothing was changed).
+fn release_with(claim: VfClaim, err: AttachError) -> AttachError {
+    if let Err(e) = claim.release() {
+        tracing::warn!(error = %e, "could not release VF claim");
+    }
+    err
 }
 
 /// Finds the VF's netdev in `host`: by the names sysfs lists for the PCI
