@@ -11,7 +11,7 @@
 //! have claimed but not yet written.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::sync::{Arc, Mutex, MutexGuard, RwLock};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
 
 use jobnet_api::{self as api, ApiError, ErrorCode};
@@ -20,7 +20,7 @@ use jobnet_ipam::{self as ipam, Clock, Ipam, IpamError, RailSelection, RecordWri
 use serde::{Deserialize, Serialize};
 
 use crate::config::{Config, DaemonPool};
-use crate::inventory::{FirstFree, Inventory, PoolLayout, RailWant, VfEntry, VfSelector};
+use crate::inventory::{FirstFree, Inventory, PoolLayout, RailWant, VfBook, VfEntry, VfSelector};
 use crate::keylock::KeyLocks;
 use crate::metrics::Metrics;
 use crate::netns;
@@ -57,15 +57,6 @@ struct PoolSettings {
     rails: u16,
 }
 
-/// Who holds which VF, in memory.
-#[derive(Debug, Default)]
-struct VfBook {
-    /// Durable owners (mirror of the `vf/` records of this node).
-    owners: HashMap<PciAddr, api::AttachmentKey>,
-    /// VFs claimed by reserves whose write is in flight.
-    claimed: HashSet<PciAddr>,
-}
-
 /// Why the engine could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
@@ -89,7 +80,7 @@ pub struct Engine<S: Store> {
     default_pool: String,
     sysfs: SysfsRoot,
     layouts: Vec<PoolLayout>,
-    inventory: RwLock<Arc<Inventory>>,
+    /// The inventory and who holds which VF, changed together.
     book: Mutex<VfBook>,
     selector: Box<dyn VfSelector>,
     key_locks: KeyLocks<api::AttachmentKey>,
@@ -222,13 +213,7 @@ struct ClaimGuard<'a> {
 
 impl Drop for ClaimGuard<'_> {
     fn drop(&mut self) {
-        let mut book = lock(self.book);
-        for pci in &self.vfs {
-            book.claimed.remove(pci);
-            if let Some(owner) = &self.owner {
-                book.owners.insert(*pci, owner.clone());
-            }
-        }
+        lock(self.book).unclaim(&self.vfs, self.owner.as_ref());
     }
 }
 
@@ -270,8 +255,7 @@ impl<S: Store> Engine<S> {
             default_pool: config.default_pool_name().to_owned(),
             sysfs,
             layouts,
-            inventory: RwLock::new(Arc::new(inventory)),
-            book: Mutex::new(VfBook::default()),
+            book: Mutex::new(VfBook::new(Arc::new(inventory))),
             selector: Box::new(FirstFree),
             key_locks: KeyLocks::default(),
             metrics,
@@ -300,16 +284,13 @@ impl<S: Store> Engine<S> {
     }
 
     fn inventory(&self) -> Arc<Inventory> {
-        self.inventory
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
+        lock(&self.book).inventory().clone()
     }
 
     /// Re-reads the devices from sysfs.
     pub fn rescan(&self) -> Result<(), crate::inventory::InventoryError> {
         let inv = Inventory::scan(&self.sysfs, &self.layouts)?;
-        *self.inventory.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(inv);
+        lock(&self.book).set_inventory(Arc::new(inv));
         Ok(())
     }
 
@@ -332,7 +313,7 @@ impl<S: Store> Engine<S> {
                 Err(e) => tracing::warn!(record = %k, error = %e, "unreadable VF owner record"),
             }
         }
-        lock(&self.book).owners = owners;
+        lock(&self.book).set_owners(owners);
         Ok(())
     }
 
@@ -387,17 +368,16 @@ impl<S: Store> Engine<S> {
         key: &api::AttachmentKey,
     ) -> Result<(Vec<VfEntry>, ClaimGuard<'_>), ApiError> {
         let settings = self.pool_settings(pool)?;
-        let mut inv = self.inventory();
         if let Some(dev) = req.device_id {
-            if inv.get(pool, dev).is_none() {
+            if self.inventory().get(pool, dev).is_none() {
                 // A VF created since the last scan: look again once.
                 if let Err(e) = self.rescan() {
                     tracing::warn!(error = %e, "rescan for an unknown deviceID failed");
                 }
-                inv = self.inventory();
             }
         }
         let mut book = lock(&self.book);
+        let inv = book.inventory().clone();
         let mut fixed: Option<&VfEntry> = None;
         if let Some(dev) = req.device_id {
             let e = inv.get(pool, dev).ok_or_else(|| {
@@ -406,7 +386,7 @@ impl<S: Store> Engine<S> {
                     format!("{dev} is not a VF of pool {pool:?} on node {}", self.node),
                 )
             })?;
-            if let Some(owner) = book.owners.get(&dev) {
+            if let Some(owner) = book.owner(dev) {
                 if owner != key {
                     return Err(ApiError::new(
                         ErrorCode::DeviceBusy,
@@ -414,7 +394,7 @@ impl<S: Store> Engine<S> {
                     ));
                 }
             }
-            if book.claimed.contains(&dev) {
+            if book.is_claimed(dev) {
                 return Err(ApiError::new(
                     ErrorCode::DeviceBusy,
                     format!("VF {dev} is being reserved by another request"),
@@ -440,15 +420,7 @@ impl<S: Store> Engine<S> {
                     .collect(),
             ),
         };
-        let free: Vec<&VfEntry> = inv
-            .pool_vfs(pool)
-            .into_iter()
-            .filter(|e| {
-                !e.info.is_dpdk()
-                    && !book.owners.contains_key(&e.pci())
-                    && !book.claimed.contains(&e.pci())
-            })
-            .collect();
+        let free = book.free_vfs(pool);
         let picked = self
             .selector
             .select(&free, &want, &req.gpus)
@@ -463,12 +435,11 @@ impl<S: Store> Engine<S> {
             })?;
         let mut chosen: Vec<VfEntry> = fixed.into_iter().chain(picked).cloned().collect();
         chosen.sort_by_key(|e| e.rail);
-        for e in &chosen {
-            book.claimed.insert(e.pci());
-        }
+        let pcis: Vec<PciAddr> = chosen.iter().map(VfEntry::pci).collect();
+        book.claim(&pcis);
         let guard = ClaimGuard {
             book: &self.book,
-            vfs: chosen.iter().map(VfEntry::pci).collect(),
+            vfs: pcis,
             owner: None,
         };
         Ok((chosen, guard))
@@ -619,9 +590,7 @@ impl<S: Store> Engine<S> {
             let mut book = lock(&self.book);
             for r in &att.records {
                 if let Some(pci) = r.strip_prefix(&prefix).and_then(|p| p.parse().ok()) {
-                    if book.owners.get(&pci) == Some(key) {
-                        book.owners.remove(&pci);
-                    }
+                    book.disown(pci, key);
                 }
             }
         }
@@ -646,22 +615,10 @@ impl<S: Store> Engine<S> {
 
     /// Free VFs per pool: (total, free).
     fn vf_counts(&self) -> BTreeMap<String, (u32, u32)> {
-        let inv = self.inventory();
         let book = lock(&self.book);
         self.pools
             .keys()
-            .map(|p| {
-                let vfs = inv.pool_vfs(p);
-                let usable: Vec<_> = vfs.iter().filter(|e| !e.info.is_dpdk()).collect();
-                let free = usable
-                    .iter()
-                    .filter(|e| {
-                        !book.owners.contains_key(&e.pci()) && !book.claimed.contains(&e.pci())
-                    })
-                    .count();
-                let n = |x: usize| u32::try_from(x).unwrap_or(u32::MAX);
-                (p.clone(), (n(usable.len()), n(free)))
-            })
+            .map(|p| (p.clone(), book.counts(p)))
             .collect()
     }
 
@@ -821,12 +778,12 @@ impl<S: Store> Engine<S> {
 
     /// Every VF with its state.
     pub async fn vfs(&self) -> Result<Vec<api::VfInfo>, ApiError> {
-        let inv = self.inventory();
         let book = lock(&self.book);
+        let inv = book.inventory().clone();
         let mut out: Vec<api::VfInfo> = inv
             .all()
             .map(|e| {
-                let state = if let Some(owner) = book.owners.get(&e.pci()) {
+                let state = if let Some(owner) = book.owner(e.pci()) {
                     api::VfState::Owned {
                         owner: owner.clone(),
                     }

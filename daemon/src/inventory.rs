@@ -1,9 +1,11 @@
 //! The node's VFs per pool and rail, read from sysfs, and the choice of a VF.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt;
 use std::str::FromStr;
+use std::sync::Arc;
 
+use jobnet_api::AttachmentKey;
 use jobnet_hw::sriov::{self, SriovError, VfInfo};
 use jobnet_hw::{PciAddr, SysfsRoot};
 
@@ -99,12 +101,22 @@ pub enum InventoryError {
     List(#[source] SriovError),
 }
 
+/// One pool's VFs in rail, PF, VF-index order.
+#[derive(Debug, Clone, Default)]
+struct PoolVfs {
+    rail_count: u16,
+    vfs: Vec<VfEntry>,
+}
+
 /// A snapshot of the node's VFs, grouped by pool.
+///
+/// Built once per scan and then only read: a reserve looks at its pool's list
+/// as a slice, so choosing a VF costs no map lookups per candidate.
 #[derive(Debug, Clone, Default)]
 pub struct Inventory {
-    vfs: BTreeMap<PciAddr, Vec<VfEntry>>,
-    by_pool: BTreeMap<String, Vec<PciAddr>>,
-    rails: BTreeMap<String, u16>,
+    pools: BTreeMap<String, PoolVfs>,
+    /// Where each VF appears: (pool, position in that pool's list).
+    places: HashMap<PciAddr, Vec<(String, usize)>>,
 }
 
 impl Inventory {
@@ -113,8 +125,7 @@ impl Inventory {
         let mut inv = Self::default();
         for layout in layouts {
             let rails = resolve_rails(root, layout)?;
-            inv.rails.insert(layout.pool.clone(), layout.rail_count);
-            let mut list = Vec::new();
+            let mut list: Vec<VfEntry> = Vec::new();
             for (rail, pfs) in rails.iter().enumerate() {
                 let rail = u16::try_from(rail).unwrap_or(u16::MAX);
                 for pf in pfs {
@@ -124,8 +135,13 @@ impl Inventory {
                         source,
                     })?;
                     for info in vfs {
-                        list.push(info.pci);
-                        inv.vfs.entry(info.pci).or_default().push(VfEntry {
+                        let places = inv.places.entry(info.pci).or_default();
+                        // A PF listed twice in one pool still gives each VF one slot.
+                        if places.iter().any(|(p, _)| *p == layout.pool) {
+                            continue;
+                        }
+                        places.push((layout.pool.clone(), list.len()));
+                        list.push(VfEntry {
                             pool: layout.pool.clone(),
                             rail,
                             info,
@@ -133,37 +149,210 @@ impl Inventory {
                     }
                 }
             }
-            inv.by_pool.insert(layout.pool.clone(), list);
+            inv.pools.insert(
+                layout.pool.clone(),
+                PoolVfs {
+                    rail_count: layout.rail_count,
+                    vfs: list,
+                },
+            );
         }
         Ok(inv)
     }
 
     /// The VF at `pci` as seen by `pool`, if that pool serves it.
     pub fn get(&self, pool: &str, pci: PciAddr) -> Option<&VfEntry> {
-        self.vfs.get(&pci)?.iter().find(|e| e.pool == pool)
+        let (_, i) = self.places.get(&pci)?.iter().find(|(p, _)| p == pool)?;
+        self.pools.get(pool)?.vfs.get(*i)
     }
 
     /// True when some pool serves the VF at `pci`.
     pub fn knows(&self, pci: PciAddr) -> bool {
-        self.vfs.contains_key(&pci)
+        self.places.contains_key(&pci)
+    }
+
+    /// Every (pool, position in [`Inventory::pool_vfs`]) where the VF at `pci` appears.
+    pub fn places(&self, pci: PciAddr) -> &[(String, usize)] {
+        self.places.get(&pci).map_or(&[], Vec::as_slice)
     }
 
     /// The VFs of `pool` in rail, then PF, then VF-index order.
-    pub fn pool_vfs(&self, pool: &str) -> Vec<&VfEntry> {
-        self.by_pool
-            .get(pool)
-            .map(|list| list.iter().filter_map(|p| self.get(pool, *p)).collect())
-            .unwrap_or_default()
+    pub fn pool_vfs(&self, pool: &str) -> &[VfEntry] {
+        self.pools.get(pool).map_or(&[], |p| p.vfs.as_slice())
+    }
+
+    /// Names of the pools scanned.
+    pub fn pool_names(&self) -> impl Iterator<Item = &str> {
+        self.pools.keys().map(String::as_str)
     }
 
     /// Number of rails of `pool` (0 when the pool has no devices).
     pub fn rail_count(&self, pool: &str) -> u16 {
-        self.rails.get(pool).copied().unwrap_or(0)
+        self.pools.get(pool).map_or(0, |p| p.rail_count)
     }
 
     /// Every (pool, VF) entry.
     pub fn all(&self) -> impl Iterator<Item = &VfEntry> {
-        self.vfs.values().flatten()
+        self.pools.values().flat_map(|p| p.vfs.iter())
+    }
+}
+
+/// One VF slot of a pool in the [`VfBook`].
+#[derive(Debug, Clone, Copy, Default)]
+struct Slot {
+    /// Owned by an attachment or claimed by an in-flight reserve.
+    busy: bool,
+    /// Bound to a userspace (DPDK) driver: never handed out.
+    dpdk: bool,
+}
+
+/// Who holds which VF, kept next to the inventory it indexes so that both
+/// always change together (one mutex in the engine guards the whole book).
+///
+/// Per pool a slot vector aligned with [`Inventory::pool_vfs`] and a free
+/// counter make choosing a VF and the free-VF gauges cost no map lookup per VF.
+#[derive(Debug, Default)]
+pub struct VfBook {
+    inv: Arc<Inventory>,
+    /// Durable owners (mirror of the store's VF owner records of this node).
+    owners: HashMap<PciAddr, AttachmentKey>,
+    /// VFs claimed by reserves whose write is in flight.
+    claimed: HashSet<PciAddr>,
+    slots: HashMap<String, Vec<Slot>>,
+    /// Per pool: (usable VFs, free VFs).
+    counts: HashMap<String, (u32, u32)>,
+}
+
+fn count(n: usize) -> u32 {
+    u32::try_from(n).unwrap_or(u32::MAX)
+}
+
+impl VfBook {
+    /// A book over `inv` with no owner.
+    pub fn new(inv: Arc<Inventory>) -> Self {
+        let mut b = Self {
+            inv,
+            ..Self::default()
+        };
+        b.rebuild();
+        b
+    }
+
+    /// The inventory the book indexes.
+    pub fn inventory(&self) -> &Arc<Inventory> {
+        &self.inv
+    }
+
+    /// Replaces the inventory (after a rescan), keeping owners and claims.
+    pub fn set_inventory(&mut self, inv: Arc<Inventory>) {
+        self.inv = inv;
+        self.rebuild();
+    }
+
+    /// Replaces every durable owner (after reading them from the store).
+    pub fn set_owners(&mut self, owners: HashMap<PciAddr, AttachmentKey>) {
+        self.owners = owners;
+        self.rebuild();
+    }
+
+    fn rebuild(&mut self) {
+        self.slots.clear();
+        self.counts.clear();
+        for pool in self.inv.pool_names() {
+            let slots: Vec<Slot> = self
+                .inv
+                .pool_vfs(pool)
+                .iter()
+                .map(|e| Slot {
+                    busy: self.owners.contains_key(&e.pci()) || self.claimed.contains(&e.pci()),
+                    dpdk: e.info.is_dpdk(),
+                })
+                .collect();
+            let usable = slots.iter().filter(|s| !s.dpdk).count();
+            let free = slots.iter().filter(|s| !s.dpdk && !s.busy).count();
+            self.counts
+                .insert(pool.to_owned(), (count(usable), count(free)));
+            self.slots.insert(pool.to_owned(), slots);
+        }
+    }
+
+    /// Brings the slots of `pci` in line with its owner and claim.
+    fn refresh(&mut self, pci: PciAddr) {
+        let busy = self.owners.contains_key(&pci) || self.claimed.contains(&pci);
+        for (pool, i) in self.inv.places(pci) {
+            let Some(slot) = self.slots.get_mut(pool).and_then(|v| v.get_mut(*i)) else {
+                continue;
+            };
+            if slot.busy == busy {
+                continue;
+            }
+            slot.busy = busy;
+            if !slot.dpdk {
+                if let Some((_, free)) = self.counts.get_mut(pool) {
+                    *free = if busy {
+                        free.saturating_sub(1)
+                    } else {
+                        free.saturating_add(1)
+                    };
+                }
+            }
+        }
+    }
+
+    /// The durable owner of a VF.
+    pub fn owner(&self, pci: PciAddr) -> Option<&AttachmentKey> {
+        self.owners.get(&pci)
+    }
+
+    /// True when an in-flight reserve has claimed the VF.
+    pub fn is_claimed(&self, pci: PciAddr) -> bool {
+        self.claimed.contains(&pci)
+    }
+
+    /// Marks VFs as claimed by an in-flight reserve.
+    pub fn claim(&mut self, pcis: &[PciAddr]) {
+        for pci in pcis {
+            self.claimed.insert(*pci);
+            self.refresh(*pci);
+        }
+    }
+
+    /// Ends claims; with `owner`, the VFs are now durably owned by it.
+    pub fn unclaim(&mut self, pcis: &[PciAddr], owner: Option<&AttachmentKey>) {
+        for pci in pcis {
+            self.claimed.remove(pci);
+            if let Some(o) = owner {
+                self.owners.insert(*pci, o.clone());
+            }
+            self.refresh(*pci);
+        }
+    }
+
+    /// Forgets `owner`'s ownership of `pci` (after its release is durable).
+    pub fn disown(&mut self, pci: PciAddr, owner: &AttachmentKey) {
+        if self.owners.get(&pci) == Some(owner) {
+            self.owners.remove(&pci);
+            self.refresh(pci);
+        }
+    }
+
+    /// The VFs of `pool` that can be handed out now, in inventory order.
+    pub fn free_vfs(&self, pool: &str) -> Vec<&VfEntry> {
+        let Some(slots) = self.slots.get(pool) else {
+            return Vec::new();
+        };
+        self.inv
+            .pool_vfs(pool)
+            .iter()
+            .zip(slots)
+            .filter(|(_, s)| !s.busy && !s.dpdk)
+            .map(|(e, _)| e)
+            .collect()
+    }
+
+    /// (usable, free) VFs of `pool`; usable excludes userspace-bound VFs.
+    pub fn counts(&self, pool: &str) -> (u32, u32) {
+        self.counts.get(pool).copied().unwrap_or((0, 0))
     }
 }
 
@@ -280,7 +469,7 @@ mod tests {
         )
         .unwrap();
         assert_eq!(inv.rail_count("p"), 2);
-        let vfs = inv.pool_vfs("p");
+        let vfs: Vec<&VfEntry> = inv.pool_vfs("p").iter().collect();
         assert_eq!(vfs.len(), 5);
         // Rail 0 is the lower PCI address.
         assert_eq!(vfs[0].info.pf_pci.to_string(), "0000:1a:00.0");
@@ -316,6 +505,8 @@ mod tests {
         };
         let inv = Inventory::scan(&fake.root(), &[layout]).unwrap();
         let vfs = inv.pool_vfs("p");
+        assert_eq!(inv.places(vfs[1].pci()), &[("p".to_string(), 1)]);
+        assert_eq!(inv.get("p", vfs[1].pci()), Some(&vfs[1]));
         assert_eq!(vfs[0].info.pf_pci.to_string(), "0000:3b:00.0");
         assert_eq!(vfs[1].rail, 1);
         let bad = PoolLayout {
