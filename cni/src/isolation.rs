@@ -588,6 +588,53 @@ pub async fn leave_vf(sysfs: &SysfsRoot, state_root: &Path, pci: PciAddr) -> Opt
     }
 }
 
+/// The VNI of a jobnetd isolation answer: Some for `vxlan` pools (whose
+/// answer must carry a valid ID), None for every other mode.
+pub fn vni_of(iso: &jobnet_api::Isolation) -> Result<Option<Vni>, IsolationError> {
+    match iso.mode {
+        jobnet_api::IsolationMode::Vxlan => iso
+            .id
+            .ok_or(IsolationError::BadVni(0))
+            .and_then(Vni::new)
+            .map(Some),
+        _ => Ok(None),
+    }
+}
+
+/// DEL: takes the representor of attachment (`container_id`, `ifname`) off
+/// its job bridge, before the VF itself is restored. The VF comes from the
+/// attachment cache, else from the config's `deviceID`; nothing is done
+/// when the VF now belongs to another attachment (its new owner's bridge
+/// membership is not ours to undo). Never fails.
+pub async fn leave_attachment(
+    sysfs: &SysfsRoot,
+    state: &crate::sriov::StateDir,
+    container_id: &str,
+    ifname: &str,
+    device_hint: Option<PciAddr>,
+) -> Option<LeaveOutcome> {
+    use crate::sriov::{cache, owner, record::AttachmentRecord};
+    let cached = cache::load::<AttachmentRecord>(&cache::path_for(state, container_id, ifname))
+        .ok()
+        .map(|r| r.pci);
+    let pci = cached.or(device_hint)?;
+    match owner::lock_existing(state, pci) {
+        // The claim is dropped right away (DEL's detach takes it next); the
+        // VF stays ours until detach releases it, so nobody can take it
+        // in between.
+        Ok(Some(c)) if c.record.container_id != container_id || c.record.ifname != ifname => {
+            tracing::info!(%pci, owner = %c.record.container_id, "VF belongs to another attachment; leaving its bridge membership alone");
+            return None;
+        }
+        Ok(_) => {}
+        Err(e) => {
+            tracing::warn!(%pci, error = %e, "cannot check the VF's owner; not touching its bridge membership");
+            return None;
+        }
+    }
+    leave_vf(sysfs, state.root(), pci).await
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

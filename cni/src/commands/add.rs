@@ -2,6 +2,7 @@
 
 use jobnet_api::{AttachmentKey, Rails as ApiRails, ReserveRequest};
 
+use crate::isolation::{self, Vni};
 use crate::protocol::config::NetConf;
 use crate::protocol::error::{CniError, ErrorCode};
 use crate::protocol::ipam::Delegate;
@@ -105,7 +106,7 @@ fn add_with_delegated_ipam(
         &own_ips(&result, att.ifname.as_str(), att.netns.as_str()),
         &ipam_routes,
     );
-    let result = device::block_on(attach_and_commit(&env, &ctx, &spec, result, None))??;
+    let result = device::block_on(attach_and_commit(&env, &ctx, &spec, result, None, None))??;
     release.disarm();
     Ok(result)
 }
@@ -189,18 +190,24 @@ async fn attach_reserved(
         &[],
     );
     spec.mtu = spec.mtu.or(reservation.mtu);
-    daemon::apply_isolation(&mut spec, &reservation.isolation)?;
-    attach_and_commit(env, ctx, &spec, result, Some((client, key))).await
+    // vxlan is done in the node after the attach; other modes shape the spec.
+    let vxlan = isolation::vni_of(&reservation.isolation).map_err(|e| e.to_cni())?;
+    if vxlan.is_none() {
+        daemon::apply_isolation(&mut spec, &reservation.isolation)?;
+    }
+    attach_and_commit(env, ctx, &spec, result, Some((client, key)), vxlan).await
 }
 
-/// Attaches, commits in the daemon (when there is one), then commits the
-/// cache; a failure at either commit undoes the attach.
+/// Attaches, joins the job's VXLAN bridge (with `vxlan`), commits in the
+/// daemon (when there is one), then commits the cache; a failure at any
+/// later step undoes the earlier ones.
 async fn attach_and_commit(
     env: &DeviceEnv,
     ctx: &sriov::Context<'_>,
     spec: &sriov::AttachSpec,
     mut result: CniResult,
     daemon: Option<(&jobnet_api::Client, &AttachmentKey)>,
+    vxlan: Option<Vni>,
 ) -> Result<CniResult, CniError> {
     let attachment = sriov::attach(ctx, spec)
         .await
@@ -216,17 +223,33 @@ async fn attach_and_commit(
         let (_, prev) = CniResult::parse(&stored, CniVersion::LATEST, "cached result")?;
         return Ok(prev);
     }
+    if let Some(vni) = vxlan {
+        if let Err(e) = isolation::join_vf(&env.sysfs, env.state.root(), spec.pci, vni).await {
+            attachment.abort(&env.sysfs).await;
+            return Err(e.to_cni());
+        }
+    }
+    let leave = || async {
+        if vxlan.is_some() {
+            isolation::leave_vf(&env.sysfs, env.state.root(), spec.pci).await;
+        }
+    };
     device::describe_interface(&mut result, &spec.ifname, &attachment.record);
     if let Some((client, key)) = daemon {
         if let Err(e) = client.commit(key).await {
+            leave().await;
             attachment.abort(&env.sysfs).await;
             return Err(daemon::api_error(&e));
         }
     }
-    attachment
+    if let Err(e) = attachment
         .commit(&env.sysfs, &env.state, result.to_json(CniVersion::LATEST))
         .await
-        .map_err(|e| device::attach_error(&e))?;
+    {
+        // commit() has already put the VF back.
+        leave().await;
+        return Err(device::attach_error(&e));
+    }
     Ok(result)
 }
 

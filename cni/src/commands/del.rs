@@ -20,6 +20,16 @@ pub fn del(req: &DelRequest) -> Result<(), CniError> {
     let env = DeviceEnv::from_env();
     let ctx = env.context(&sriov::NoFaults);
     let netns = att.netns.as_ref().map(|n| std::path::Path::new(n.as_str()));
+    // Off the job's VXLAN bridge first (a no-op unless the VF's representor
+    // is on one), while the VF is still recorded as this attachment's.
+    let left = device::block_on(crate::isolation::leave_attachment(
+        &env.sysfs,
+        &env.state,
+        att.container_id.as_str(),
+        att.ifname.as_str(),
+        req.conf.device(),
+    ))?;
+    tracing::debug!(?left, "DEL isolation work done");
     let outcome = device::block_on(sriov::detach(
         &ctx,
         att.container_id.as_str(),
