@@ -10,7 +10,6 @@ use jobnet_tests::fabric::{Fabric, FabricSpec, FabricVf, VfId};
 use serde_json::json;
 
 use super::kernel::{self, LinkView};
-use super::pod::unique;
 use super::run::{run_in, Run};
 
 /// Reference CNI plugins (Debian's containernetworking-plugins).
@@ -131,10 +130,10 @@ pub struct Node {
 }
 
 impl Node {
-    /// Builds a fabric from `spec` (node 0 is the one tests use) and tags
-    /// every VF netdev with a unique `ifalias`: the alias follows the device
-    /// through renames and netns moves, so a test can always tell which
-    /// netdev is its VF (interface indexes repeat across namespaces).
+    /// Builds a fabric from `spec` (node 0 is the one tests use). The
+    /// fabric gives every VF netdev a unique `ifalias` that follows the
+    /// device through renames and netns moves, so a test can always tell
+    /// which netdev is its VF (interface indexes repeat across namespaces).
     pub fn build(spec: FabricSpec) -> Self {
         let fabric = Fabric::build(spec).unwrap_or_else(|e| panic!("build fabric: {e}"));
         let node = fabric.node(0).expect("fabric has node 0");
@@ -142,16 +141,19 @@ impl Node {
             .netns
             .clone()
             .expect("tests use a node netns, not the host");
-        let tag = unique("jnt");
+        // The fabric marks every VF netdev with a unique alias; remember it.
+        let links = kernel::links(&netns_name);
         let mut aliases = HashMap::new();
         for vf in fabric.vfs().iter().filter(|v| v.id.node == 0) {
             if let Some(nd) = &vf.netdev {
-                let alias = format!("{tag}-{}", vf.pci);
-                kernel::ip(&netns_name, &["link", "set", "dev", nd, "alias", &alias]);
+                let alias = links
+                    .iter()
+                    .find(|l| &l.name == nd)
+                    .and_then(|l| l.alias.clone())
+                    .unwrap_or_else(|| panic!("VF netdev {nd} has no fabric alias"));
                 aliases.insert(vf.id, alias);
             }
         }
-        let links = kernel::links(&netns_name);
         let mut originals = HashMap::new();
         for vf in fabric.vfs().iter().filter(|v| v.id.node == 0) {
             if let Some(nd) = &vf.netdev {
