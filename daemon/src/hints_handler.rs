@@ -59,10 +59,16 @@ impl<H: ApiHandler> TopologyHandler<H> {
         if req.gpus.is_empty() {
             return Ok(Vec::new());
         }
-        self.topo
+        let (gpus, uuids) = self
+            .topo
             .snapshot()
             .resolve_gpus(&req.gpus)
-            .map_err(|e| ApiError::new(ErrorCode::InvalidArgument, e.to_string()))
+            .map_err(|e| ApiError::new(ErrorCode::InvalidArgument, e.to_string()))?;
+        if !uuids.is_empty() {
+            tracing::warn!(attachment = %req.key(), ?uuids,
+                "GPU UUIDs cannot be placed from sysfs; give PCI addresses or indexes for a topology-aware choice");
+        }
+        Ok(gpus)
     }
 
     /// Warns when a given deviceID is farther from the GPUs than the best free VF.

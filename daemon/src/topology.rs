@@ -57,8 +57,17 @@ impl Snapshot {
     }
 
     /// Resolves GPU references (PCI addresses or indexes) to addresses.
-    pub fn resolve_gpus(&self, refs: &[String]) -> Result<Vec<PciAddr>, TopologyError> {
-        self.topo.resolve_gpus(refs)
+    /// NVIDIA UUIDs (`GPU-…`) are valid CNI input but sysfs cannot name
+    /// them: they are returned apart, unresolved. An index or address the
+    /// node does not have is an error.
+    pub fn resolve_gpus(
+        &self,
+        refs: &[String],
+    ) -> Result<(Vec<PciAddr>, Vec<String>), TopologyError> {
+        let (uuids, rest): (Vec<&String>, Vec<&String>) =
+            refs.iter().partition(|r| r.trim().starts_with("GPU-"));
+        let gpus = self.topo.resolve_gpus(&rest)?;
+        Ok((gpus, uuids.into_iter().cloned().collect()))
     }
 
     /// The rail of the NIC whose PF or VF is `pci`.
@@ -207,7 +216,7 @@ impl VfSelector for TopologySelector {
         }
         let snap = self.topo.snapshot();
         let gpus = match snap.resolve_gpus(gpus) {
-            Ok(g) if !g.is_empty() => g,
+            Ok((g, _)) if !g.is_empty() => g,
             Ok(_) => return FirstFree.select(free, want, &[]),
             Err(e) => {
                 // Requests are checked against the topology before they get

@@ -80,6 +80,13 @@ fn every_single_gpu_pod_gets_a_vf_on_its_gpus_pix_nic() {
         // Without GPUs the choice stays first-free: NIC0 still has a VF.
         let a = c.reserve(&req(&unique("n"), "single", &[])).await.unwrap();
         assert_eq!(a.vfs[0].pf_pci, w.nics[0].pf);
+        // UUIDs are valid CNI input that sysfs cannot place: the pod is not
+        // refused, the known GPU still decides.
+        let a = c
+            .reserve(&req(&unique("u"), "single", &["GPU-3c5a0e6c-1f", "7"]))
+            .await
+            .unwrap();
+        assert_eq!(a.vfs[0].pf_pci, w.nics[7].pf);
         // A GPU the node does not have is the caller's mistake.
         let e = c
             .reserve(&req(&unique("x"), "single", &["0000:ee:00.0"]))
