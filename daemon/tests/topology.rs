@@ -10,7 +10,7 @@ use common::{reserve_req, unique, Daemon, FakeSysfs, Opts};
 use jobnet_api::{AttachmentKey, ErrorCode, PodHints, Rails, ReserveRequest};
 use jobnet_hw::topology::TopoView;
 use jobnet_hw::PciAddr;
-use jobnet_tests::topo_layouts::{eight_by_eight, write_layout, WrittenLayout};
+use jobnet_tests::topo_layouts::{eight_by_eight, uneven, write_layout, Layout, WrittenLayout};
 
 fn rt() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_current_thread()
@@ -36,8 +36,13 @@ rails = 8
 
 /// jobnetd over the 8x8 server with `vfs` VFs per NIC and `pools`.
 fn server(vfs: usize, pools: &str) -> (Daemon, WrittenLayout) {
+    server_of(&eight_by_eight(0, vfs), pools)
+}
+
+/// jobnetd over `layout` with `pools`.
+fn server_of(layout: &Layout, pools: &str) -> (Daemon, WrittenLayout) {
     let sysfs = FakeSysfs::new();
-    let written = write_layout(sysfs.path(), &eight_by_eight(0, vfs)).unwrap();
+    let written = write_layout(sysfs.path(), layout).unwrap();
     let d = Daemon::start_with(
         sysfs,
         Opts {
@@ -98,6 +103,31 @@ fn every_single_gpu_pod_gets_a_vf_on_its_gpus_pix_nic() {
             .await
             .unwrap_err();
         assert_eq!(e.code, ErrorCode::InvalidArgument);
+    });
+}
+
+#[test]
+fn uneven_server_gpus_get_the_nearest_of_two_nics() {
+    // NIC0 shares GPU0's switch (PIX), is PXB to GPU1 behind the nested
+    // switch, PHB to GPU2, NODE to GPU3 (other host bridge, same socket)
+    // and SYS to GPU4; NIC1 is on GPU4's socket (PHB).
+    let (d, w) = server_of(&uneven(0, 8), ONE_RAIL);
+    let c = d.client();
+    rt().block_on(async {
+        for (gpu, nic) in [(0, 0), (1, 0), (2, 0), (3, 0), (4, 1)] {
+            let a = c
+                .reserve(&req(&unique("u"), "uneven", &[&gpu.to_string()]))
+                .await
+                .unwrap();
+            assert_eq!(a.vfs[0].pf_pci, w.nics[nic].pf, "GPU{gpu}");
+        }
+        // GPUs 3 and 4: NIC0 is NODE/SYS, NIC1 SYS/PHB; worst is SYS for
+        // both, NIC1 is closer in sum (SYS+PHB < NODE+SYS).
+        let a = c
+            .reserve(&req(&unique("u"), "uneven", &["3", "4"]))
+            .await
+            .unwrap();
+        assert_eq!(a.vfs[0].pf_pci, w.nics[1].pf);
     });
 }
 
