@@ -188,7 +188,7 @@ fn cache_corrupt() {
 }
 
 #[test]
-#[ignore = "DEL without a cache leaves the device-info file (cni/src/sriov/detach.rs NoCache path never sees runtimeConfig.CNIDeviceInfoFile)"]
+
 fn device_info_removed_without_cache() {
     // DEL gets the device-info path in runtimeConfig again; without a cache
     // it can still remove the file.

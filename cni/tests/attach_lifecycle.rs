@@ -167,7 +167,7 @@ fn attach_check_detach() {
 
 /// The issue asks CHECK to verify routes as well as addresses.
 #[test]
-#[ignore = "CHECK does not verify routes yet (cni/src/sriov/check.rs compares only link, MAC, MTU, up state and addresses)"]
+
 fn check_notices_a_removed_route() {
     let node = Node::small(1);
     let vf = node.vf(0);

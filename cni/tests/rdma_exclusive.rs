@@ -201,7 +201,7 @@ impl Setup {
         self.node.in_netns(|| {
             block_on(async {
                 let ctx = self.ctx(&NoFaults);
-                sriov::detach(&ctx, cid, "net1", Some(&netns), None).await
+                sriov::detach(&ctx, cid, "net1", Some(&netns), None, None).await
             })
             .expect("runtime")
         })

@@ -30,12 +30,19 @@ pub fn del(req: &DelRequest) -> Result<(), CniError> {
         req.conf.device(),
     ))?;
     tracing::debug!(?left, "DEL isolation work done");
+    let devinfo = sriov::devinfo::path_for(
+        req.conf.runtime.device_info_file.as_deref(),
+        req.conf.name.as_str(),
+        att.container_id.as_str(),
+        att.ifname.as_str(),
+    );
     let outcome = device::block_on(sriov::detach(
         &ctx,
         att.container_id.as_str(),
         att.ifname.as_str(),
         netns,
         req.conf.device(),
+        Some(&devinfo),
     ))?;
     tracing::info!(?outcome, "DEL device work done");
     if req.conf.ipam.is_none() {

@@ -19,7 +19,9 @@ use super::devinfo::{self, DeviceInfo, JobnetDeviceInfo, PciDeviceInfo};
 use super::error::AttachError;
 use super::owner::{self, OwnerRecord, VfClaim};
 use super::rdma::{self, RdmaOps, RdmaPolicy};
-use super::record::{AttachmentRecord, HostLinkState, PfSideState, PodLinkState, RECORD_FORMAT};
+use super::record::{
+    AttachmentRecord, HostLinkState, PfSideState, PodLinkState, RouteRecord, RECORD_FORMAT,
+};
 use super::state_dir::StateDir;
 use super::steps::{FaultHook, Step};
 
@@ -343,6 +345,17 @@ async fn attach_steps(
         mtu: now.mtu,
         addresses: spec.addresses.clone(),
         hw_addr: now.hw_addr.clone(),
+        routes: spec
+            .routes
+            .iter()
+            .filter_map(|r| {
+                Some(RouteRecord {
+                    dst: r.dst?,
+                    gateway: r.gateway,
+                    table: r.table,
+                })
+            })
+            .collect(),
     });
     write_devinfo(faults, spec, rec)
 }

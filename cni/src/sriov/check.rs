@@ -3,7 +3,7 @@
 use std::path::Path;
 
 use ipnet::IpNet;
-use jobnet_netlink::{Handle, Netns};
+use jobnet_netlink::{Handle, Netns, RouteFamily, TABLE_MAIN};
 
 use super::attach::format_hw_addr;
 use super::attach::Context;
@@ -112,6 +112,35 @@ pub async fn check(
     for want in pod_state.addresses.iter().chain(expected_ips) {
         if !have.contains(want) {
             return mismatch(format!("address {want} missing on {ifname}"));
+        }
+    }
+    for want in &pod_state.routes {
+        let family = if want.dst.addr().is_ipv4() {
+            RouteFamily::V4
+        } else {
+            RouteFamily::V6
+        };
+        let table = want.table.or(Some(TABLE_MAIN));
+        let routes = pod
+            .routes(family, table)
+            .await
+            .map_err(|e| CheckError::Mismatch(e.to_string()))?;
+        // The kernel reports a default route without a destination.
+        let any = match family {
+            RouteFamily::V4 => IpNet::V4(Default::default()),
+            RouteFamily::V6 => IpNet::V6(Default::default()),
+        };
+        let present = routes.iter().any(|r| {
+            r.dst.unwrap_or(any) == want.dst
+                && r.oif == Some(link.index)
+                && r.gateway == want.gateway
+        });
+        if !present {
+            let via = want
+                .gateway
+                .map(|g| format!(" via {g}"))
+                .unwrap_or_default();
+            return mismatch(format!("route {}{via} missing on {ifname}", want.dst));
         }
     }
     if let Some(r) = &rec.rdma {

@@ -29,13 +29,15 @@ pub enum DetachOutcome {
 }
 
 /// Undoes the attachment (`container_id`, `ifname`). `device_hint` is the
-/// config's `deviceID`, used only when the cache is missing or corrupt.
+/// config's `deviceID` and `devinfo_hint` the device-info path the config
+/// implies; both are used only when the cache is missing or corrupt.
 pub async fn detach(
     ctx: &Context<'_>,
     container_id: &str,
     ifname: &str,
     netns: Option<&Path>,
     device_hint: Option<PciAddr>,
+    devinfo_hint: Option<&Path>,
 ) -> DetachOutcome {
     let cache_path = cache::path_for(ctx.state, container_id, ifname);
     let rec = match cache::load::<AttachmentRecord>(&cache_path) {
@@ -49,6 +51,11 @@ pub async fn detach(
     let Some(rec) = rec else {
         if let Some(pci) = device_hint {
             best_effort_return(ctx, container_id, ifname, netns, pci).await;
+        }
+        if let Some(p) = devinfo_hint {
+            if let Err(e) = devinfo::remove(p) {
+                tracing::warn!(error = %e, "cannot remove device-info file");
+            }
         }
         let _ = cache::remove(&cache_path);
         return DetachOutcome::NoCache;

@@ -40,6 +40,22 @@ pub struct PodLinkState {
     /// The full hardware address (20 bytes for IPoIB, which has no MAC).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub hw_addr: Vec<u8>,
+    /// Routes ADD added through this interface.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub routes: Vec<RouteRecord>,
+}
+
+/// A route ADD added, as CHECK looks for it again.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct RouteRecord {
+    /// Destination.
+    pub dst: IpNet,
+    /// Next hop, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gateway: Option<std::net::IpAddr>,
+    /// Routing table, when not the main one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub table: Option<u32>,
 }
 
 /// PF-side VF settings: what ADD applied and what they were before.
