@@ -1,0 +1,573 @@
+//! `vxlan` job isolation end to end: a two-node switchdev fabric, one real
+//! jobnetd per node, pods attached by the real `jobnet` binary (no `ipam`
+//! section: jobnetd hands out subnet, address, VF and VNI). Ranks of one job
+//! reach each other across nodes through the job's VXLAN tunnel; a pod of
+//! another job cannot reach them even with an address in their subnet; DEL
+//! removes every bridge and tunnel and leaves VFs and representors as they
+//! were.
+
+use std::collections::BTreeMap;
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use jobnet_api::{AttachmentKey, Client};
+use jobnet_cni::isolation::Vni;
+use jobnet_tests::fabric::ip::{self, Netns};
+use jobnet_tests::fabric::probe::udp_echo;
+use jobnet_tests::fabric::{Fabric, FabricSpec, FabricVf};
+use serde_json::json;
+
+/// The workspace's binaries this test runs, built on first use (a plain
+/// `cargo test -p jobnet-tests` does not build other packages' binaries).
+struct Binaries {
+    jobnet: PathBuf,
+    jobnetd: PathBuf,
+}
+
+fn binaries() -> &'static Binaries {
+    static BINS: OnceLock<Binaries> = OnceLock::new();
+    BINS.get_or_init(|| {
+        // <target>/debug/deps/<this test> -> <target>/debug
+        let exe = std::env::current_exe().unwrap();
+        let profile_dir = exe.parent().and_then(Path::parent).unwrap().to_owned();
+        let target_dir = profile_dir.parent().unwrap().to_owned();
+        let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
+        let status = Command::new(option_env!("CARGO").unwrap_or("cargo"))
+            .current_dir(workspace)
+            .env("CARGO_TARGET_DIR", &target_dir)
+            .args(["build", "--quiet", "-p", "jobnet-cni", "--bin", "jobnet"])
+            .args(["-p", "jobnet-daemon", "--bin", "jobnetd"])
+            .status()
+            .unwrap();
+        assert!(status.success(), "building jobnet and jobnetd failed");
+        Binaries {
+            jobnet: profile_dir.join("jobnet"),
+            jobnetd: profile_dir.join("jobnetd"),
+        }
+    })
+}
+
+/// A unique short name for this process and call.
+fn unique(prefix: &str) -> String {
+    static N: AtomicUsize = AtomicUsize::new(0);
+    format!(
+        "{prefix}{}x{}",
+        std::process::id() % 100_000,
+        N.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// A pod netns, removed on drop (also when the test panics).
+struct Pod {
+    name: String,
+}
+
+impl Pod {
+    fn new() -> Self {
+        let name = unique("jiso");
+        let ok = Command::new("ip")
+            .args(["netns", "add", &name])
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "ip netns add {name}");
+        Self { name }
+    }
+
+    fn path(&self) -> PathBuf {
+        Path::new("/run/netns").join(&self.name)
+    }
+
+    fn ns(&self) -> Netns {
+        Netns::Named(self.name.clone())
+    }
+}
+
+impl Drop for Pod {
+    fn drop(&mut self) {
+        let _ = Command::new("ip")
+            .args(["netns", "del", &self.name])
+            .status();
+    }
+}
+
+/// One jobnetd over a node's fake sysfs; killed on drop.
+struct Daemon {
+    dir: tempfile::TempDir,
+    socket: PathBuf,
+    child: Option<Child>,
+}
+
+impl Daemon {
+    fn start(node: &str, sysfs_root: &Path) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let socket = dir.path().join("jobnetd.sock");
+        let config = dir.path().join("jobnetd.toml");
+        // The same pool on every node: with the embedded store each node
+        // allocates on its own, so jobs must be created in the same order.
+        std::fs::write(
+            &config,
+            format!(
+                r#"node = "{node}"
+socket = "{sock}"
+state_dir = "{dir}/state"
+run_dir = "{dir}/run"
+sysfs_root = "{sys}"
+metrics_addr = "off"
+reconcile_interval_secs = 3600
+netns_grace_secs = 3600
+
+[[pools]]
+name = "rdma"
+cidrs = ["198.18.0.0/16"]
+isolation = {{ mode = "vxlan", first = 1000, last = 1999 }}
+"#,
+                sock = socket.display(),
+                dir = dir.path().display(),
+                sys = sysfs_root.display(),
+            ),
+        )
+        .unwrap();
+        let log = std::fs::File::create(dir.path().join("jobnetd.log")).unwrap();
+        let child = Command::new(&binaries().jobnetd)
+            .arg("--config")
+            .arg(&config)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        let mut d = Self {
+            dir,
+            socket,
+            child: Some(child),
+        };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while std::os::unix::net::UnixStream::connect(&d.socket).is_err() {
+            if let Some(st) = d.child.as_mut().and_then(|c| c.try_wait().unwrap()) {
+                panic!("jobnetd exited ({st}):\n{}", d.log());
+            }
+            assert!(Instant::now() < deadline, "jobnetd not up:\n{}", d.log());
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        d
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("jobnetd.log")).unwrap_or_default()
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// Node `index` of the fabric with its daemon and the plugin's private dirs.
+struct Node<'f> {
+    fabric: &'f Fabric,
+    index: usize,
+    daemon: Daemon,
+    state: tempfile::TempDir,
+    files: tempfile::TempDir,
+}
+
+/// One attachment made by ADD.
+struct Attached<'p> {
+    pod: &'p Pod,
+    node: usize,
+    container_id: String,
+    job: &'static str,
+    rank: u32,
+    vf: FabricVf,
+    /// The pod's address on the job network.
+    addr: IpAddr,
+}
+
+impl<'f> Node<'f> {
+    fn new(fabric: &'f Fabric, index: usize) -> Self {
+        let n = fabric.node(index).unwrap();
+        Self {
+            fabric,
+            index,
+            daemon: Daemon::start(&format!("node-{index}"), &n.sysfs_root),
+            state: tempfile::tempdir().unwrap(),
+            files: tempfile::tempdir().unwrap(),
+        }
+    }
+
+    fn ns(&self) -> Netns {
+        self.fabric.node(self.index).unwrap().ip_netns()
+    }
+
+    fn conf(&self, job: &str, container_id: &str) -> serde_json::Value {
+        json!({
+            "cniVersion": "1.1.0", "name": "jobnet-iso", "type": "jobnet",
+            "job": job,
+            "daemonSocket": self.daemon.socket,
+            "runtimeConfig": {"CNIDeviceInfoFile":
+                self.files.path().join(format!("devinfo-{container_id}.json"))},
+        })
+    }
+
+    /// Runs `jobnet` inside the node netns (the node's "host") like a
+    /// runtime; returns (success, stdout, stderr).
+    fn jobnet(
+        &self,
+        command: &str,
+        cid: &str,
+        pod: &Pod,
+        args: &str,
+        conf: &serde_json::Value,
+    ) -> (bool, String, String) {
+        let node = self.fabric.node(self.index).unwrap();
+        let mut child = Command::new("nsenter")
+            .arg(format!("--net={}", node.netns_path().display()))
+            .arg(&binaries().jobnet)
+            .env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .env("CNI_COMMAND", command)
+            .env("CNI_CONTAINERID", cid)
+            .env("CNI_NETNS", pod.path())
+            .env("CNI_IFNAME", "net1")
+            .env("CNI_PATH", "/usr/lib/cni")
+            .env("CNI_ARGS", args)
+            .env("JOBNET_SYSFS_ROOT", &node.sysfs_root)
+            .env("JOBNET_STATE_DIR", self.state.path())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        {
+            use std::io::Write;
+            let mut stdin = child.stdin.take().unwrap();
+            stdin.write_all(conf.to_string().as_bytes()).unwrap();
+        }
+        let out = child.wait_with_output().unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    }
+
+    /// ADD for `job` rank `rank` into `pod`; makes sysfs follow the VF.
+    fn add<'p>(&self, pod: &'p Pod, job: &'static str, rank: u32) -> Attached<'p> {
+        let cid = unique("cid");
+        let conf = self.conf(job, &cid);
+        let (ok, out, err) = self.jobnet("ADD", &cid, pod, &format!("JOBNET_RANK={rank}"), &conf);
+        assert!(
+            ok,
+            "ADD {job}/{rank} on node {}: {out}{err}\n{}",
+            self.index,
+            self.daemon.log()
+        );
+        let result: serde_json::Value = serde_json::from_str(&out).unwrap();
+        let pci = result["interfaces"][0]["pciID"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no pciID: {result}"))
+            .parse()
+            .unwrap();
+        let vf = self.fabric.vf_by_pci(self.index, pci).unwrap().clone();
+        self.fabric.sync_vf_sysfs(vf.id).unwrap();
+        let cidr = result["ips"][0]["address"].as_str().unwrap();
+        let addr: IpAddr = cidr.split('/').next().unwrap().parse().unwrap();
+        Attached {
+            pod,
+            node: self.index,
+            container_id: cid,
+            job,
+            rank,
+            vf,
+            addr,
+        }
+    }
+
+    fn del(&self, a: &Attached<'_>) {
+        let conf = self.conf(a.job, &a.container_id);
+        let args = format!("JOBNET_RANK={}", a.rank);
+        let (ok, out, err) = self.jobnet("DEL", &a.container_id, a.pod, &args, &conf);
+        assert!(ok, "DEL {}/{}: {out}{err}", a.job, a.rank);
+        self.fabric.sync_vf_sysfs(a.vf.id).unwrap();
+    }
+
+    fn client(&self) -> Client {
+        Client::new(&self.daemon.socket)
+    }
+
+    /// The isolation ID jobnetd gave the attachment.
+    fn vni_of(&self, rt: &tokio::runtime::Runtime, a: &Attached<'_>) -> u32 {
+        let key = AttachmentKey::new(&a.container_id, "net1");
+        let att = rt.block_on(self.client().check(&key)).unwrap();
+        assert_eq!(att.isolation.mode, jobnet_api::IsolationMode::Vxlan);
+        att.isolation.id.unwrap()
+    }
+}
+
+/// What a VF netdev and its representor look like from the node.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct PortState {
+    name: String,
+    mac: Option<String>,
+    mtu: Option<u32>,
+    up: bool,
+    master: Option<String>,
+}
+
+/// Every VF netdev and representor of the node, by name.
+fn port_states(fabric: &Fabric, node: usize) -> BTreeMap<String, PortState> {
+    let ns = fabric.node(node).unwrap().ip_netns();
+    let wanted: Vec<&str> = fabric
+        .vfs()
+        .iter()
+        .filter(|v| v.id.node == node)
+        .flat_map(|v| [v.netdev.as_deref(), v.representor.as_deref()])
+        .flatten()
+        .collect();
+    ip::links(&ns)
+        .unwrap()
+        .into_iter()
+        .filter(|l| wanted.contains(&l.ifname.as_str()))
+        .map(|l| {
+            let st = PortState {
+                name: l.ifname.clone(),
+                mac: l.address.clone(),
+                mtu: l.mtu,
+                up: l.flags.iter().any(|f| f == "UP"),
+                master: l.master.clone(),
+            };
+            (l.ifname, st)
+        })
+        .collect()
+}
+
+/// Names of the jobnet bridges and tunnels in the node netns.
+fn job_links(ns: &Netns) -> Vec<String> {
+    let mut v: Vec<String> = ip::links(ns)
+        .unwrap()
+        .into_iter()
+        .map(|l| l.ifname)
+        .filter(|n| Vni::from_name(n).is_some())
+        .collect();
+    v.sort();
+    v
+}
+
+/// `ip -d -j link show dev <dev>` in a named netns.
+fn details(ns: &Netns, dev: &str) -> serde_json::Value {
+    let Netns::Named(name) = ns else {
+        panic!("nodes are named netns");
+    };
+    let out = Command::new("ip")
+        .args(["-n", name, "-d", "-j", "link", "show", "dev", dev])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    v[0].clone()
+}
+
+fn master_of(ns: &Netns, dev: &str) -> Option<String> {
+    ip::links(ns)
+        .unwrap()
+        .into_iter()
+        .find(|l| l.ifname == dev)
+        .and_then(|l| l.master)
+}
+
+#[test]
+fn jobs_reach_their_own_ranks_across_nodes_and_never_each_other() {
+    let fabric = Fabric::build(FabricSpec {
+        nodes: 2,
+        nics_per_node: 1,
+        vfs_per_nic: 4,
+        switchdev: true,
+        ..Default::default()
+    })
+    .unwrap();
+    let before = [port_states(&fabric, 0), port_states(&fabric, 1)];
+    let n0 = Node::new(&fabric, 0);
+    let n1 = Node::new(&fabric, 1);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let pods: Vec<Pod> = (0..5).map(|_| Pod::new()).collect();
+
+    // Same order of job creation on both nodes: A first, then B.
+    let a0 = n0.add(&pods[0], "job-a", 0);
+    let b0 = n0.add(&pods[1], "job-b", 0);
+    let a1 = n1.add(&pods[2], "job-a", 1);
+    let b1 = n1.add(&pods[3], "job-b", 1);
+    let a2 = n1.add(&pods[4], "job-a", 2);
+
+    // Both daemons gave each job the same VNI, and the jobs differ.
+    let vni_a = n0.vni_of(&rt, &a0);
+    let vni_b = n0.vni_of(&rt, &b0);
+    assert_eq!(n1.vni_of(&rt, &a1), vni_a);
+    assert_eq!(n1.vni_of(&rt, &a2), vni_a);
+    assert_eq!(n1.vni_of(&rt, &b1), vni_b);
+    assert_ne!(vni_a, vni_b);
+    assert!((1000..=1999).contains(&vni_a) && (1000..=1999).contains(&vni_b));
+    let (va, vb) = (Vni::new(vni_a).unwrap(), Vni::new(vni_b).unwrap());
+
+    // Kernel objects: one bridge + tunnel per job per node, reps on them.
+    for node in [&n0, &n1] {
+        let ns = node.ns();
+        let mut want = vec![
+            va.bridge_name(),
+            vb.bridge_name(),
+            va.vxlan_name(),
+            vb.vxlan_name(),
+        ];
+        want.sort();
+        assert_eq!(job_links(&ns), want, "node {}", node.index);
+        for v in [va, vb] {
+            let vx = details(&ns, &v.vxlan_name());
+            let data = &vx["linkinfo"]["info_data"];
+            assert_eq!(data["id"], v.get());
+            assert_eq!(data["group"], v.multicast_group().to_string());
+            assert_eq!(data["port"], 4789);
+            assert_eq!(data["link"], fabric.node(node.index).unwrap().pfs[0].netdev);
+            assert_eq!(master_of(&ns, &v.vxlan_name()), Some(v.bridge_name()));
+        }
+    }
+    for (a, v) in [(&a0, va), (&a1, va), (&a2, va), (&b0, vb), (&b1, vb)] {
+        let ns = fabric.node(a.node).unwrap().ip_netns();
+        let rep = a.vf.representor.as_deref().unwrap();
+        assert_eq!(
+            master_of(&ns, rep),
+            Some(v.bridge_name()),
+            "{}/{}",
+            a.job,
+            a.rank
+        );
+    }
+    // Rank-derived addresses in one subnet per job.
+    let subnet = |ip: IpAddr| match ip {
+        IpAddr::V4(v) => v.octets()[..3].to_vec(),
+        IpAddr::V6(_) => panic!("expected IPv4"),
+    };
+    assert_eq!(subnet(a0.addr), subnet(a1.addr));
+    assert_eq!(subnet(b0.addr), subnet(b1.addr));
+    assert_ne!(subnet(a0.addr), subnet(b0.addr));
+
+    let ok = Duration::from_secs(3);
+    let no = Duration::from_millis(1200);
+    let port = 7300 + (std::process::id() % 1000) as u16;
+    let to = |a: &Attached<'_>, p: u16| SocketAddr::new(a.addr, port + p);
+    // A's ranks across nodes and on one node; B's across nodes.
+    assert!(udp_echo(&a0.pod.path(), &a1.pod.path(), to(&a1, 1), ok).unwrap());
+    assert!(udp_echo(&a1.pod.path(), &a0.pod.path(), to(&a0, 2), ok).unwrap());
+    assert!(udp_echo(&a2.pod.path(), &a0.pod.path(), to(&a0, 3), ok).unwrap());
+    assert!(udp_echo(&a1.pod.path(), &a2.pod.path(), to(&a2, 4), ok).unwrap());
+    assert!(udp_echo(&b0.pod.path(), &b1.pod.path(), to(&b1, 5), ok).unwrap());
+    assert!(udp_echo(&b1.pod.path(), &b0.pod.path(), to(&b0, 6), ok).unwrap());
+
+    // B's pods take an address in A's subnet: still no way to A's pods,
+    // neither on the other node nor on their own.
+    let IpAddr::V4(a_addr) = a0.addr else {
+        panic!("expected IPv4")
+    };
+    let o = a_addr.octets();
+    for (b, last) in [(&b0, 250), (&b1, 251)] {
+        let addr = format!("{}.{}.{}.{last}/24", o[0], o[1], o[2]);
+        let line = format!("addr add {addr} dev net1");
+        ip::batch(&b.pod.ns(), &[line], false, false).unwrap();
+    }
+    assert!(!udp_echo(&b0.pod.path(), &a1.pod.path(), to(&a1, 7), no).unwrap());
+    assert!(!udp_echo(&b0.pod.path(), &a0.pod.path(), to(&a0, 8), no).unwrap());
+    assert!(!udp_echo(&b1.pod.path(), &a0.pod.path(), to(&a0, 9), no).unwrap());
+    assert!(!udp_echo(&b1.pod.path(), &a2.pod.path(), to(&a2, 10), no).unwrap());
+    // Control: the very same probe gets through once the test itself puts
+    // B0's representor on A's bridge, so only isolation stopped it above.
+    let rep_b0 = b0.vf.representor.clone().unwrap();
+    let move_rep = |bridge: String| {
+        let line = format!("link set {rep_b0} master {bridge}");
+        ip::batch(&n0.ns(), &[line], false, false).unwrap();
+    };
+    move_rep(va.bridge_name());
+    assert!(udp_echo(&b0.pod.path(), &a1.pod.path(), to(&a1, 14), ok).unwrap());
+    move_rep(vb.bridge_name());
+    // ...while they still reach each other, and A is unaffected.
+    assert!(udp_echo(&b0.pod.path(), &b1.pod.path(), to(&b1, 11), ok).unwrap());
+    assert!(udp_echo(&a0.pod.path(), &a1.pod.path(), to(&a1, 12), ok).unwrap());
+
+    // DEL: the bridge of A on node 1 stays while a rank of A is left there.
+    n1.del(&a2);
+    assert_eq!(
+        master_of(&n1.ns(), a2.vf.representor.as_deref().unwrap()),
+        None
+    );
+    assert!(job_links(&n1.ns()).contains(&va.bridge_name()));
+    assert!(udp_echo(&a0.pod.path(), &a1.pod.path(), to(&a1, 13), ok).unwrap());
+    n1.del(&b1);
+    n0.del(&b0);
+    assert!(!job_links(&n0.ns()).contains(&vb.bridge_name()));
+    n1.del(&a1);
+    n0.del(&a0);
+    for node in [&n0, &n1] {
+        assert!(job_links(&node.ns()).is_empty(), "node {}", node.index);
+        let left = rt.block_on(node.client().attachments()).unwrap();
+        assert!(left.is_empty(), "node {}: {left:?}", node.index);
+        assert_eq!(
+            port_states(&fabric, node.index),
+            before[node.index],
+            "node {}",
+            node.index
+        );
+    }
+    // Pods go before the fabric (veth VFs would die with them otherwise).
+    drop(pods);
+}
+
+#[test]
+fn a_legacy_nic_refuses_vxlan_isolation_and_changes_nothing() {
+    let fabric = Fabric::build(FabricSpec {
+        nodes: 1,
+        nics_per_node: 1,
+        vfs_per_nic: 2,
+        ..Default::default()
+    })
+    .unwrap();
+    let before = port_states(&fabric, 0);
+    let n0 = Node::new(&fabric, 0);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let pod = Pod::new();
+    // Legacy representors sit in the rail netns: sysfs lists them, the node
+    // does not have them. Hide them from sysfs as a legacy NIC would.
+    let node = fabric.node(0).unwrap();
+    for vf in fabric.vfs() {
+        let rep = vf.representor.as_deref().unwrap();
+        let pf_dir = jobnet_tests::fabric::plan::NicPci::new(0).function_dir(vf.pf_pci);
+        let p = node.sysfs_root.join(pf_dir).join("net").join(rep);
+        std::fs::remove_dir_all(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+    }
+    let cid = unique("cid");
+    let conf = n0.conf("job-l", &cid);
+    let (ok, out, _) = n0.jobnet("ADD", &cid, &pod, "JOBNET_RANK=0", &conf);
+    assert!(!ok, "{out}");
+    let err: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(err["code"], 100, "{out}");
+    assert!(err["msg"].as_str().unwrap().contains("switchdev"), "{out}");
+    // The VF is back, the reservation released, no bridge made.
+    for vf in fabric.vfs() {
+        fabric.sync_vf_sysfs(vf.id).unwrap();
+    }
+    assert_eq!(port_states(&fabric, 0), before);
+    assert!(job_links(&node.ip_netns()).is_empty());
+    assert!(rt.block_on(n0.client().attachments()).unwrap().is_empty());
+    drop(pod);
+}
