@@ -5,7 +5,10 @@
 #      bare kernel work (ip -batch), and N parallel ADDs (jobnet-bench).
 #   2. ipam: durable reserve+commit throughput and latency with 1 and 64
 #      clients, and memory with 10,000 jobs / 100,000 attachments.
-# Needs root. Usage: scripts/bench.sh [attach|ipam|all] (default all).
+#   3. topology: over all 8 single-GPU pods of an 8-GPU/8-NIC server, the
+#      share placed on a NIC behind the GPU's own PCIe switch (PIX), jobnet's
+#      choice vs "first free VF" (what the SR-IOV device plugin does).
+# Needs root. Usage: scripts/bench.sh [attach|ipam|topology|all] (default all).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 [ "$(id -u)" = 0 ] || { echo "bench.sh: run as root" >&2; exit 1; }
@@ -25,4 +28,10 @@ if [ "$what" = ipam ] || [ "$what" = all ]; then
   cargo run --quiet --release -p jobnet-ipam --example ipam_bench -- --clients 1,64
   echo "== IPAM: memory with 10,000 jobs and 100,000 attachments"
   cargo run --quiet --release -p jobnet-ipam --example ipam_bench -- --clients 64 --fill-jobs 10000 --fill-attachments 100000
+fi
+
+if [ "$what" = topology ] || [ "$what" = all ]; then
+  echo "== topology: single-GPU pods on a PIX NIC, jobnet vs first free VF"
+  cargo run --quiet --release -p jobnet-hw --example alignment -- --layout 8x8
+  cargo run --quiet --release -p jobnet-hw --example alignment -- --layout uneven
 fi
