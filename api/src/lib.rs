@@ -11,11 +11,13 @@
 
 pub mod client;
 pub mod error;
+pub mod ifnames;
 pub mod paths;
 pub mod types;
 
 pub use client::{BlockingClient, Client, DEFAULT_SOCKET, SOCKET_ENV};
 pub use error::{ApiError, ErrorCode};
+pub use ifnames::rail_ifname;
 pub use types::*;
 
 /// The API version this crate speaks.

@@ -35,8 +35,6 @@ pub const NCCL_ENV: &str = "nccl.env";
 pub const TOPO_XML: &str = "topo.xml";
 /// The pod's GPUs per attachment, for rebuilding after a restart.
 const POD_STATE: &str = "pod.json";
-/// Longest Linux interface name.
-const IFNAMSIZ: usize = 15;
 
 /// Why hints could not be written or removed.
 #[derive(Debug, thiserror::Error)]
@@ -55,25 +53,6 @@ pub enum HintError {
     /// The container ID cannot name a directory.
     #[error("container ID {0:?} cannot name a hints directory")]
     BadContainerId(String),
-}
-
-/// The pod interface name of the `index`-th VF (rail order) of attachment
-/// `ifname`: the first keeps `ifname`, the others get `r<rail>` appended
-/// (`net1`, `net1r1`, `net1r2`, ...), the base shortened to fit 15 bytes.
-pub fn interface_name(ifname: &str, index: usize, rail: u32) -> String {
-    if index == 0 {
-        return ifname.to_owned();
-    }
-    let suffix = format!("r{rail}");
-    let keep = IFNAMSIZ.saturating_sub(suffix.len());
-    let mut base: String = String::new();
-    for c in ifname.chars() {
-        if base.len() + c.len_utf8() > keep {
-            break;
-        }
-        base.push(c);
-    }
-    base + &suffix
 }
 
 /// `id` as a single safe path component (a valid container ID, not `.`/`..`).
@@ -256,7 +235,7 @@ impl HintStore {
                     rail: snap.rail_of(vf.pci),
                     pf: vf.pf_pci,
                     vf: vf.pci,
-                    ifname: interface_name(&part.att.ifname, i, vf.rail),
+                    ifname: jobnet_api::rail_ifname(&part.att.ifname, i, vf.rail),
                     rdma,
                     addresses: part
                         .att
@@ -479,16 +458,6 @@ impl HintStore {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn interface_names_per_rail_fit_ifnamsiz() {
-        assert_eq!(interface_name("net1", 0, 0), "net1");
-        assert_eq!(interface_name("net1", 1, 1), "net1r1");
-        assert_eq!(interface_name("net1", 7, 7), "net1r7");
-        let long = interface_name("abcdefghijklmno", 1, 12);
-        assert_eq!(long, "abcdefghijklr12");
-        assert!(long.len() <= IFNAMSIZ);
-    }
 
     #[test]
     fn pod_dir_names_are_single_components() {
