@@ -6,9 +6,11 @@
 //! Usage: `api_bench [CLIENTS] [ROUNDS]` (defaults 64 and 3). Each round
 //! reserves and commits every VF once (job `i % 64`, rank `i / 64`), then
 //! releases everything. Prints one line:
-//! `clients=64 ops=3072 throughput=5200/s p50=… p99=… cpu=…% commits=… txns_per_commit=…`
+//! `clients=64 ops=3072 throughput=5200/s p50=… p99=… cpu=…% cpu_per_op=…us commits=… txns_per_commit=…`
 //! where `cpu` is the process's CPU time over the measured wall time (200% = both
-//! cores busy) and `txns_per_commit` the store's group-commit factor.
+//! cores busy; less means other processes had the CPU or the run waited on disk),
+//! `cpu_per_op` that CPU time per reserve+commit (clients included), and
+//! `txns_per_commit` the store's group-commit factor while measuring.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -80,11 +82,12 @@ async fn main() {
     let mut lat: Vec<Duration> = Vec::new();
     let mut busy = Duration::ZERO;
     let mut cpu = Duration::ZERO;
-    let stats_before = engine.ipam().store().commit_stats();
+    let (mut commits, mut txns) = (0, 0);
     for round in 0..rounds {
         let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
         let started = Instant::now();
         let cpu_started = cpu_time();
+        let stats_before = engine.ipam().store().commit_stats();
         let mut set = tokio::task::JoinSet::new();
         for _ in 0..clients {
             let c = client.clone();
@@ -120,22 +123,23 @@ async fn main() {
         }
         busy += started.elapsed();
         cpu += cpu_time() - cpu_started;
+        let stats_after = engine.ipam().store().commit_stats();
+        commits += stats_after.0 - stats_before.0;
+        txns += stats_after.1 - stats_before.1;
         for a in client.attachments().await.expect("list") {
             client.release(&a.key()).await.expect("release");
         }
     }
-    let stats_after = engine.ipam().store().commit_stats();
     lat.sort();
     let pct = |p: f64| lat[((lat.len() as f64 * p) as usize).min(lat.len() - 1)];
-    let commits = stats_after.0 - stats_before.0;
-    let txns = stats_after.1 - stats_before.1;
     println!(
-        "clients={clients} ops={} throughput={:.0}/s p50={:.2}ms p99={:.2}ms cpu={:.0}% commits={commits} txns_per_commit={:.1}",
+        "clients={clients} ops={} throughput={:.0}/s p50={:.2}ms p99={:.2}ms cpu={:.0}% cpu_per_op={:.0}us commits={commits} txns_per_commit={:.1}",
         lat.len(),
         lat.len() as f64 / busy.as_secs_f64(),
         pct(0.50).as_secs_f64() * 1e3,
         pct(0.99).as_secs_f64() * 1e3,
         100.0 * cpu.as_secs_f64() / busy.as_secs_f64(),
+        cpu.as_secs_f64() * 1e6 / lat.len() as f64,
         txns as f64 / commits.max(1) as f64,
     );
     let _ = stop_tx.send(true);

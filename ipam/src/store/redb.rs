@@ -33,6 +33,11 @@ pub struct RedbOptions {
     pub cache_bytes: usize,
     /// Most transactions folded into one commit.
     pub max_batch: usize,
+    /// How long the writer lingers for more transactions before a commit, when the
+    /// previous commit carried more than one (i.e. requests are concurrent). A lone
+    /// client never waits; under load every commit (one fsync plus the page writes,
+    /// the writer's main CPU cost) carries more transactions.
+    pub batch_window: Duration,
 }
 
 impl Default for RedbOptions {
@@ -40,6 +45,7 @@ impl Default for RedbOptions {
         Self {
             cache_bytes: 16 << 20,
             max_batch: 1024,
+            batch_window: Duration::from_micros(500),
         }
     }
 }
@@ -101,10 +107,13 @@ impl RedbStore {
         let writer = {
             let db = Arc::clone(&db);
             let counters = Arc::clone(&counters);
-            let max_batch = options.max_batch.max(1);
+            let batching = Batching {
+                max: options.max_batch.max(1),
+                window: options.batch_window,
+            };
             std::thread::Builder::new()
                 .name("ipam-store-writer".into())
-                .spawn(move || write_loop(&db, &rx, max_batch, &counters))
+                .spawn(move || write_loop(&db, &rx, batching, &counters))
                 .map_err(backend)?
         };
         Ok(Self {
@@ -229,20 +238,54 @@ fn encode(rev: Revision, value: &[u8]) -> Vec<u8> {
     v
 }
 
-fn write_loop(
-    db: &Database,
+/// How the writer groups transactions into commits.
+#[derive(Debug, Clone, Copy)]
+struct Batching {
+    max: usize,
+    window: Duration,
+}
+
+/// The next batch: the first queued transaction, whatever else is queued, and,
+/// when the last batch showed concurrent callers, what arrives within the window.
+fn next_batch(
     rx: &mpsc::Receiver<(Txn, Reply)>,
-    max_batch: usize,
-    counters: &Counters,
-) {
-    while let Ok(first) = rx.recv() {
-        let mut batch = vec![first];
-        while batch.len() < max_batch {
-            match rx.try_recv() {
-                Ok(next) => batch.push(next),
+    b: Batching,
+    concurrent: bool,
+) -> Option<Vec<(Txn, Reply)>> {
+    let first = rx.recv().ok()?;
+    let mut batch = vec![first];
+    while batch.len() < b.max {
+        match rx.try_recv() {
+            Ok(next) => batch.push(next),
+            Err(_) => break,
+        }
+    }
+    if concurrent && !b.window.is_zero() {
+        let deadline = Instant::now() + b.window;
+        while batch.len() < b.max {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match rx.recv_timeout(left) {
+                Ok(next) if !left.is_zero() => batch.push(next),
+                Ok(next) => {
+                    batch.push(next);
+                    break;
+                }
                 Err(_) => break,
             }
         }
+    }
+    Some(batch)
+}
+
+fn write_loop(
+    db: &Database,
+    rx: &mpsc::Receiver<(Txn, Reply)>,
+    batching: Batching,
+    counters: &Counters,
+) {
+    let mut concurrent = false;
+    while let Some(batch) = next_batch(rx, batching, concurrent) {
+        concurrent = batch.len() > 1;
         let result = apply_batch(db, &batch, counters);
         counters.commits.fetch_add(1, Ordering::Relaxed);
         counters
