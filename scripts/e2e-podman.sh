@@ -38,9 +38,10 @@ trap cleanup EXIT
 # One node in the host netns, one NIC with four VFs.
 "$TARGET/jobnet-fabric" up --host --nodes 1 --nics 1 --vfs 4 --json >"$work/fabric.json"
 fabric_id=$(jq -r .id "$work/fabric.json")
-export JOBNET_SYSFS_ROOT
+# Given in the conflist, not the environment: podman may run DEL from its
+# cleanup process, which does not carry this script's environment.
 JOBNET_SYSFS_ROOT=$(jq -r '.nodes[0].sysfs_root' "$work/fabric.json")
-export JOBNET_STATE_DIR="$work/state"
+JOBNET_STATE_DIR="$work/state"
 
 # What rootful podman needs on this kind of host (see README, "podman").
 mkdir -p "$work/net.d" "$work/cni-bin" "$work/rootfs/bin"
@@ -77,6 +78,8 @@ for i in 0 1; do
       "type": "jobnet",
       "deviceID": "${pcis[$i]}",
       "mtu": 1400,
+      "sysfsRoot": "$JOBNET_SYSFS_ROOT",
+      "stateDir": "$JOBNET_STATE_DIR",
       "logFile": "$work/jobnet.log",
       "logLevel": "debug",
       "ipam": { "type": "static", "addresses": [ { "address": "${addrs[$i]}/24" } ] }

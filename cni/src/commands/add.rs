@@ -95,7 +95,7 @@ fn add_with_delegated_ipam(
         att.netns.as_str(),
         allocation,
     );
-    let env = DeviceEnv::from_env();
+    let env = DeviceEnv::new(&req.conf);
     let ctx = env.context(faults);
     let spec = device::attach_spec(
         &req.conf,
@@ -113,7 +113,7 @@ fn add_with_delegated_ipam(
 
 fn add_with_daemon(req: &AddRequest, faults: &dyn FaultHook) -> Result<CniResult, CniError> {
     let att = &req.env;
-    let env = DeviceEnv::from_env();
+    let env = DeviceEnv::new(&req.conf);
     let ctx = env.context(faults);
     let client = daemon::client(&req.conf.jobnet.daemon_socket);
     let key = AttachmentKey::new(att.container_id.as_str(), att.ifname.as_str());

@@ -44,7 +44,7 @@ pub fn check(req: &CheckRequest) -> Result<(), CniError> {
         })
         .map(|ip| ip.address)
         .collect();
-    let env = DeviceEnv::from_env();
+    let env = DeviceEnv::new(&req.conf);
     let ctx = env.context(&sriov::NoFaults);
     if req.conf.ipam.is_none() {
         let key = jobnet_api::AttachmentKey::new(att.container_id.as_str(), att.ifname.as_str());

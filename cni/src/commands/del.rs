@@ -17,7 +17,7 @@ use super::DelRequest;
 pub fn del(req: &DelRequest) -> Result<(), CniError> {
     let att = &req.env;
     tracing::info!(container = %att.container_id, ifname = %att.ifname, netns = ?att.netns.as_ref().map(|n| n.as_str()), network = %req.conf.name, "DEL");
-    let env = DeviceEnv::from_env();
+    let env = DeviceEnv::new(&req.conf);
     let ctx = env.context(&sriov::NoFaults);
     let netns = att.netns.as_ref().map(|n| std::path::Path::new(n.as_str()));
     // Off the job's VXLAN bridge first (a no-op unless the VF's representor

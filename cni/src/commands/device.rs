@@ -23,20 +23,31 @@ use crate::sriov::{
 
 /// Everything the engine needs from the environment, fixed per run.
 pub struct DeviceEnv {
-    /// Sysfs root (`JOBNET_SYSFS_ROOT` or `/sys`).
+    /// Sysfs root (config `sysfsRoot`, else `JOBNET_SYSFS_ROOT`, else `/sys`).
     pub sysfs: SysfsRoot,
-    /// State directory (`JOBNET_STATE_DIR` or `/var/lib/cni/jobnet`).
+    /// State directory (config `stateDir`, else `JOBNET_STATE_DIR`, else
+    /// `/var/lib/cni/jobnet`).
     pub state: StateDir,
     /// RDMA netlink.
     pub rdma: Arc<dyn RdmaOps>,
 }
 
 impl DeviceEnv {
-    /// From the process environment.
-    pub fn from_env() -> Self {
+    /// From the config, falling back to the process environment. The config
+    /// wins because a runtime may run DEL from another process (e.g. a
+    /// cleanup helper) that does not carry the environment ADD had.
+    pub fn new(conf: &NetConf) -> Self {
         Self {
-            sysfs: SysfsRoot::from_env(),
-            state: StateDir::from_env(),
+            sysfs: conf
+                .jobnet
+                .sysfs_root
+                .clone()
+                .map_or_else(SysfsRoot::from_env, SysfsRoot::new),
+            state: conf
+                .jobnet
+                .state_dir
+                .clone()
+                .map_or_else(StateDir::from_env, StateDir::new),
             rdma: Arc::new(KernelRdma),
         }
     }

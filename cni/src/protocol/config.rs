@@ -170,6 +170,10 @@ pub struct JobnetConf {
     pub pool: Option<String>,
     /// `daemonSocket`.
     pub daemon_socket: PathBuf,
+    /// `sysfsRoot`: read sysfs here instead of `$JOBNET_SYSFS_ROOT` or `/sys`.
+    pub sysfs_root: Option<PathBuf>,
+    /// `stateDir`: attachment caches here instead of `$JOBNET_STATE_DIR`.
+    pub state_dir: Option<PathBuf>,
 }
 
 impl Default for JobnetConf {
@@ -188,6 +192,8 @@ impl Default for JobnetConf {
             rails: Rails::default(),
             pool: None,
             daemon_socket: PathBuf::from(DEFAULT_DAEMON_SOCKET),
+            sysfs_root: None,
+            state_dir: None,
         }
     }
 }
@@ -420,6 +426,8 @@ fn jobnet_conf(top: &Fields<'_>) -> Result<JobnetConf, CniError> {
         daemon_socket: top
             .path("daemonSocket")?
             .unwrap_or_else(|| PathBuf::from(DEFAULT_DAEMON_SOCKET)),
+        sysfs_root: top.path("sysfsRoot")?,
+        state_dir: top.path("stateDir")?,
     })
 }
 
