@@ -36,15 +36,15 @@ echo '{"cniVersion":"1.1.0","name":"demo","type":"jobnet","vlan":5000}' |
   CNI_COMMAND=ADD CNI_CONTAINERID=demo CNI_NETNS=/proc/self/ns/net CNI_IFNAME=net1 \
   "$JOBNET" 2>/dev/null | jq -c . || true
 
-say "simulated fabric: 2 nodes x 2 NICs (rails) x 4 VFs, RDMA devices in sysfs"
-"$T/jobnet-fabric" up --nodes 2 --nics 2 --vfs 4 --rdma --json >"$work/fabric.json"
+say "simulated fabric: 2 nodes x 2 NICs (rails) x 4 VFs, switchdev eswitches, RDMA devices in sysfs"
+"$T/jobnet-fabric" up --nodes 2 --nics 2 --vfs 4 --rdma --switchdev --json >"$work/fabric.json"
 fabric_id=$(jq -r .id "$work/fabric.json")
 jq -r '.vfs[] | select(.id.index < 2) | "node\(.id.node) rail\(.id.nic) VF \(.pci)  netdev \(.netdev)  rdma \(.rdma_device)"' "$work/fabric.json"
 
 node_ns() { jq -r ".nodes[$1].netns" "$work/fabric.json"; }
 node_sys() { jq -r ".nodes[$1].sysfs_root" "$work/fabric.json"; }
 
-say "jobnetd on each node (pool 198.18.0.0/16, a /24 per job, rank-ordered addresses)"
+say "jobnetd on each node (pool 198.18.0.0/16: a /24 and a VXLAN ID per job, rank-ordered addresses)"
 for n in 0 1; do
   mkdir -p "$work/node$n"
   cat >"$work/node$n/jobnetd.toml" <<TOML
@@ -59,7 +59,7 @@ name = "rdma"
 cidrs = ["198.18.0.0/16"]
 subnet_prefix = { v4 = 24 }
 gateway = "none"
-isolation = { mode = "none" }
+isolation = { mode = "vxlan", first = 1000, last = 1999 }
 pfs = ["$(jq -r ".nodes[$n].pfs[0].netdev" "$work/fabric.json")"]
 TOML
   ip netns exec "$(node_ns $n)" "$T/jobnetd" --config "$work/node$n/jobnetd.toml" \
@@ -109,19 +109,38 @@ prev=$(cni 0 ADD llama-0 "demo$$-llama-0" "$(conf_for llama 0 0)")
 cni 0 CHECK llama-0 "demo$$-llama-0" "$(conf_for llama 0 0 | jq -c --argjson p "$prev" '. + {prevResult: $p}')" &&
   echo "CHECK passed (and the repeated ADD returned the same result)"
 
-say "a second job 'gpt' gets its own subnet"
-pod="demo$$-gpt-0"; ip netns add "$pod"; pods+=("$pod")
-cni 0 ADD gpt-0 "$pod" "$(conf_for gpt 0 0)" | jq -c '.ips'
+say "a second job 'gpt', also on both nodes, gets its own subnet and VXLAN ID"
+for rank in 0 1; do
+  pod="demo$$-gpt-$rank"; ip netns add "$pod"; pods+=("$pod")
+  cni "$rank" ADD "gpt-$rank" "$pod" "$(conf_for gpt $rank $rank)" | jq -c '.ips'
+done
 ctl 0 jobs
+gaddr1=$(ip -n "demo$$-gpt-1" -j addr show net1 | jq -r '.[0].addr_info[] | select(.family=="inet") | .local')
+echo "-- gpt rank 0 reaches gpt rank 1 ($gaddr1):"
+ip netns exec "demo$$-gpt-0" ping -c 2 -i 0.2 "$gaddr1" | tail -2
+echo "-- gpt rank 0 takes an address in llama's subnet and tries llama rank 1 ($addr1):"
+ip -n "demo$$-gpt-0" addr add 198.18.0.99/24 dev net1
+if ip netns exec "demo$$-gpt-0" ping -c 2 -W 1 "$addr1" >/dev/null 2>&1; then
+  echo "REACHED: isolation is broken"; exit 1
+else
+  echo "no reply: the jobs are isolated"
+fi
+ip -n "demo$$-gpt-0" addr del 198.18.0.99/24 dev net1
+echo "-- per-job bridges and VXLAN devices on node 0:"
+ip -n "$(node_ns 0)" -br link show type bridge
+ip -n "$(node_ns 0)" -d link show type vxlan | grep -o 'jnx[0-9]*\|vxlan id [0-9]*' | paste - -
 
 say "DEL: every VF goes back to its node exactly as it was"
-cni 0 DEL gpt-0 "demo$$-gpt-0" "$(conf_for gpt 0 0)"
-for rank in 0 1; do cni "$rank" DEL "llama-$rank" "demo$$-llama-$rank" "$(conf_for llama $rank $rank)"; done
+for rank in 0 1; do
+  cni "$rank" DEL "gpt-$rank" "demo$$-gpt-$rank" "$(conf_for gpt $rank $rank)"
+  cni "$rank" DEL "llama-$rank" "demo$$-llama-$rank" "$(conf_for llama $rank $rank)"
+done
 for n in 0 1; do
   netdev=$(jq -r ".vfs[] | select(.id.node == $n and .id.nic == 0 and .id.index == 0) | .netdev" "$work/fabric.json")
   ip -n "$(node_ns $n)" -br link show "$netdev"
 done
 ctl 0 attachments
+echo "job bridges left on node 0: $(ip -n "$(node_ns 0)" -br link show type bridge | wc -l)"
 echo "plugin state files left: $(find "$work"/node*/cni -type f 2>/dev/null | wc -l)"
 
 say "topology: an 8-GPU, 8-NIC, 2-socket server (fake sysfs) under jobnetd"
