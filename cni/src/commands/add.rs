@@ -50,13 +50,13 @@ pub fn add(req: &AddRequest) -> Result<CniResult, CniError> {
 pub fn add_with(req: &AddRequest, faults: &dyn FaultHook) -> Result<CniResult, CniError> {
     let att = &req.env;
     tracing::info!(container = %att.container_id, ifname = %att.ifname, netns = %att.netns, network = %req.conf.name, job = %req.job(), "ADD");
-    if req.conf.jobnet.rails == Rails::All {
-        return Err(CniError::new(
-            ErrorCode::UnsupportedField,
-            "\"rails\": \"all\" is not supported yet; attach one rail per network",
-        ));
-    }
     if req.conf.ipam.is_some() {
+        if req.conf.jobnet.rails == Rails::All {
+            return Err(CniError::new(
+                ErrorCode::UnsupportedField,
+                "\"rails\": \"all\" needs jobnetd (a config without an \"ipam\" section)",
+            ));
+        }
         add_with_delegated_ipam(req, faults)
     } else {
         add_with_daemon(req, faults)
@@ -106,7 +106,14 @@ fn add_with_delegated_ipam(
         &own_ips(&result, att.ifname.as_str(), att.netns.as_str()),
         &ipam_routes,
     );
-    let result = device::block_on(attach_and_commit(&env, &ctx, &spec, result, None, None))??;
+    let result = device::block_on(attach_and_commit(
+        &env,
+        &ctx,
+        std::slice::from_ref(&spec),
+        result,
+        None,
+        None,
+    ))??;
     release.disarm();
     Ok(result)
 }
@@ -128,7 +135,10 @@ fn add_with_daemon(req: &AddRequest, faults: &dyn FaultHook) -> Result<CniResult
             .map(|g| g.iter().map(|x| x.to_string()).collect())
             .unwrap_or_default(),
         device_id: req.conf.device(),
-        rails: ApiRails::One,
+        rails: match req.conf.jobnet.rails {
+            Rails::One => ApiRails::One,
+            Rails::All => ApiRails::All,
+        },
         pool: req.conf.jobnet.pool.clone(),
         network: Some(req.conf.name.as_str().to_owned()),
     };
@@ -157,12 +167,21 @@ async fn attach_reserved(
     reservation: &jobnet_api::Attachment,
 ) -> Result<CniResult, CniError> {
     let att = &req.env;
-    let vf = reservation
-        .vfs
-        .first()
-        .ok_or_else(|| CniError::new(ErrorCode::DaemonProtocol, "jobnetd reserved no VF"))?;
-    let ipam = CniResult {
-        ips: reservation
+    if reservation.vfs.is_empty() {
+        return Err(CniError::new(
+            ErrorCode::DaemonProtocol,
+            "jobnetd reserved no VF",
+        ));
+    }
+    // vxlan is done in the node after the attach; other modes shape the spec.
+    let vxlan = isolation::vni_of(&reservation.isolation).map_err(|e| e.to_cni())?;
+    let mut result: Option<CniResult> = None;
+    let mut specs = Vec::with_capacity(reservation.vfs.len());
+    // One pod interface per reserved VF (one per rail with `rails: all`),
+    // named as jobnetd's NCCL hints name them.
+    for (i, vf) in reservation.vfs.iter().enumerate() {
+        let ifname = jobnet_api::rail_ifname(att.ifname.as_str(), i, vf.rail);
+        let ips: Vec<IpConfig> = reservation
             .addresses
             .iter()
             .filter(|a| a.rail == vf.rail)
@@ -171,48 +190,80 @@ async fn attach_reserved(
                 address: a.address,
                 gateway: a.gateway,
             })
-            .collect(),
-        ..CniResult::default()
-    };
-    let result = build_result(
-        &req.conf,
-        att.ifname.as_str(),
-        att.netns.as_str(),
-        Some(ipam),
-    );
-    let mut spec = device::attach_spec(
-        &req.conf,
-        att.container_id.as_str(),
-        att.ifname.as_str(),
-        att.netns.as_str(),
-        vf.pci,
-        &own_ips(&result, att.ifname.as_str(), att.netns.as_str()),
-        &[],
-    );
-    spec.mtu = spec.mtu.or(reservation.mtu);
-    // vxlan is done in the node after the attach; other modes shape the spec.
-    let vxlan = isolation::vni_of(&reservation.isolation).map_err(|e| e.to_cni())?;
-    if vxlan.is_none() {
-        daemon::apply_isolation(&mut spec, &reservation.isolation)?;
+            .collect();
+        let ipam = CniResult {
+            ips,
+            ..CniResult::default()
+        };
+        let r = match result.take() {
+            None => build_result(&req.conf, &ifname, att.netns.as_str(), Some(ipam)),
+            Some(mut r) => {
+                let index = r.push_interface(Interface {
+                    name: ifname.clone(),
+                    sandbox: Some(att.netns.as_str().to_owned()),
+                    ..Interface::default()
+                });
+                r.ips.extend(ipam.ips.into_iter().map(|ip| IpConfig {
+                    interface: Some(index),
+                    ..ip
+                }));
+                r
+            }
+        };
+        let mut spec = device::attach_spec(
+            &req.conf,
+            att.container_id.as_str(),
+            &ifname,
+            att.netns.as_str(),
+            vf.pci,
+            &own_ips(&r, &ifname, att.netns.as_str()),
+            &[],
+        );
+        // A configured MAC and the runtime's device-info path belong to
+        // the first interface; the others get their own device-info files.
+        if i > 0 {
+            spec.mac = None;
+            spec.devinfo_path = sriov::devinfo::path_for(
+                None,
+                req.conf.name.as_str(),
+                att.container_id.as_str(),
+                &ifname,
+            );
+        }
+        spec.mtu = spec.mtu.or(reservation.mtu);
+        if vxlan.is_none() {
+            daemon::apply_isolation(&mut spec, &reservation.isolation)?;
+        }
+        specs.push(spec);
+        result = Some(r);
     }
-    attach_and_commit(env, ctx, &spec, result, Some((client, key)), vxlan).await
+    let result = result.unwrap_or_default();
+    attach_and_commit(env, ctx, &specs, result, Some((client, key)), vxlan).await
 }
 
-/// Attaches, joins the job's VXLAN bridge (with `vxlan`), commits in the
-/// daemon (when there is one), then commits the cache; a failure at any
-/// later step undoes the earlier ones.
+/// Attaches every spec (one per rail), joins the job's VXLAN bridge (with
+/// `vxlan`), commits in the daemon (when there is one), then commits the
+/// caches; a failure at any step undoes everything done before it, in
+/// reverse.
 async fn attach_and_commit(
     env: &DeviceEnv,
     ctx: &sriov::Context<'_>,
-    spec: &sriov::AttachSpec,
+    specs: &[sriov::AttachSpec],
     mut result: CniResult,
     daemon: Option<(&jobnet_api::Client, &AttachmentKey)>,
     vxlan: Option<Vni>,
 ) -> Result<CniResult, CniError> {
-    let attachment = sriov::attach(ctx, spec)
-        .await
-        .map_err(|e| device::attach_error(&e))?;
-    if let Some(stored) = attachment.record.result.clone() {
+    let mut attached: Vec<sriov::Attachment> = Vec::with_capacity(specs.len());
+    for spec in specs {
+        match sriov::attach(ctx, spec).await {
+            Ok(a) => attached.push(a),
+            Err(e) => {
+                abort_all(env, attached).await;
+                return Err(device::attach_error(&e));
+            }
+        }
+    }
+    if attached.iter().all(|a| a.record.result.is_some()) {
         // A retried ADD that had finished: answer exactly as before.
         if let Some((client, key)) = daemon {
             client
@@ -220,37 +271,72 @@ async fn attach_and_commit(
                 .await
                 .map_err(|e| daemon::api_error(&e))?;
         }
+        let stored = attached
+            .first()
+            .and_then(|a| a.record.result.clone())
+            .unwrap_or_default();
         let (_, prev) = CniResult::parse(&stored, CniVersion::LATEST, "cached result")?;
         return Ok(prev);
     }
+    let mut joined = Vec::new();
     if let Some(vni) = vxlan {
-        if let Err(e) = isolation::join_vf(&env.sysfs, env.state.root(), spec.pci, vni).await {
-            attachment.abort(&env.sysfs).await;
-            return Err(e.to_cni());
+        for spec in specs {
+            match isolation::join_vf(&env.sysfs, env.state.root(), spec.pci, vni).await {
+                Ok(_) => joined.push(spec.pci),
+                Err(e) => {
+                    leave_all(env, &joined).await;
+                    abort_all(env, attached).await;
+                    return Err(e.to_cni());
+                }
+            }
         }
     }
-    let leave = || async {
-        if vxlan.is_some() {
-            isolation::leave_vf(&env.sysfs, env.state.root(), spec.pci).await;
-        }
-    };
-    device::describe_interface(&mut result, &spec.ifname, &attachment.record);
+    for (spec, a) in specs.iter().zip(&attached) {
+        device::describe_interface(&mut result, &spec.ifname, &a.record);
+    }
     if let Some((client, key)) = daemon {
         if let Err(e) = client.commit(key).await {
-            leave().await;
-            attachment.abort(&env.sysfs).await;
+            leave_all(env, &joined).await;
+            abort_all(env, attached).await;
             return Err(daemon::api_error(&e));
         }
     }
-    if let Err(e) = attachment
-        .commit(&env.sysfs, &env.state, result.to_json(CniVersion::LATEST))
-        .await
-    {
-        // commit() has already put the VF back.
-        leave().await;
-        return Err(device::attach_error(&e));
+    let siblings: Vec<String> = specs.iter().skip(1).map(|s| s.ifname.clone()).collect();
+    if let Some(first) = attached.first_mut() {
+        first.record.siblings = siblings;
+    }
+    let json = result.to_json(CniVersion::LATEST);
+    let mut committed: Vec<(String, String)> = Vec::new();
+    let mut rest = attached.into_iter();
+    while let Some(a) = rest.next() {
+        let who = (a.record.container_id.clone(), a.record.ifname.clone());
+        if let Err(e) = a.commit(&env.sysfs, &env.state, json.clone()).await {
+            // commit() has put this VF back; undo the others.
+            abort_all(env, rest.collect()).await;
+            for (cid, ifname) in committed.iter().rev() {
+                let ctx = env.context(&sriov::NoFaults);
+                sriov::detach(&ctx, cid, ifname, None, None, None).await;
+            }
+            leave_all(env, &joined).await;
+            return Err(device::attach_error(&e));
+        }
+        committed.push(who);
     }
     Ok(result)
+}
+
+/// Undoes attaches that were not committed, last first.
+async fn abort_all(env: &DeviceEnv, attached: Vec<sriov::Attachment>) {
+    for a in attached.into_iter().rev() {
+        a.abort(&env.sysfs).await;
+    }
+}
+
+/// Takes VFs' representors off their job bridge, last first.
+async fn leave_all(env: &DeviceEnv, pcis: &[jobnet_hw::PciAddr]) {
+    for pci in pcis.iter().rev() {
+        isolation::leave_vf(&env.sysfs, env.state.root(), *pci).await;
+    }
 }
 
 /// The result's ips that belong to our interface.

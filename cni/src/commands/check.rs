@@ -65,6 +65,24 @@ pub fn check(req: &CheckRequest) -> Result<(), CniError> {
         &expected,
     ))?
     .map_err(|e| device::check_error(&e))?;
+    // The other rails of a `rails: all` attachment.
+    let siblings = sriov::cache::load::<sriov::record::AttachmentRecord>(&sriov::cache::path_for(
+        &env.state,
+        att.container_id.as_str(),
+        att.ifname.as_str(),
+    ))
+    .map(|r| r.siblings)
+    .unwrap_or_default();
+    for ifname in &siblings {
+        device::block_on(sriov::check(
+            &ctx,
+            att.container_id.as_str(),
+            ifname,
+            std::path::Path::new(att.netns.as_str()),
+            &[],
+        ))?
+        .map_err(|e| device::check_error(&e))?;
+    }
     if let Some(d) = Delegate::for_ipam(&req.conf, att.cni_path.as_ref(), &req.vars)? {
         d.check()?;
     }

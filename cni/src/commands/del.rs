@@ -20,30 +20,41 @@ pub fn del(req: &DelRequest) -> Result<(), CniError> {
     let env = DeviceEnv::new(&req.conf);
     let ctx = env.context(&sriov::NoFaults);
     let netns = att.netns.as_ref().map(|n| std::path::Path::new(n.as_str()));
-    // Off the job's VXLAN bridge first (a no-op unless the VF's representor
-    // is on one), while the VF is still recorded as this attachment's.
-    let left = device::block_on(crate::isolation::leave_attachment(
-        &env.sysfs,
+    // The other rails' interfaces of a `rails: all` attachment are named in
+    // the first rail's cache; they go first (reverse of ADD).
+    let siblings = sriov::cache::load::<sriov::record::AttachmentRecord>(&sriov::cache::path_for(
         &env.state,
         att.container_id.as_str(),
         att.ifname.as_str(),
-        req.conf.device(),
-    ))?;
-    tracing::debug!(?left, "DEL isolation work done");
+    ))
+    .map(|r| r.siblings)
+    .unwrap_or_default();
+    for ifname in siblings.iter().rev() {
+        detach_one(
+            &env,
+            &ctx,
+            att.container_id.as_str(),
+            ifname,
+            netns,
+            None,
+            None,
+        )?;
+    }
     let devinfo = sriov::devinfo::path_for(
         req.conf.runtime.device_info_file.as_deref(),
         req.conf.name.as_str(),
         att.container_id.as_str(),
         att.ifname.as_str(),
     );
-    let outcome = device::block_on(sriov::detach(
+    let outcome = detach_one(
+        &env,
         &ctx,
         att.container_id.as_str(),
         att.ifname.as_str(),
         netns,
         req.conf.device(),
         Some(&devinfo),
-    ))?;
+    )?;
     tracing::info!(?outcome, "DEL device work done");
     if req.conf.ipam.is_none() {
         release_in_daemon(req, &env);
@@ -53,6 +64,36 @@ pub fn del(req: &DelRequest) -> Result<(), CniError> {
         d.del()?;
     }
     Ok(())
+}
+
+/// Undoes one pod interface: off the job's VXLAN bridge first (a no-op
+/// unless its representor is on one, done while the VF is still recorded as
+/// this attachment's), then the VF back to the host.
+fn detach_one(
+    env: &DeviceEnv,
+    ctx: &sriov::Context<'_>,
+    container_id: &str,
+    ifname: &str,
+    netns: Option<&std::path::Path>,
+    device_hint: Option<jobnet_hw::PciAddr>,
+    devinfo: Option<&std::path::Path>,
+) -> Result<sriov::DetachOutcome, CniError> {
+    let left = device::block_on(crate::isolation::leave_attachment(
+        &env.sysfs,
+        &env.state,
+        container_id,
+        ifname,
+        device_hint,
+    ))?;
+    tracing::debug!(?left, ifname, "DEL isolation work done");
+    device::block_on(sriov::detach(
+        ctx,
+        container_id,
+        ifname,
+        netns,
+        device_hint,
+        devinfo,
+    ))
 }
 
 /// Releases the attachment in jobnetd; when the daemon cannot be reached the

@@ -165,6 +165,7 @@ pub async fn attach(ctx: &Context<'_>, spec: &AttachSpec) -> Result<Attachment, 
         rdma: rdma_plan,
         devinfo: Some(spec.devinfo_path.clone()),
         result: None,
+        siblings: Vec::new(),
     };
     match attach_steps(ctx, spec, &vf, &mut rec, &cache_path).await {
         Ok(()) => Ok(Attachment {

@@ -103,6 +103,10 @@ pub struct AttachmentRecord {
     pub devinfo: Option<PathBuf>,
     /// The result printed by ADD (CHECK and idempotent ADD replay it).
     pub result: Option<serde_json::Value>,
+    /// Interface names of the same attachment's other rails (`rails: all`);
+    /// kept on the first rail's record so DEL and CHECK find them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub siblings: Vec<String>,
 }
 
 /// How the RDMA device is isolated for this attachment.
