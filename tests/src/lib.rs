@@ -2,4 +2,5 @@
 //! network-namespace test, benchmark and the demo build on.
 
 pub mod fabric;
+pub mod harness;
 pub mod topo_layouts;

@@ -1,0 +1,233 @@
+//! What cross-crate tests need besides the fabric: the workspace's binaries,
+//! pod network namespaces, a real jobnetd, and running the `jobnet` plugin
+//! inside a node the way a container runtime does.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+/// The workspace binaries tests run.
+#[derive(Debug)]
+pub struct Binaries {
+    /// The CNI plugin.
+    pub jobnet: PathBuf,
+    /// The node daemon.
+    pub jobnetd: PathBuf,
+    /// The daemon's CLI.
+    pub jobnetctl: PathBuf,
+}
+
+/// Builds (once per test process) and returns the workspace binaries: a
+/// plain `cargo test -p jobnet-tests` does not build other packages' bins.
+pub fn binaries() -> &'static Binaries {
+    static BINS: OnceLock<Binaries> = OnceLock::new();
+    BINS.get_or_init(|| {
+        // <target>/<profile>/deps/<test exe> -> <target>/<profile>
+        let exe = std::env::current_exe().expect("test executable path");
+        let profile_dir = exe
+            .parent()
+            .and_then(Path::parent)
+            .expect("test executable lives in <target>/<profile>/deps")
+            .to_owned();
+        let target_dir = profile_dir.parent().expect("target dir").to_owned();
+        let workspace = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .parent()
+            .expect("workspace root");
+        let status = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()))
+            .current_dir(workspace)
+            .env("CARGO_TARGET_DIR", &target_dir)
+            .args(["build", "--quiet", "-p", "jobnet-cni", "--bin", "jobnet"])
+            .args([
+                "-p",
+                "jobnet-daemon",
+                "--bin",
+                "jobnetd",
+                "--bin",
+                "jobnetctl",
+            ])
+            .status()
+            .expect("run cargo build");
+        assert!(
+            status.success(),
+            "building jobnet, jobnetd and jobnetctl failed"
+        );
+        Binaries {
+            jobnet: profile_dir.join("jobnet"),
+            jobnetd: profile_dir.join("jobnetd"),
+            jobnetctl: profile_dir.join("jobnetctl"),
+        }
+    })
+}
+
+/// A short name unique to this process and call (fits netns and netdev names).
+pub fn unique(prefix: &str) -> String {
+    static N: AtomicUsize = AtomicUsize::new(0);
+    format!(
+        "{prefix}{}x{}",
+        std::process::id() % 100_000,
+        N.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// A pod network namespace, removed on drop (also when the test panics).
+#[derive(Debug)]
+pub struct Pod {
+    /// Its name under /run/netns.
+    pub name: String,
+}
+
+impl Pod {
+    /// Creates a fresh netns named after `prefix`.
+    pub fn new(prefix: &str) -> Self {
+        let name = unique(prefix);
+        let ok = Command::new("ip")
+            .args(["netns", "add", &name])
+            .status()
+            .map(|s| s.success())
+            .unwrap_or(false);
+        assert!(ok, "ip netns add {name}");
+        Self { name }
+    }
+
+    /// Its path, as a runtime passes it in CNI_NETNS.
+    pub fn path(&self) -> PathBuf {
+        Path::new("/run/netns").join(&self.name)
+    }
+}
+
+impl Drop for Pod {
+    fn drop(&mut self) {
+        let _ = Command::new("ip")
+            .args(["netns", "del", &self.name])
+            .status();
+    }
+}
+
+/// A real jobnetd over a (fake) sysfs root, killed on drop.
+#[derive(Debug)]
+pub struct Daemon {
+    dir: tempfile::TempDir,
+    /// Its API socket.
+    pub socket: PathBuf,
+    child: Option<Child>,
+}
+
+impl Daemon {
+    /// Starts jobnetd for node `node` with `pools` (TOML `[[pools]]` tables)
+    /// and waits until its socket answers.
+    pub fn start(node: &str, sysfs_root: &Path, pools: &str) -> Self {
+        let dir = tempfile::tempdir().expect("daemon tempdir");
+        let socket = dir.path().join("jobnetd.sock");
+        let config = dir.path().join("jobnetd.toml");
+        std::fs::write(
+            &config,
+            format!(
+                "node = \"{node}\"\nsocket = \"{sock}\"\nstate_dir = \"{dir}/state\"\n\
+                 run_dir = \"{dir}/run\"\nsysfs_root = \"{sys}\"\nmetrics_addr = \"off\"\n\
+                 reconcile_interval_secs = 3600\nnetns_grace_secs = 3600\n\n{pools}\n",
+                sock = socket.display(),
+                dir = dir.path().display(),
+                sys = sysfs_root.display(),
+            ),
+        )
+        .expect("write jobnetd.toml");
+        let log = std::fs::File::create(dir.path().join("jobnetd.log")).expect("daemon log");
+        let child = Command::new(&binaries().jobnetd)
+            .arg("--config")
+            .arg(&config)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("spawn jobnetd");
+        let mut d = Self {
+            dir,
+            socket,
+            child: Some(child),
+        };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while std::os::unix::net::UnixStream::connect(&d.socket).is_err() {
+            if let Some(st) = d.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
+                panic!("jobnetd exited ({st}):\n{}", d.log());
+            }
+            assert!(Instant::now() < deadline, "jobnetd not up:\n{}", d.log());
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        d
+    }
+
+    /// The daemon's run dir (NCCL hints live under `pods/`).
+    pub fn run_dir(&self) -> PathBuf {
+        self.dir.path().join("run")
+    }
+
+    /// What the daemon logged so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("jobnetd.log")).unwrap_or_default()
+    }
+
+    /// Runs `jobnetctl` against this daemon: (success, stdout, stderr).
+    pub fn ctl(&self, args: &[&str]) -> (bool, String, String) {
+        let out = Command::new(&binaries().jobnetctl)
+            .arg("--socket")
+            .arg(&self.socket)
+            .args(args)
+            .output()
+            .expect("run jobnetctl");
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// One run of the plugin.
+#[derive(Debug)]
+pub struct PluginRun {
+    /// Exit status was 0.
+    pub ok: bool,
+    /// What it printed (the result or the error object).
+    pub stdout: String,
+    /// Its logs.
+    pub stderr: String,
+}
+
+/// Runs `jobnet` inside the node netns `node_netns` like a runtime would,
+/// with `env` (the CNI_* variables) and `conf` on stdin.
+pub fn run_jobnet(node_netns: &Path, env: &[(&str, &str)], conf: &serde_json::Value) -> PluginRun {
+    use std::io::Write;
+    let mut child = Command::new("nsenter")
+        .arg(format!("--net={}", node_netns.display()))
+        .arg(&binaries().jobnet)
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .envs(env.iter().copied())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn jobnet");
+    if let Some(mut stdin) = child.stdin.take() {
+        stdin
+            .write_all(conf.to_string().as_bytes())
+            .expect("write config");
+    }
+    let out = child.wait_with_output().expect("wait for jobnet");
+    PluginRun {
+        ok: out.status.success(),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
