@@ -1,13 +1,17 @@
 #!/usr/bin/env bash
 # Simulated SR-IOV fabric for tests and demos (see tests/src/fabric/mod.rs).
 #
-#   scripts/fabric.sh up [--nodes N] [--nics M] [--vfs K] [--host] [--rdma] [--dpdk D] [--switchdev] [--json]
+#   scripts/fabric.sh up [--nodes N] [--nics M] [--vfs K] [--host] [--rdma] [--dpdk D] [--switchdev]
+#                        [--gpus 8x8|uneven] [--json]
 #   scripts/fabric.sh down <id> | --all [--force]
 #   scripts/fabric.sh status [<id>] [--json]
 #
 # `up` prints the fabric id, its namespaces and, per node, the sysfs root to
 # export as JOBNET_SYSFS_ROOT. --switchdev puts representors in the node
 # netns (unbridged) and an underlay address on every PF, for vxlan isolation.
+# --gpus lays every node's sysfs out as that GPU server (GPUs, PCIe switches,
+# NUMA nodes) with the fabric's NICs in its NIC slots (implies --rdma; --nics
+# defaults to the server's NIC count: 8 for 8x8, 2 for uneven).
 # `down --all` also removes what crashed test runs left behind (fabrics whose
 # owning process is gone); --force takes fabrics of running tests too.
 # Needs root.
@@ -20,7 +24,7 @@ if [ "$(id -u)" != 0 ]; then
 fi
 case "${1:-}" in
   up|down|status) ;;
-  *) sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2 ;;
+  *) sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2 ;;
 esac
 
 cargo build --quiet -p jobnet-tests --bin jobnet-fabric

@@ -16,14 +16,27 @@
 //! one GPU and one NIC under each of 4 PCIe switches per socket) and
 //! [`uneven`] (5 GPUs, 2 NICs, a nested switch, two host bridges on one
 //! socket and the second NIC on the other socket).
+//!
+//! Writing happens in two parts so that the simulated fabric can reuse the
+//! first: [`Layout::skeleton`] is everything but the NICs (NUMA nodes,
+//! bridges, switches, GPUs, other functions) plus where each NIC goes
+//! ([`NicSlot`]); [`write_layout`] writes the skeleton and then fake NICs
+//! into those slots, while the fabric puts its real veth PFs and VFs there.
+//! Both write through the [`sysfs`] module's writer.
 
-use std::fs;
 use std::io;
 use std::net::Ipv4Addr;
-use std::os::unix::fs::symlink;
 use std::path::{Path, PathBuf};
 
 use jobnet_hw::PciAddr;
+
+// A file of its own so that the fabric shares it; included by path because
+// jobnet-hw's tests include this file by path and have no jobnet-tests crate.
+#[path = "fabric/sysfs.rs"]
+pub mod sysfs;
+
+pub use sysfs::LinkSpec;
+use sysfs::{Netdev, NumaCpus, PciFunction, RdmaDevice, SysfsWriter};
 
 /// NVIDIA's PCI vendor id.
 pub const VENDOR_NVIDIA: u16 = 0x10de;
@@ -57,25 +70,6 @@ pub const CLASS_INFINIBAND: u32 = 0x020700;
 pub const GEN5: &str = "32.0 GT/s PCIe";
 /// Link speed written for NICs.
 pub const GEN4: &str = "16.0 GT/s PCIe";
-
-/// A PCIe link: speed string as sysfs writes it, and width in lanes.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct LinkSpec {
-    /// `current_link_speed` / `max_link_speed` (`16.0 GT/s PCIe`).
-    pub speed: String,
-    /// `current_link_width` / `max_link_width`.
-    pub width: u32,
-}
-
-impl LinkSpec {
-    /// A link of `speed` and `width` lanes.
-    pub fn new(speed: &str, width: u32) -> Self {
-        Self {
-            speed: speed.to_owned(),
-            width,
-        }
-    }
-}
 
 /// A GPU function.
 #[derive(Debug, Clone)]
@@ -252,42 +246,6 @@ fn pci(s: &str) -> PciAddr {
     s.parse().unwrap_or_else(|_| panic!("bad PCI literal {s}"))
 }
 
-fn up(levels: usize) -> PathBuf {
-    (0..levels).map(|_| "..").collect()
-}
-
-/// Link target for a link placed in `dir` that points at `target` (both
-/// relative to the root), as the kernel writes them (relative).
-fn relative(dir: &Path, target: &Path) -> PathBuf {
-    up(dir.components().count()).join(target)
-}
-
-fn write_attr(path: &Path, value: impl std::fmt::Display) -> io::Result<()> {
-    fs::write(path, format!("{value}\n"))
-}
-
-fn link(target: &Path, at: &Path) -> io::Result<()> {
-    match fs::remove_file(at) {
-        Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
-        _ => {}
-    }
-    symlink(target, at)
-}
-
-/// Modified EUI-64 of a MAC, as RoCE derives node GUIDs and link-local GIDs.
-fn eui64(mac: [u8; 6]) -> [u8; 8] {
-    let [a, b, c, d, e, f] = mac;
-    [a ^ 0x02, b, c, 0xff, 0xfe, d, e, f]
-}
-
-fn colon_groups(bytes: &[u8]) -> String {
-    bytes
-        .chunks(2)
-        .map(|c| c.iter().map(|b| format!("{b:02x}")).collect::<String>())
-        .collect::<Vec<_>>()
-        .join(":")
-}
-
 fn mac_string(mac: [u8; 6]) -> String {
     mac.iter()
         .map(|b| format!("{b:02x}"))
@@ -296,7 +254,8 @@ fn mac_string(mac: [u8; 6]) -> String {
 }
 
 /// Address of VF `i` of `pf`: routing id + 2 + i, as mlx5 lays VFs out.
-fn vf_addr(pf: PciAddr, i: usize) -> Option<PciAddr> {
+/// None when it would leave the PF's domain.
+pub fn vf_addr(pf: PciAddr, i: usize) -> Option<PciAddr> {
     let rid = (u32::from(pf.bus) << 8) | (u32::from(pf.device) << 3) | u32::from(pf.function);
     let vf = rid.checked_add(2)?.checked_add(u32::try_from(i).ok()?)?;
     let bus = u8::try_from(vf >> 8).ok()?;
@@ -308,355 +267,365 @@ fn predictable_name(p: PciAddr, suffix: &str) -> String {
     format!("enp{}s{}f{}{suffix}", p.bus, p.device, p.function)
 }
 
-struct Writer<'a> {
-    root: &'a Path,
-    layout: &'a Layout,
-    nic_count: usize,
-    next_vf_rdma: usize,
-    next_ifindex: u32,
-    out: WrittenLayout,
+/// Where a layout puts one SR-IOV NIC: the PF and its VFs are children of
+/// the port directory `parent`.
+#[derive(Debug, Clone)]
+pub struct NicSlot {
+    /// NIC index: position in writing order, which is PCI address order for
+    /// the ready-made layouts.
+    pub index: usize,
+    /// What the layout says about the NIC.
+    pub spec: NicSpec,
+    /// Directory of the port the NIC hangs off, relative to the root.
+    pub parent: PathBuf,
+    /// NUMA node.
+    pub numa: u32,
 }
 
-impl Writer<'_> {
-    fn abs(&self, rel: &Path) -> PathBuf {
-        self.root.join(rel)
+impl NicSlot {
+    /// Directory of function `pci` (the PF or one of its VFs).
+    pub fn function_dir(&self, pci: PciAddr) -> PathBuf {
+        self.parent.join(pci.to_string())
     }
 
-    fn function(
-        &mut self,
-        dir: &Path,
-        addr: PciAddr,
-        ids: (u16, u16, u32),
-        numa: u32,
-        link_spec: Option<&LinkSpec>,
-        driver: Option<&str>,
-    ) -> io::Result<()> {
-        let (vendor, device, class) = ids;
-        let abs = self.abs(dir);
-        fs::create_dir_all(&abs)?;
-        write_attr(&abs.join("vendor"), format_args!("0x{vendor:04x}"))?;
-        write_attr(&abs.join("device"), format_args!("0x{device:04x}"))?;
-        write_attr(&abs.join("class"), format_args!("0x{class:06x}"))?;
-        write_attr(&abs.join("numa_node"), numa)?;
-        if let Some(l) = link_spec {
-            for (file, v) in [
-                ("current_link_speed", l.speed.clone()),
-                ("max_link_speed", l.speed.clone()),
-                ("current_link_width", l.width.to_string()),
-                ("max_link_width", l.width.to_string()),
-            ] {
-                write_attr(&abs.join(file), v)?;
-            }
+    /// The PF's directory.
+    pub fn pf_dir(&self) -> PathBuf {
+        self.function_dir(self.spec.pf)
+    }
+}
+
+/// One function of the skeleton, placed.
+#[derive(Debug, Clone)]
+struct Placed {
+    dir: PathBuf,
+    pci: PciAddr,
+    ids: (u16, u16, u32),
+    numa: u32,
+    link: Option<LinkSpec>,
+    driver: Option<&'static str>,
+    /// (name, MAC) of its netdev.
+    netdev: Option<(String, String)>,
+}
+
+/// Everything of a layout except its NICs, and where the NICs go.
+#[derive(Debug, Clone)]
+pub struct Skeleton {
+    numa: Vec<NumaSpec>,
+    functions: Vec<Placed>,
+    /// GPUs in writing order: (address, directory relative to the root).
+    pub gpus: Vec<(PciAddr, PathBuf)>,
+    /// The NICs' places, by NIC index.
+    pub nics: Vec<NicSlot>,
+}
+
+/// Ifindex of the first netdev the skeleton writes (1 is `lo`).
+const FIRST_IFINDEX: u32 = 2;
+
+impl Skeleton {
+    /// Writes NUMA nodes and every function (NICs excepted) with `w`.
+    pub fn write(&self, w: &SysfsWriter) -> io::Result<()> {
+        for n in &self.numa {
+            w.add_numa_node(&NumaCpus {
+                id: n.id,
+                cpulist: &n.cpulist,
+                cpumap: &n.cpumap,
+            })?;
         }
-        let devices = Path::new("bus/pci/devices");
-        link(
-            &relative(devices, dir),
-            &self.abs(&devices.join(addr.to_string())),
-        )?;
-        if let Some(drv) = driver {
-            let drv_dir = Path::new("bus/pci/drivers").join(drv);
-            fs::create_dir_all(self.abs(&drv_dir))?;
-            link(&relative(dir, &drv_dir), &abs.join("driver"))?;
-            link(
-                &relative(&drv_dir, dir),
-                &self.abs(&drv_dir.join(addr.to_string())),
+        let mut ifindex = FIRST_IFINDEX;
+        for f in &self.functions {
+            let (vendor, device, class) = f.ids;
+            w.add_function(
+                &f.dir,
+                &PciFunction {
+                    pci: f.pci,
+                    vendor,
+                    device,
+                    class,
+                    numa_node: Some(f.numa),
+                    driver: f.driver,
+                    link: f.link.as_ref(),
+                },
             )?;
+            if let Some((name, mac)) = &f.netdev {
+                w.add_netdev(
+                    &f.dir,
+                    &Netdev {
+                        name,
+                        address: mac,
+                        ifindex,
+                        mtu: 1500,
+                        phys_port_name: None,
+                        phys_switch_id: None,
+                    },
+                )?;
+                ifindex += 1;
+            }
         }
         Ok(())
     }
 
-    fn netdev(&mut self, dir: &Path, name: &str, mac: &str) -> io::Result<()> {
-        let rel = dir.join("net").join(name);
-        let abs = self.abs(&rel);
-        fs::create_dir_all(&abs)?;
-        self.next_ifindex += 1;
-        write_attr(&abs.join("address"), mac)?;
-        write_attr(&abs.join("ifindex"), self.next_ifindex)?;
-        write_attr(&abs.join("mtu"), 1500)?;
-        write_attr(&abs.join("type"), 1)?;
-        link(&up(3), &abs.join("device"))?;
-        let class = Path::new("class/net");
-        link(&relative(class, &rel), &self.abs(&class.join(name)))
+    /// How many netdevs [`Skeleton::write`] makes (the next free ifindex
+    /// is this plus 2).
+    fn netdev_count(&self) -> u32 {
+        let n = self.functions.iter().filter(|f| f.netdev.is_some()).count();
+        u32::try_from(n).unwrap_or(u32::MAX)
     }
 
-    /// `infiniband/<name>` with one port, link-local GIDs at 0 (v1) and 1 (v2).
-    #[allow(clippy::too_many_arguments)]
-    fn rdma(
-        &mut self,
-        dir: &Path,
-        name: &str,
-        char_index: usize,
-        mac: [u8; 6],
-        sys_image: [u8; 8],
-        netdev: &str,
-        nic: &NicSpec,
-    ) -> io::Result<()> {
-        let rel = dir.join("infiniband").join(name);
-        let abs = self.abs(&rel);
-        let port = abs.join("ports/1");
-        for d in ["gids", "gid_attrs/types", "gid_attrs/ndevs"] {
-            fs::create_dir_all(port.join(d))?;
-        }
-        let guid = eui64(mac);
-        write_attr(&abs.join("node_guid"), colon_groups(&guid))?;
-        write_attr(&abs.join("sys_image_guid"), colon_groups(&sys_image))?;
-        write_attr(&abs.join("node_type"), "1: CA")?;
-        write_attr(&abs.join("fw_ver"), "28.39.1002")?;
-        write_attr(&port.join("state"), "4: ACTIVE")?;
-        write_attr(&port.join("phys_state"), "5: LinkUp")?;
-        write_attr(&port.join("rate"), &nic.rate)?;
-        write_attr(&port.join("link_layer"), &nic.link_layer)?;
-        let mut gid = [0u8; 16];
-        gid[0] = 0xfe;
-        gid[1] = 0x80;
-        gid[8..].copy_from_slice(&guid);
-        for (i, ty) in ["IB/RoCE v1", "RoCE v2"].into_iter().enumerate() {
-            write_attr(&port.join("gids").join(i.to_string()), colon_groups(&gid))?;
-            write_attr(&port.join("gid_attrs/types").join(i.to_string()), ty)?;
-            write_attr(&port.join("gid_attrs/ndevs").join(i.to_string()), netdev)?;
-        }
-        let fdir = self.abs(dir);
-        let verbs = fdir
-            .join("infiniband_verbs")
-            .join(format!("uverbs{char_index}"));
-        fs::create_dir_all(&verbs)?;
-        write_attr(&verbs.join("ibdev"), name)?;
-        link(&up(3), &abs.join("device"))?;
-        let class = Path::new("class/infiniband");
-        link(&relative(class, &rel), &self.abs(&class.join(name)))
+    fn place(&mut self, dir: PathBuf, pci: PciAddr, ids: (u16, u16, u32), numa: u32) -> usize {
+        self.functions.push(Placed {
+            dir,
+            pci,
+            ids,
+            numa,
+            link: None,
+            driver: None,
+            netdev: None,
+        });
+        self.functions.len() - 1
     }
 
-    fn slot(&mut self, parent: &Path, slot: &Slot, numa: u32) -> io::Result<()> {
+    fn slot(&mut self, node: u8, parent: &Path, slot: &Slot, numa: u32) {
         match slot {
             Slot::Gpu(g) => {
                 let dir = parent.join(g.pci.to_string());
-                let driver = if g.vendor == VENDOR_NVIDIA {
+                let i = self.place(dir.clone(), g.pci, (g.vendor, g.device, g.class), numa);
+                self.functions[i].link = Some(g.link.clone());
+                self.functions[i].driver = Some(if g.vendor == VENDOR_NVIDIA {
                     "nvidia"
                 } else {
                     "amdgpu"
-                };
-                self.function(
-                    &dir,
-                    g.pci,
-                    (g.vendor, g.device, g.class),
-                    numa,
-                    Some(&g.link),
-                    Some(driver),
-                )?;
-                self.out.gpus.push((g.pci, dir));
+                });
+                self.gpus.push((g.pci, dir));
             }
-            Slot::Nic(n) => self.nic(parent, n, numa)?,
+            Slot::Nic(n) => self.nics.push(NicSlot {
+                index: self.nics.len(),
+                spec: n.clone(),
+                parent: parent.to_owned(),
+                numa,
+            }),
             Slot::Other(o) => {
                 let dir = parent.join(o.pci.to_string());
-                let l = LinkSpec::new("5.0 GT/s PCIe", 1);
-                self.function(
-                    &dir,
-                    o.pci,
-                    (o.vendor, o.device, o.class),
-                    numa,
-                    Some(&l),
-                    None,
-                )?;
-                if let Some(nd) = &o.netdev {
-                    let mac = [0x02, self.layout.node, 0xee, 0, 0, o.pci.bus];
-                    self.netdev(&dir, nd, &mac_string(mac))?;
-                }
+                let i = self.place(dir, o.pci, (o.vendor, o.device, o.class), numa);
+                self.functions[i].link = Some(LinkSpec::new("5.0 GT/s PCIe", 1));
+                self.functions[i].netdev = o.netdev.as_ref().map(|nd| {
+                    let mac = mac_string([0x02, node, 0xee, 0, 0, o.pci.bus]);
+                    (nd.clone(), mac)
+                });
             }
             Slot::Switch(s) => {
-                let l = LinkSpec::new(GEN5, 16);
+                let port = |sk: &mut Self, dir: PathBuf, pci: PciAddr| {
+                    let i = sk.place(dir, pci, (VENDOR_PLX, 0xc030, CLASS_BRIDGE), numa);
+                    sk.functions[i].link = Some(LinkSpec::new(GEN5, 16));
+                    sk.functions[i].driver = Some("pcieport");
+                };
                 let up_dir = parent.join(s.upstream.to_string());
-                self.function(
-                    &up_dir,
-                    s.upstream,
-                    (VENDOR_PLX, 0xc030, CLASS_BRIDGE),
-                    numa,
-                    Some(&l),
-                    Some("pcieport"),
-                )?;
+                port(self, up_dir.clone(), s.upstream);
                 for (ds, child) in &s.ports {
                     let ds_dir = up_dir.join(ds.to_string());
-                    self.function(
-                        &ds_dir,
-                        *ds,
-                        (VENDOR_PLX, 0xc030, CLASS_BRIDGE),
-                        numa,
-                        Some(&l),
-                        Some("pcieport"),
-                    )?;
-                    self.slot(&ds_dir, child, numa)?;
+                    port(self, ds_dir.clone(), *ds);
+                    self.slot(node, &ds_dir, child, numa);
                 }
             }
             Slot::Bridge { pci: b, child } => {
                 let dir = parent.join(b.to_string());
-                let l = LinkSpec::new("5.0 GT/s PCIe", 1);
-                self.function(
-                    &dir,
-                    *b,
-                    (VENDOR_ASPEED, 0x1150, CLASS_BRIDGE),
-                    numa,
-                    Some(&l),
-                    None,
-                )?;
-                self.slot(&dir, child, numa)?;
+                let i = self.place(dir.clone(), *b, (VENDOR_ASPEED, 0x1150, CLASS_BRIDGE), numa);
+                self.functions[i].link = Some(LinkSpec::new("5.0 GT/s PCIe", 1));
+                self.slot(node, &dir, child, numa);
             }
         }
-        Ok(())
-    }
-
-    fn nic(&mut self, parent: &Path, n: &NicSpec, numa: u32) -> io::Result<()> {
-        let nic_index = self.out.nics.len();
-        let node = self.layout.node;
-        let idx = u8::try_from(nic_index).unwrap_or(u8::MAX);
-        let dir = parent.join(n.pf.to_string());
-        self.function(
-            &dir,
-            n.pf,
-            (VENDOR_MELLANOX, 0x101d, n.class),
-            numa,
-            Some(&n.link),
-            Some("mlx5_core"),
-        )?;
-        let abs = self.abs(&dir);
-        write_attr(&abs.join("sriov_totalvfs"), n.vfs.max(16))?;
-        write_attr(&abs.join("sriov_numvfs"), n.vfs)?;
-        write_attr(&abs.join("sriov_vf_device"), "101e")?;
-        let pf_mac = [0x02, node, idx, 0xff, 0x00, 0x00];
-        let pf_netdev = n
-            .pf_netdev
-            .clone()
-            .unwrap_or_else(|| predictable_name(n.pf, "np0"));
-        let pf_mac_s = mac_string(pf_mac);
-        self.netdev(&dir, &pf_netdev, &pf_mac_s)?;
-        let sys_image = eui64(pf_mac);
-        let pf_rdma = format!("mlx5_{nic_index}");
-        self.rdma(&dir, &pf_rdma, nic_index, pf_mac, sys_image, &pf_netdev, n)?;
-        let mut vfs = Vec::new();
-        for i in 0..n.vfs {
-            let vf = vf_addr(n.pf, i).ok_or_else(|| {
-                io::Error::new(io::ErrorKind::InvalidInput, "VF address overflow")
-            })?;
-            let vf_dir = parent.join(vf.to_string());
-            // VFs implement no link registers: the kernel shows them as
-            // unknown, readers fall back to the PF's link.
-            self.function(
-                &vf_dir,
-                vf,
-                (VENDOR_MELLANOX, 0x101e, n.class),
-                numa,
-                Some(&LinkSpec::new("Unknown", 0)),
-                Some("mlx5_core"),
-            )?;
-            link(
-                &Path::new("..").join(vf.to_string()),
-                &abs.join(format!("virtfn{i}")),
-            )?;
-            link(
-                &Path::new("..").join(n.pf.to_string()),
-                &self.abs(&vf_dir).join("physfn"),
-            )?;
-            let vi = u8::try_from(i).unwrap_or(u8::MAX);
-            let mac = [0x02, node, idx, 0x00, 0x00, vi.wrapping_add(1)];
-            let netdev = predictable_name(n.pf, &format!("v{i}"));
-            let mac_s = mac_string(mac);
-            self.netdev(&vf_dir, &netdev, &mac_s)?;
-            let rdma = format!("mlx5_{}", self.next_vf_rdma);
-            let char_index = self.next_vf_rdma;
-            self.next_vf_rdma += 1;
-            self.rdma(&vf_dir, &rdma, char_index, mac, sys_image, &netdev, n)?;
-            vfs.push(WrittenVf {
-                pci: vf,
-                index: i,
-                dir: vf_dir,
-                netdev,
-                rdma,
-                mac: mac_s,
-            });
-        }
-        self.out.nics.push(WrittenNic {
-            pf: n.pf,
-            dir,
-            netdev: pf_netdev,
-            rdma: pf_rdma,
-            mac: pf_mac_s,
-            vfs,
-        });
-        Ok(())
     }
 }
 
-fn count_nics(slot: &Slot) -> usize {
-    match slot {
-        Slot::Nic(_) => 1,
-        Slot::Switch(s) => s.ports.iter().map(|(_, c)| count_nics(c)).sum(),
-        Slot::Bridge { child, .. } => count_nics(child),
-        Slot::Gpu(_) | Slot::Other(_) => 0,
+impl Layout {
+    /// Everything but the NICs, placed, and the NICs' slots; no I/O.
+    pub fn skeleton(&self) -> Skeleton {
+        let mut sk = Skeleton {
+            numa: self.numa.clone(),
+            functions: Vec::new(),
+            gpus: Vec::new(),
+            nics: Vec::new(),
+        };
+        for hb in &self.host_bridges {
+            let hb_dir = PathBuf::from(format!("devices/pci{:04x}:{:02x}", hb.domain, hb.bus));
+            // The host bridge's own function sits beside the root ports.
+            if let Some(hf) = PciAddr::new(hb.domain, hb.bus, 0, 0) {
+                sk.place(
+                    hb_dir.join(hf.to_string()),
+                    hf,
+                    (VENDOR_INTEL, 0x09a2, CLASS_HOST_BRIDGE),
+                    hb.numa,
+                );
+            }
+            for rp in &hb.root_ports {
+                let rp_dir = hb_dir.join(rp.pci.to_string());
+                let i = sk.place(
+                    rp_dir.clone(),
+                    rp.pci,
+                    (VENDOR_INTEL, 0x347a, CLASS_BRIDGE),
+                    hb.numa,
+                );
+                sk.functions[i].link = Some(LinkSpec::new(GEN5, 16));
+                sk.functions[i].driver = Some("pcieport");
+                sk.slot(self.node, &rp_dir, &rp.slot, hb.numa);
+            }
+        }
+        sk
     }
+}
+
+/// Counters shared by the NICs of one tree.
+struct FakeNicNumbers {
+    nic_count: usize,
+    next_vf_rdma: usize,
+    next_ifindex: u32,
+}
+
+/// Writes a netdev numbered from `ifindex` (then advanced).
+fn fake_netdev(
+    w: &SysfsWriter,
+    dir: &Path,
+    name: &str,
+    mac: &str,
+    ifindex: &mut u32,
+) -> io::Result<()> {
+    let nd = Netdev {
+        name,
+        address: mac,
+        ifindex: *ifindex,
+        mtu: 1500,
+        phys_port_name: None,
+        phys_switch_id: None,
+    };
+    *ifindex += 1;
+    w.add_netdev(dir, &nd)
+}
+
+/// A fake NIC's RDMA device bound to `netdev` (name, MAC).
+fn fake_rdma<'a>(
+    n: &'a NicSpec,
+    name: &'a str,
+    netdev: (&'a str, &'a str),
+    char_index: usize,
+    sys_image_guid: Option<[u8; 8]>,
+) -> RdmaDevice<'a> {
+    RdmaDevice {
+        name,
+        netdev: Some(netdev),
+        char_index: u32::try_from(char_index).unwrap_or(u32::MAX),
+        rate: &n.rate,
+        link_layer: &n.link_layer,
+        sys_image_guid,
+    }
+}
+
+/// Writes a fake NIC (PF, VFs, netdevs, RDMA devices) into `slot`.
+fn write_fake_nic(
+    w: &SysfsWriter,
+    node: u8,
+    slot: &NicSlot,
+    numbers: &mut FakeNicNumbers,
+) -> io::Result<WrittenNic> {
+    let n = &slot.spec;
+    let nic_index = slot.index;
+    let idx = u8::try_from(nic_index).unwrap_or(u8::MAX);
+    let dir = slot.pf_dir();
+    w.add_function(
+        &dir,
+        &PciFunction {
+            pci: n.pf,
+            vendor: VENDOR_MELLANOX,
+            device: 0x101d,
+            class: n.class,
+            numa_node: Some(slot.numa),
+            driver: Some("mlx5_core"),
+            link: Some(&n.link),
+        },
+    )?;
+    w.set_sriov(&dir, n.vfs.max(16), n.vfs)?;
+    let pf_mac = [0x02, node, idx, 0xff, 0x00, 0x00];
+    let pf_netdev = n
+        .pf_netdev
+        .clone()
+        .unwrap_or_else(|| predictable_name(n.pf, "np0"));
+    let pf_mac_s = mac_string(pf_mac);
+    fake_netdev(w, &dir, &pf_netdev, &pf_mac_s, &mut numbers.next_ifindex)?;
+    let sys_image = sysfs::eui64(&pf_mac_s);
+    let pf_rdma = format!("mlx5_{nic_index}");
+    let pf_dev = fake_rdma(n, &pf_rdma, (&pf_netdev, &pf_mac_s), nic_index, sys_image);
+    w.add_rdma(&dir, &pf_dev)?;
+    let mut vfs = Vec::new();
+    for i in 0..n.vfs {
+        let vf = vf_addr(n.pf, i)
+            .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "VF address overflow"))?;
+        let vf_dir = slot.function_dir(vf);
+        // VFs implement no link registers: the kernel shows them as
+        // unknown, readers fall back to the PF's link.
+        w.add_function(
+            &vf_dir,
+            &PciFunction {
+                pci: vf,
+                vendor: VENDOR_MELLANOX,
+                device: 0x101e,
+                class: n.class,
+                numa_node: Some(slot.numa),
+                driver: Some("mlx5_core"),
+                link: Some(&LinkSpec::new("Unknown", 0)),
+            },
+        )?;
+        w.link_vf(&dir, i, &vf_dir)?;
+        let vi = u8::try_from(i).unwrap_or(u8::MAX);
+        let mac = mac_string([0x02, node, idx, 0x00, 0x00, vi.wrapping_add(1)]);
+        let vf_netdev = predictable_name(n.pf, &format!("v{i}"));
+        fake_netdev(w, &vf_dir, &vf_netdev, &mac, &mut numbers.next_ifindex)?;
+        let rdma_name = format!("mlx5_{}", numbers.next_vf_rdma);
+        let dev = fake_rdma(
+            n,
+            &rdma_name,
+            (&vf_netdev, &mac),
+            numbers.next_vf_rdma,
+            sys_image,
+        );
+        w.add_rdma(&vf_dir, &dev)?;
+        numbers.next_vf_rdma += 1;
+        vfs.push(WrittenVf {
+            pci: vf,
+            index: i,
+            dir: vf_dir,
+            netdev: vf_netdev,
+            rdma: rdma_name,
+            mac,
+        });
+    }
+    Ok(WrittenNic {
+        pf: n.pf,
+        dir,
+        netdev: pf_netdev,
+        rdma: pf_rdma,
+        mac: pf_mac_s,
+        vfs,
+    })
 }
 
 /// Writes `layout` as a sysfs tree under `root` (which must exist).
 pub fn write_layout(root: &Path, layout: &Layout) -> io::Result<WrittenLayout> {
-    for d in [
-        "devices/system/node",
-        "bus/pci/devices",
-        "bus/pci/drivers",
-        "class/net",
-        "class/infiniband",
-    ] {
-        fs::create_dir_all(root.join(d))?;
-    }
-    for n in &layout.numa {
-        let dir = root.join(format!("devices/system/node/node{}", n.id));
-        fs::create_dir_all(&dir)?;
-        write_attr(&dir.join("cpulist"), &n.cpulist)?;
-        write_attr(&dir.join("cpumap"), &n.cpumap)?;
-    }
-    let nic_count = layout
-        .host_bridges
-        .iter()
-        .flat_map(|h| &h.root_ports)
-        .map(|rp| count_nics(&rp.slot))
-        .sum();
-    let mut w = Writer {
-        root,
-        layout,
-        nic_count,
-        next_vf_rdma: nic_count,
-        next_ifindex: 1,
-        out: WrittenLayout {
-            root: root.to_owned(),
-            gpus: Vec::new(),
-            nics: Vec::new(),
-        },
+    let w = SysfsWriter::create(root)?;
+    let sk = layout.skeleton();
+    sk.write(&w)?;
+    let mut numbers = FakeNicNumbers {
+        nic_count: sk.nics.len(),
+        next_vf_rdma: sk.nics.len(),
+        next_ifindex: FIRST_IFINDEX + sk.netdev_count(),
     };
-    for hb in &layout.host_bridges {
-        let hb_dir = PathBuf::from(format!("devices/pci{:04x}:{:02x}", hb.domain, hb.bus));
-        fs::create_dir_all(w.abs(&hb_dir))?;
-        // The host bridge's own function sits beside the root ports.
-        if let Some(hf) = PciAddr::new(hb.domain, hb.bus, 0, 0) {
-            w.function(
-                &hb_dir.join(hf.to_string()),
-                hf,
-                (VENDOR_INTEL, 0x09a2, CLASS_HOST_BRIDGE),
-                hb.numa,
-                None,
-                None,
-            )?;
-        }
-        for rp in &hb.root_ports {
-            let rp_dir = hb_dir.join(rp.pci.to_string());
-            w.function(
-                &rp_dir,
-                rp.pci,
-                (VENDOR_INTEL, 0x347a, CLASS_BRIDGE),
-                hb.numa,
-                Some(&LinkSpec::new(GEN5, 16)),
-                Some("pcieport"),
-            )?;
-            w.slot(&rp_dir, &rp.slot, hb.numa)?;
-        }
+    let mut nics = Vec::new();
+    for slot in &sk.nics {
+        nics.push(write_fake_nic(&w, layout.node, slot, &mut numbers)?);
     }
-    debug_assert_eq!(w.out.nics.len(), w.nic_count);
-    Ok(w.out)
+    debug_assert_eq!(nics.len(), numbers.nic_count);
+    Ok(WrittenLayout {
+        root: root.to_owned(),
+        gpus: sk.gpus,
+        nics,
+    })
 }
 
 impl WrittenLayout {
@@ -672,19 +641,7 @@ impl WrittenLayout {
         let v = self
             .vf(vf)
             .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, vf.to_string()))?;
-        let port = self
-            .root
-            .join(&v.dir)
-            .join("infiniband")
-            .join(&v.rdma)
-            .join("ports/1");
-        let gid = colon_groups(&ip.to_ipv6_mapped().octets());
-        for (i, ty) in [(2u32, "IB/RoCE v1"), (3, "RoCE v2")] {
-            write_attr(&port.join("gids").join(i.to_string()), &gid)?;
-            write_attr(&port.join("gid_attrs/types").join(i.to_string()), ty)?;
-            write_attr(&port.join("gid_attrs/ndevs").join(i.to_string()), &v.netdev)?;
-        }
-        Ok(3)
+        SysfsWriter::create(&self.root)?.add_ipv4_gid(&v.dir, &v.rdma, &v.netdev, ip)
     }
 }
 

@@ -4,6 +4,7 @@
 use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
+use jobnet_tests::fabric::plan::GpuLayout;
 use jobnet_tests::fabric::{self, Fabric, FabricError, FabricId, FabricLayout, FabricSpec};
 
 /// Simulated SR-IOV fabric for jobnet tests and demos.
@@ -44,9 +45,9 @@ struct UpArgs {
     /// Number of nodes.
     #[arg(long, default_value_t = 2)]
     nodes: usize,
-    /// NICs (rails) per node.
-    #[arg(long, default_value_t = 1)]
-    nics: usize,
+    /// NICs (rails) per node [default: 1, or the GPU layout's NIC count].
+    #[arg(long)]
+    nics: Option<usize>,
     /// VFs per NIC.
     #[arg(long, default_value_t = 4)]
     vfs: usize,
@@ -63,9 +64,18 @@ struct UpArgs {
     /// an underlay address on every PF, for jobnet's `vxlan` isolation.
     #[arg(long)]
     switchdev: bool,
+    /// Lay every node out as a GPU server: `8x8` (8 GPUs, 8 NICs, 2
+    /// sockets) or `uneven` (5 GPUs, 2 NICs); the fabric's NICs take the
+    /// server's NIC slots. Implies --rdma.
+    #[arg(long, value_parser = parse_gpus)]
+    gpus: Option<GpuLayout>,
     /// Print JSON instead of text.
     #[arg(long)]
     json: bool,
+}
+
+fn parse_gpus(s: &str) -> Result<GpuLayout, String> {
+    s.parse()
 }
 
 fn parse_id(s: &str) -> Result<FabricId, FabricError> {
@@ -75,11 +85,14 @@ fn parse_id(s: &str) -> Result<FabricId, FabricError> {
 fn print_layout(l: &FabricLayout) {
     let s = &l.spec;
     println!(
-        "fabric {}: {} node(s) x {} NIC(s) x {} VF(s){}{}{}{}",
+        "fabric {}: {} node(s) x {} NIC(s) x {} VF(s){}{}{}{}{}",
         l.id,
         s.nodes,
         s.nics_per_node,
         s.vfs_per_nic,
+        s.gpus
+            .map(|g| format!(", {g} GPU server"))
+            .unwrap_or_default(),
         if s.host_node { ", host node" } else { "" },
         if s.rdma { ", rdma" } else { "" },
         if s.switchdev { ", switchdev" } else { "" },
@@ -99,6 +112,9 @@ fn print_layout(l: &FabricLayout) {
             n.netns.as_deref().unwrap_or("(host)"),
             n.sysfs_root.display()
         );
+        for (i, g) in n.gpus.iter().enumerate() {
+            println!("    GPU{i} {g}");
+        }
         for pf in &n.pfs {
             println!(
                 "    PF {} {} rail {} numa {}{}{}",
@@ -150,12 +166,15 @@ fn run(cli: Cli) -> Result<(), FabricError> {
         Cmd::Up(a) => {
             let spec = FabricSpec {
                 nodes: a.nodes,
-                nics_per_node: a.nics,
+                nics_per_node: a
+                    .nics
+                    .unwrap_or_else(|| a.gpus.map_or(1, GpuLayout::nic_count)),
                 vfs_per_nic: a.vfs,
                 host_node: a.host,
-                rdma: a.rdma,
+                rdma: a.rdma || a.gpus.is_some(),
                 dpdk_vfs: a.dpdk,
                 switchdev: a.switchdev,
+                gpus: a.gpus,
             };
             let layout = Fabric::build(spec)?.persist()?;
             if a.json {
@@ -219,8 +238,9 @@ fn run(cli: Cli) -> Result<(), FabricError> {
                     None => "made by up".into(),
                 };
                 let s = &st.layout.spec;
+                let gpus = s.gpus.map(|g| format!(", {g} GPUs")).unwrap_or_default();
                 println!(
-                    "{}: {}x{}x{} ({owner})",
+                    "{}: {}x{}x{}{gpus} ({owner})",
                     st.layout.id, s.nodes, s.nics_per_node, s.vfs_per_nic
                 );
             }

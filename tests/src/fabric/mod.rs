@@ -23,6 +23,12 @@
 //!   the kernel does (see [`sysfs`]); representors appear under the PF's
 //!   `net/` with `phys_port_name` `pf<P>vf<V>` and the NIC's `phys_switch_id`
 //!   (in legacy mode their netdevs live in the rail netns, not in the node).
+//! - Without a GPU layout each NIC sits alone behind a root port and a PCIe
+//!   switch ([`plan::NicPci`]). With [`FabricSpec::gpus`] every node's tree
+//!   is that GPU server ([`crate::topo_layouts`]): its NUMA nodes, host
+//!   bridges, PCIe switches and GPUs, with the fabric's PFs and VFs at the
+//!   server's NIC addresses and with its link speeds and RDMA port rates, so
+//!   topology discovery sees the same GPU/NIC matrix as on the server alone.
 //!
 //! Limitation: real sysfs follows every rename and netns move of a netdev by
 //! itself (a VF's `net/` entry vanishes from the host's view when the VF moves
@@ -48,7 +54,7 @@ pub mod names;
 pub mod plan;
 pub mod probe;
 pub mod state;
-pub mod sysfs;
+pub use crate::topo_layouts::sysfs;
 
 use std::collections::HashMap;
 use std::io;
@@ -61,7 +67,7 @@ pub use ip::{IpLink, Netns};
 pub use names::FabricId;
 pub use plan::FabricSpec;
 
-use plan::NicPci;
+use plan::{NicPci, NicPlacement};
 use state::{FabricState, Owner};
 use sysfs::{Netdev, PciFunction, RdmaDevice, SysfsWriter};
 
@@ -207,6 +213,10 @@ pub struct FabricNode {
     pub sysfs_root: PathBuf,
     /// The node's PFs by NIC index.
     pub pfs: Vec<FabricPf>,
+    /// The node's GPUs in PCI order (index = GPU number as jobnet resolves
+    /// `gpus: ["3"]`); empty without a GPU layout.
+    #[serde(default)]
+    pub gpus: Vec<PciAddr>,
 }
 
 impl FabricNode {
@@ -287,14 +297,21 @@ fn switch_id(id: &FabricId, node: usize, nic: usize) -> String {
     format!("{:08x}{:04x}{:04x}", h as u32, node, nic)
 }
 
-fn numa_of(nic: usize, nics: usize) -> u32 {
-    // First half of the NICs on socket 0, the rest on socket 1.
-    u32::from(nics > 1 && nic >= nics.div_ceil(2))
-}
-
 /// The layout of `spec` under id `id` (names and addresses, nothing created).
-fn plan_layout(id: FabricId, spec: &FabricSpec) -> FabricLayout {
+fn plan_layout(id: FabricId, spec: &FabricSpec) -> Result<FabricLayout, FabricError> {
     let base_dir = id.base_dir();
+    let places = spec.nic_placements();
+    let mut gpus: Vec<PciAddr> = match spec.gpus {
+        Some(g) => g
+            .server(0, 0)
+            .skeleton()
+            .gpus
+            .iter()
+            .map(|(p, _)| *p)
+            .collect(),
+        None => Vec::new(),
+    };
+    gpus.sort();
     let rails = (0..spec.nics_per_node)
         .map(|m| FabricRail {
             index: m,
@@ -307,13 +324,12 @@ fn plan_layout(id: FabricId, spec: &FabricSpec) -> FabricLayout {
     for n in 0..spec.nodes {
         let mut pfs = Vec::new();
         let mut next_rdma = spec.nics_per_node;
-        for m in 0..spec.nics_per_node {
-            let nic = NicPci::new(m);
+        for (m, place) in places.iter().enumerate() {
             let pf_netdev = id.pf_netdev(m);
-            let numa_node = numa_of(m, spec.nics_per_node);
+            let numa_node = place.numa_node;
             pfs.push(FabricPf {
                 nic: m,
-                pci: nic.pf(),
+                pci: place.pf,
                 netdev: pf_netdev.clone(),
                 uplink_port: id.uplink_port(n),
                 mac: String::new(),
@@ -328,14 +344,15 @@ fn plan_layout(id: FabricId, spec: &FabricSpec) -> FabricLayout {
                     next_rdma += 1;
                     format!("mlx5_{}", next_rdma - 1)
                 });
+                let id_k = VfId {
+                    node: n,
+                    nic: m,
+                    index: k,
+                };
                 vfs.push(FabricVf {
-                    id: VfId {
-                        node: n,
-                        nic: m,
-                        index: k,
-                    },
-                    pci: nic.vf(k),
-                    pf_pci: nic.pf(),
+                    id: id_k,
+                    pci: place.vf(k).ok_or(FabricError::NoSuchVf(id_k))?,
+                    pf_pci: place.pf,
                     pf_netdev: pf_netdev.clone(),
                     netdev: (!dpdk).then(|| id.vf_netdev(m, k)),
                     representor: (!dpdk).then(|| {
@@ -362,15 +379,27 @@ fn plan_layout(id: FabricId, spec: &FabricSpec) -> FabricLayout {
             netns: (!spec.host_node).then(|| id.node_netns(n)),
             sysfs_root: base_dir.join(format!("node{n}")).join("sys"),
             pfs,
+            gpus: gpus.clone(),
         });
     }
-    FabricLayout {
+    Ok(FabricLayout {
         id,
         spec: spec.clone(),
         base_dir,
         nodes,
         rails,
         vfs,
+    })
+}
+
+impl FabricLayout {
+    /// Directory of function `pci` (PF or VF) of NIC `nic` in every node's
+    /// sysfs tree, relative to the root; None for an unknown NIC.
+    pub fn function_dir(&self, nic: usize, pci: PciAddr) -> Option<PathBuf> {
+        self.spec
+            .nic_placements()
+            .get(nic)
+            .map(|p| p.function_dir(pci))
     }
 }
 
@@ -396,7 +425,7 @@ impl Fabric {
                 continue;
             }
             let st = FabricState {
-                layout: plan_layout(id, &spec),
+                layout: plan_layout(id, &spec)?,
                 owner: owner.clone(),
             };
             if state::reserve(&st)? {
@@ -578,38 +607,44 @@ impl Fabric {
         let spec = &l.spec;
         let node = &l.nodes[n];
         let w = SysfsWriter::create(&node.sysfs_root)?;
-        for pf in &node.pfs {
-            let nic = NicPci::new(pf.nic);
-            w.add_dir(&nic.host_bridge_dir())?;
-            for (i, (pci, dir)) in nic.bridge_dirs().into_iter().enumerate() {
-                // Root port (Intel), then a Broadcom/PLX switch's ports.
-                let (vendor, device) = if i == 0 {
-                    (0x8086, 0x2030)
-                } else {
-                    (0x10b5, 0x8747)
-                };
-                w.add_function(
-                    &dir,
-                    &PciFunction {
-                        pci,
-                        vendor,
-                        device,
-                        class: plan::CLASS_BRIDGE,
-                        numa_node: Some(pf.numa_node),
-                        driver: Some("pcieport"),
-                    },
-                )?;
+        match spec.gpus {
+            // The node index only changes the server's fake MACs, which
+            // the fabric's real netdevs replace anyway.
+            Some(g) => g
+                .server(u8::try_from(n).unwrap_or(u8::MAX), spec.vfs_per_nic)
+                .skeleton()
+                .write(&w)?,
+            None => {
+                for pf in &node.pfs {
+                    write_lone_nic_bridges(&w, &NicPci::new(pf.nic), pf.numa_node)?;
+                }
             }
-            let pf_dir = nic.function_dir(pf.pci);
+        }
+        let places = spec.nic_placements();
+        let place_of = |nic: usize| {
+            places.get(nic).ok_or_else(|| {
+                io::Error::new(
+                    io::ErrorKind::NotFound,
+                    format!("no placement of NIC {nic}"),
+                )
+            })
+        };
+        // A VF reports no link of its own: where the layout gives the PF's
+        // link, its VFs say `Unknown` as the kernel does.
+        let vf_link = sysfs::LinkSpec::new("Unknown", 0);
+        for pf in &node.pfs {
+            let place = place_of(pf.nic)?;
+            let pf_dir = place.function_dir(pf.pci);
             w.add_function(
                 &pf_dir,
                 &PciFunction {
                     pci: pf.pci,
                     vendor: plan::VENDOR_MELLANOX,
                     device: plan::DEVICE_PF,
-                    class: plan::CLASS_ETHERNET,
+                    class: place.class,
                     numa_node: Some(pf.numa_node),
                     driver: Some(plan::DRIVER_NET),
+                    link: place.link.as_ref(),
                 },
             )?;
             w.set_sriov(&pf_dir, spec.vfs_per_nic.max(16), spec.vfs_per_nic)?;
@@ -626,29 +661,24 @@ impl Fabric {
                 },
             )?;
             if let Some(dev) = &pf.rdma_device {
-                w.add_rdma(
-                    &pf_dir,
-                    &RdmaDevice {
-                        name: dev,
-                        netdev: Some((&pf.netdev, &pf.mac)),
-                        char_index: rdma_index(dev),
-                    },
-                )?;
+                w.add_rdma(&pf_dir, &rdma_device(place, dev, (&pf.netdev, &pf.mac), pf))?;
             }
         }
         for vf in l.vfs.iter().filter(|v| v.id.node == n) {
-            let nic = NicPci::new(vf.id.nic);
-            let pf_dir = nic.function_dir(vf.pf_pci);
-            let vf_dir = nic.function_dir(vf.pci);
+            let place = place_of(vf.id.nic)?;
+            let pf = &node.pfs[vf.id.nic];
+            let pf_dir = place.function_dir(vf.pf_pci);
+            let vf_dir = place.function_dir(vf.pci);
             w.add_function(
                 &vf_dir,
                 &PciFunction {
                     pci: vf.pci,
                     vendor: plan::VENDOR_MELLANOX,
                     device: plan::DEVICE_VF,
-                    class: plan::CLASS_ETHERNET,
+                    class: place.class,
                     numa_node: Some(vf.numa_node),
                     driver: Some(&vf.driver),
+                    link: place.link.as_ref().map(|_| &vf_link),
                 },
             )?;
             w.link_vf(&pf_dir, vf.id.index, &vf_dir)?;
@@ -666,14 +696,7 @@ impl Fabric {
                     },
                 )?;
                 if let Some(dev) = &vf.rdma_device {
-                    w.add_rdma(
-                        &vf_dir,
-                        &RdmaDevice {
-                            name: dev,
-                            netdev: Some((nd, mac)),
-                            char_index: rdma_index(dev),
-                        },
-                    )?;
+                    w.add_rdma(&vf_dir, &rdma_device(place, dev, (nd, mac), pf))?;
                 }
             }
             if let Some(rep) = &vf.representor {
@@ -683,7 +706,6 @@ impl Fabric {
                     rail_links.get(vf.id.nic).and_then(|m| m.get(rep))
                 };
                 let port = format!("pf{}vf{}", vf.pf_pci.function, vf.id.index);
-                let switch = &node.pfs[vf.id.nic].switch_id;
                 w.add_netdev(
                     &pf_dir,
                     &Netdev {
@@ -692,7 +714,7 @@ impl Fabric {
                         ifindex: link.map_or(0, |k| k.ifindex),
                         mtu: link.and_then(|k| k.mtu).unwrap_or(1500),
                         phys_port_name: Some(&port),
-                        phys_switch_id: Some(switch),
+                        phys_switch_id: Some(&pf.switch_id),
                     },
                 )?;
             }
@@ -790,7 +812,10 @@ impl Fabric {
             source,
         };
         let w = SysfsWriter::create(&node.sysfs_root).map_err(io_err)?;
-        let dir = NicPci::new(id.nic).function_dir(vf.pci);
+        let dir = self
+            .layout
+            .function_dir(id.nic, vf.pci)
+            .ok_or(FabricError::NoSuchVf(id))?;
         for old in w.netdevs(&dir) {
             w.remove_netdev(&dir, &old).map_err(io_err)?;
         }
@@ -861,6 +886,51 @@ impl Drop for Fabric {
             // Drop cannot report; `jobnet-fabric down --all` catches leftovers.
             let _ = teardown_layout(&self.layout);
         }
+    }
+}
+
+/// Root port and PCIe switch (upstream and downstream port) in front of a
+/// NIC that sits alone under its host bridge.
+fn write_lone_nic_bridges(w: &SysfsWriter, nic: &NicPci, numa: u32) -> io::Result<()> {
+    w.add_dir(&nic.host_bridge_dir())?;
+    for (i, (pci, dir)) in nic.bridge_dirs().into_iter().enumerate() {
+        // Root port (Intel), then a Broadcom/PLX switch's ports.
+        let (vendor, device) = if i == 0 {
+            (0x8086, 0x2030)
+        } else {
+            (0x10b5, 0x8747)
+        };
+        w.add_function(
+            &dir,
+            &PciFunction {
+                pci,
+                vendor,
+                device,
+                class: plan::CLASS_BRIDGE,
+                numa_node: Some(numa),
+                driver: Some("pcieport"),
+                link: None,
+            },
+        )?;
+    }
+    Ok(())
+}
+
+/// The RDMA device `dev` bound to `netdev` (name, MAC) of a function of
+/// `pf`'s NIC; it shares the PF's system image GUID, as on real NICs.
+fn rdma_device<'a>(
+    place: &'a NicPlacement,
+    dev: &'a str,
+    netdev: (&'a str, &'a str),
+    pf: &FabricPf,
+) -> RdmaDevice<'a> {
+    RdmaDevice {
+        name: dev,
+        netdev: Some(netdev),
+        char_index: rdma_index(dev),
+        rate: &place.rate,
+        link_layer: &place.link_layer,
+        sys_image_guid: sysfs::eui64(&pf.mac),
     }
 }
 

@@ -1,8 +1,14 @@
 //! What a fabric should look like: the spec and the PCI address plan.
 
+use std::fmt;
 use std::path::PathBuf;
+use std::str::FromStr;
 
 use jobnet_hw::PciAddr;
+
+use crate::topo_layouts::{self, Layout, LinkSpec, NicSlot};
+
+use super::sysfs;
 
 /// Mellanox/NVIDIA PCI vendor id.
 pub const VENDOR_MELLANOX: u16 = 0x15b3;
@@ -48,6 +54,66 @@ pub struct FabricSpec {
     /// it (legacy eswitch) representors sit on the rail bridge.
     #[serde(default)]
     pub switchdev: bool,
+    /// Lay every node out as this GPU server (see [`GpuLayout`]): its GPUs,
+    /// PCIe switches and NUMA nodes, with the fabric's NICs in the server's
+    /// NIC slots. None: each NIC alone behind its own switch, no GPUs.
+    #[serde(default)]
+    pub gpus: Option<GpuLayout>,
+}
+
+/// A GPU server layout from [`crate::topo_layouts`] that fabric nodes take.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum GpuLayout {
+    /// [`topo_layouts::eight_by_eight`]: 8 GPUs, 8 NICs, 2 sockets.
+    #[serde(rename = "8x8")]
+    EightByEight,
+    /// [`topo_layouts::uneven`]: 5 GPUs, 2 NICs, one on the other socket.
+    #[serde(rename = "uneven")]
+    Uneven,
+}
+
+impl GpuLayout {
+    /// Every layout, for listing.
+    pub const ALL: [Self; 2] = [Self::EightByEight, Self::Uneven];
+
+    /// Its name on the command line and in JSON.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::EightByEight => "8x8",
+            Self::Uneven => "uneven",
+        }
+    }
+
+    /// The server as node `node` (which changes fake MACs only) with
+    /// `vfs` VFs per NIC.
+    pub fn server(self, node: u8, vfs: usize) -> Layout {
+        match self {
+            Self::EightByEight => topo_layouts::eight_by_eight(node, vfs),
+            Self::Uneven => topo_layouts::uneven(node, vfs),
+        }
+    }
+
+    /// How many SR-IOV NICs the server has.
+    pub fn nic_count(self) -> usize {
+        self.server(0, 0).skeleton().nics.len()
+    }
+}
+
+impl fmt::Display for GpuLayout {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl FromStr for GpuLayout {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        Self::ALL
+            .into_iter()
+            .find(|l| l.name() == s)
+            .ok_or_else(|| format!("unknown GPU layout {s:?} (8x8 or uneven)"))
+    }
 }
 
 impl Default for FabricSpec {
@@ -60,6 +126,7 @@ impl Default for FabricSpec {
             rdma: false,
             dpdk_vfs: 0,
             switchdev: false,
+            gpus: None,
         }
     }
 }
@@ -82,7 +149,37 @@ impl FabricSpec {
         if self.host_node && self.nodes != 1 {
             return Err("a host-node fabric has exactly one node".into());
         }
+        if let Some(g) = self.gpus {
+            if self.nics_per_node != g.nic_count() {
+                return Err(format!(
+                    "the {g} GPU layout has {} NICs per node, not {}",
+                    g.nic_count(),
+                    self.nics_per_node
+                ));
+            }
+            // Its NICs are RDMA NICs: NCCL hints name their RDMA devices.
+            if !self.rdma {
+                return Err(format!("the {g} GPU layout needs rdma"));
+            }
+        }
         Ok(())
+    }
+
+    /// Where each NIC's functions go in a node's sysfs, by NIC index (the
+    /// same on every node).
+    pub fn nic_placements(&self) -> Vec<NicPlacement> {
+        match self.gpus {
+            Some(g) => g
+                .server(0, self.vfs_per_nic)
+                .skeleton()
+                .nics
+                .iter()
+                .map(NicPlacement::from_slot)
+                .collect(),
+            None => (0..self.nics_per_node)
+                .map(|m| NicPlacement::alone(m, self.nics_per_node))
+                .collect(),
+        }
     }
 
     /// True when VF `k` of a NIC is a DPDK (vfio-pci) VF.
@@ -106,6 +203,69 @@ pub const UNDERLAY_PREFIX: u8 = 24;
 pub fn underlay_addr(rail: usize, node: usize) -> std::net::Ipv4Addr {
     // validate() keeps rail < 64 and node + 1 < 100, so both fit an octet.
     std::net::Ipv4Addr::new(198, 19, rail as u8, (node + 1) as u8)
+}
+
+/// Where one NIC's PF and VFs sit in a node's sysfs, and what the PCI and
+/// RDMA attributes say about its links.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NicPlacement {
+    /// The PF's address.
+    pub pf: PciAddr,
+    /// Directory of the port the NIC hangs off (relative to the sysfs
+    /// root); PF and VFs are its children.
+    pub parent: PathBuf,
+    /// NUMA node.
+    pub numa_node: u32,
+    /// PCI class of PF and VFs.
+    pub class: u32,
+    /// The PF's PCIe link, when the layout says.
+    pub link: Option<LinkSpec>,
+    /// RDMA port rate.
+    pub rate: String,
+    /// RDMA link layer.
+    pub link_layer: String,
+}
+
+impl NicPlacement {
+    /// NIC `m` of `nics` on a fabric without a GPU layout: alone behind its
+    /// own switch ([`NicPci`]); the first half of the NICs on NUMA node 0,
+    /// the rest on node 1.
+    pub fn alone(m: usize, nics: usize) -> Self {
+        let nic = NicPci::new(m);
+        let [_, _, (_, down)] = nic.bridge_dirs();
+        Self {
+            pf: nic.pf(),
+            parent: down,
+            numa_node: u32::from(nics > 1 && m >= nics.div_ceil(2)),
+            class: CLASS_ETHERNET,
+            link: None,
+            rate: sysfs::DEFAULT_RATE.to_owned(),
+            link_layer: sysfs::LINK_LAYER_ETHERNET.to_owned(),
+        }
+    }
+
+    /// A GPU server's NIC slot.
+    pub fn from_slot(slot: &NicSlot) -> Self {
+        Self {
+            pf: slot.spec.pf,
+            parent: slot.parent.clone(),
+            numa_node: slot.numa,
+            class: slot.spec.class,
+            link: Some(slot.spec.link.clone()),
+            rate: slot.spec.rate.clone(),
+            link_layer: slot.spec.link_layer.clone(),
+        }
+    }
+
+    /// VF `k`'s address (routing id + 2 + k, as mlx5 lays VFs out).
+    pub fn vf(&self, k: usize) -> Option<PciAddr> {
+        topo_layouts::vf_addr(self.pf, k)
+    }
+
+    /// Directory of function `pci` (the PF or a VF), relative to the root.
+    pub fn function_dir(&self, pci: PciAddr) -> PathBuf {
+        self.parent.join(pci.to_string())
+    }
 }
 
 /// PCI addresses and sysfs directories of NIC `m` (the same on every node).
@@ -202,6 +362,59 @@ mod tests {
         all.dedup();
         assert_eq!(all.len(), MAX_VFS + 1);
         assert_ne!(NicPci::new(0).pf(), NicPci::new(8).pf());
+        // The placement computes VFs the layouts' way; same addresses.
+        let place = NicPlacement::alone(1, 2);
+        for k in 0..MAX_VFS {
+            assert_eq!(place.vf(k), Some(nic.vf(k)), "VF{k}");
+        }
+        assert_eq!(place.function_dir(nic.vf(3)), nic.function_dir(nic.vf(3)));
+    }
+
+    #[test]
+    fn gpu_layouts_place_nics_where_the_servers_have_them() {
+        let spec = FabricSpec {
+            nics_per_node: 8,
+            vfs_per_nic: 2,
+            rdma: true,
+            gpus: Some(GpuLayout::EightByEight),
+            ..Default::default()
+        };
+        assert_eq!(spec.validate(), Ok(()));
+        let places = spec.nic_placements();
+        let pfs: Vec<String> = places.iter().map(|p| p.pf.to_string()).collect();
+        assert_eq!(
+            pfs,
+            [
+                "0000:13:00.0",
+                "0000:23:00.0",
+                "0000:33:00.0",
+                "0000:43:00.0",
+                "0000:93:00.0",
+                "0000:a3:00.0",
+                "0000:b3:00.0",
+                "0000:c3:00.0"
+            ]
+        );
+        let numa: Vec<u32> = places.iter().map(|p| p.numa_node).collect();
+        assert_eq!(numa, [0, 0, 0, 0, 1, 1, 1, 1]);
+        assert_eq!(
+            places[0].function_dir(places[0].pf),
+            PathBuf::from("devices/pci0000:00/0000:00:01.0/0000:10:00.0/0000:11:01.0/0000:13:00.0")
+        );
+        assert_eq!(places[0].vf(1).unwrap().to_string(), "0000:13:00.3");
+        let uneven = FabricSpec {
+            nics_per_node: 2,
+            rdma: true,
+            gpus: Some(GpuLayout::Uneven),
+            ..Default::default()
+        };
+        let places = uneven.nic_placements();
+        assert_eq!(places[1].pf.to_string(), "0000:82:00.0");
+        assert_eq!(places[1].numa_node, 1);
+        for name in ["8x8", "uneven"] {
+            assert_eq!(name.parse::<GpuLayout>().unwrap().name(), name);
+        }
+        assert!("4x4".parse::<GpuLayout>().is_err());
     }
 
     #[test]
@@ -227,6 +440,17 @@ mod tests {
             },
             FabricSpec {
                 nics_per_node: 0,
+                ..Default::default()
+            },
+            FabricSpec {
+                nics_per_node: 2,
+                rdma: true,
+                gpus: Some(GpuLayout::EightByEight),
+                ..Default::default()
+            },
+            FabricSpec {
+                nics_per_node: 8,
+                gpus: Some(GpuLayout::EightByEight),
                 ..Default::default()
             },
         ];

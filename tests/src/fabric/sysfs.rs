@@ -5,6 +5,10 @@
 //! `class/infiniband/<dev>`, `driver`, `physfn`, `virtfn<N>` and `device` are
 //! relative symlinks, as the kernel makes them, so readers can resolve them
 //! with `readlink` or by following them.
+//!
+//! These are the pieces both fake trees are made of: the simulated fabric's
+//! nodes and the GPU server layouts of `topo_layouts` (which includes this
+//! file as its `sysfs` module, so it depends on nothing but `jobnet_hw`).
 
 use std::fs;
 use std::io;
@@ -12,6 +16,30 @@ use std::os::unix::fs::symlink;
 use std::path::{Path, PathBuf};
 
 use jobnet_hw::PciAddr;
+
+/// RDMA port rate written when the caller has no better one.
+pub const DEFAULT_RATE: &str = "100 Gb/sec (2X HDR)";
+/// Link layer of RoCE ports.
+pub const LINK_LAYER_ETHERNET: &str = "Ethernet";
+
+/// A PCIe link: speed string as sysfs writes it, and width in lanes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LinkSpec {
+    /// `current_link_speed` / `max_link_speed` (`16.0 GT/s PCIe`).
+    pub speed: String,
+    /// `current_link_width` / `max_link_width`.
+    pub width: u32,
+}
+
+impl LinkSpec {
+    /// A link of `speed` and `width` lanes.
+    pub fn new(speed: &str, width: u32) -> Self {
+        Self {
+            speed: speed.to_owned(),
+            width,
+        }
+    }
+}
 
 /// Attributes of one PCI function.
 #[derive(Debug, Clone)]
@@ -28,6 +56,8 @@ pub struct PciFunction<'a> {
     pub numa_node: Option<u32>,
     /// Bound driver, if any.
     pub driver: Option<&'a str>,
+    /// Its upstream PCIe link; None writes no link files.
+    pub link: Option<&'a LinkSpec>,
 }
 
 /// Attributes of one netdev.
@@ -47,7 +77,7 @@ pub struct Netdev<'a> {
     pub phys_switch_id: Option<&'a str>,
 }
 
-/// Attributes of one RDMA device (one port, RoCE).
+/// Attributes of one RDMA device (one active port).
 #[derive(Debug, Clone)]
 pub struct RdmaDevice<'a> {
     /// Name (`mlx5_3`).
@@ -56,6 +86,24 @@ pub struct RdmaDevice<'a> {
     pub netdev: Option<(&'a str, &'a str)>,
     /// Number of its character devices (`uverbs<N>`, `umad<N>`).
     pub char_index: u32,
+    /// Port `rate` (`200 Gb/sec (2X NDR)`).
+    pub rate: &'a str,
+    /// Port `link_layer` (`Ethernet` for RoCE, `InfiniBand`).
+    pub link_layer: &'a str,
+    /// `sys_image_guid` (the same for a PF and its VFs on real NICs); None
+    /// uses the device's own node GUID.
+    pub sys_image_guid: Option<[u8; 8]>,
+}
+
+/// One NUMA node's CPUs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NumaCpus<'a> {
+    /// Node id.
+    pub id: u32,
+    /// `cpulist` (`0-31`).
+    pub cpulist: &'a str,
+    /// `cpumap` (`00000000,ffffffff`).
+    pub cpumap: &'a str,
 }
 
 /// Writes into one fake sysfs root.
@@ -98,7 +146,9 @@ pub fn eui64(mac: &str) -> Option<[u8; 8]> {
     Some([a ^ 0x02, b1, c, 0xff, 0xfe, d, e, f])
 }
 
-fn groups(bytes: &[u8]) -> String {
+/// Bytes as colon-separated groups of four hex digits, as sysfs prints
+/// GUIDs and GIDs.
+pub fn groups(bytes: &[u8]) -> String {
     bytes
         .chunks(2)
         .map(|c| c.iter().map(|b| format!("{b:02x}")).collect::<String>())
@@ -128,6 +178,17 @@ impl SysfsWriter {
         &self.root
     }
 
+    /// Writes `devices/system/node/node<id>/{cpulist,cpumap}`.
+    pub fn add_numa_node(&self, n: &NumaCpus<'_>) -> io::Result<()> {
+        let dir = self
+            .root
+            .join("devices/system/node")
+            .join(format!("node{}", n.id));
+        fs::create_dir_all(&dir)?;
+        write_attr(dir.join("cpulist"), n.cpulist)?;
+        write_attr(dir.join("cpumap"), n.cpumap)
+    }
+
     /// Makes `dir` (relative, e.g. `devices/pci0000:00`) if missing.
     pub fn add_dir(&self, dir: &Path) -> io::Result<()> {
         fs::create_dir_all(self.root.join(dir))
@@ -144,6 +205,12 @@ impl SysfsWriter {
         match f.numa_node {
             Some(n) => write_attr(abs.join("numa_node"), n)?,
             None => write_attr(abs.join("numa_node"), -1)?,
+        }
+        if let Some(l) = f.link {
+            for kind in ["current", "max"] {
+                write_attr(abs.join(format!("{kind}_link_speed")), &l.speed)?;
+                write_attr(abs.join(format!("{kind}_link_width")), l.width)?;
+            }
         }
         let devices = Path::new("bus/pci/devices");
         replace_link(
@@ -240,14 +307,15 @@ impl SysfsWriter {
         }
         let guid = dev.netdev.and_then(|(_, mac)| eui64(mac)).unwrap_or([0; 8]);
         write_attr(abs.join("node_guid"), groups(&guid))?;
-        write_attr(abs.join("sys_image_guid"), groups(&guid))?;
+        let image = dev.sys_image_guid.unwrap_or(guid);
+        write_attr(abs.join("sys_image_guid"), groups(&image))?;
         write_attr(abs.join("node_type"), "1: CA")?;
         write_attr(abs.join("hca_type"), "MT4126")?;
         write_attr(abs.join("fw_ver"), "22.36.1010")?;
         write_attr(port.join("state"), "4: ACTIVE")?;
         write_attr(port.join("phys_state"), "5: LinkUp")?;
-        write_attr(port.join("rate"), "100 Gb/sec (2X HDR)")?;
-        write_attr(port.join("link_layer"), "Ethernet")?;
+        write_attr(port.join("rate"), dev.rate)?;
+        write_attr(port.join("link_layer"), dev.link_layer)?;
         write_attr(port.join("lid"), "0x0")?;
         write_attr(port.join("sm_lid"), "0x0")?;
         let mut gid = [0u8; 16];
@@ -281,6 +349,32 @@ impl SysfsWriter {
             &relative(class, &rel),
             &self.root.join(class).join(dev.name),
         )
+    }
+
+    /// Adds `ip` to the GID table of RDMA device `dev` (of the function at
+    /// `dir`) as RoCE v1 (index 2) and RoCE v2 (index 3) on netdev `netdev`,
+    /// as the kernel does when the address is configured on that netdev.
+    /// Returns the v2 index.
+    pub fn add_ipv4_gid(
+        &self,
+        dir: &Path,
+        dev: &str,
+        netdev: &str,
+        ip: std::net::Ipv4Addr,
+    ) -> io::Result<u32> {
+        let port = self
+            .root
+            .join(dir)
+            .join("infiniband")
+            .join(dev)
+            .join("ports/1");
+        let gid = groups(&ip.to_ipv6_mapped().octets());
+        for (i, ty) in [(2u32, "IB/RoCE v1"), (3, "RoCE v2")] {
+            write_attr(port.join("gids").join(i.to_string()), &gid)?;
+            write_attr(port.join("gid_attrs/types").join(i.to_string()), ty)?;
+            write_attr(port.join("gid_attrs/ndevs").join(i.to_string()), netdev)?;
+        }
+        Ok(3)
     }
 
     /// Points the GID table of RDMA device `dev` at netdev `name`.
@@ -327,6 +421,7 @@ mod tests {
                 class: 0x020000,
                 numa_node: None,
                 driver: Some("mlx5_core"),
+                link: Some(&LinkSpec::new("16.0 GT/s PCIe", 16)),
             },
         )
         .unwrap();
@@ -356,6 +451,12 @@ mod tests {
             fs::read_to_string(root.join(dir).join("numa_node")).unwrap(),
             "-1\n"
         );
+        for (file, want) in [
+            ("current_link_speed", "16.0 GT/s PCIe\n"),
+            ("max_link_width", "16\n"),
+        ] {
+            assert_eq!(fs::read_to_string(root.join(dir).join(file)).unwrap(), want);
+        }
         w.remove_netdev(dir, "eth7").unwrap();
         assert!(w.netdevs(dir).is_empty());
         assert!(fs::symlink_metadata(root.join("class/net/eth7")).is_err());
