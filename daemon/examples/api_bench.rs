@@ -1,27 +1,22 @@
 //! Reserve+commit throughput and latency through jobnetd's socket: an
-//! in-process daemon (store, engine, API server exactly as `jobnetd` wires
-//! them) over a fake sysfs with 1024 VFs; clients open one connection per
-//! call, as the CNI plugin does.
+//! in-process daemon (`jobnet_daemon::run::run`, exactly what `jobnetd`
+//! runs, hints included) over a fake sysfs with 1024 VFs; clients open one
+//! connection per call, as the CNI plugin does.
 //!
 //! Usage: `api_bench [CLIENTS] [ROUNDS]` (defaults 64 and 3). Each round
 //! reserves and commits every VF once (job `i % 64`, rank `i / 64`), then
 //! releases everything. Prints one line:
-//! `clients=64 ops=3072 throughput=5200/s p50=… p99=… cpu=…% cpu_per_op=…us commits=… txns_per_commit=…`
+//! `clients=64 ops=3072 throughput=5200/s p50=… p99=… cpu=…% cpu_per_op=…us`
 //! where `cpu` is the process's CPU time over the measured wall time (200% = both
-//! cores busy; less means other processes had the CPU or the run waited on disk),
-//! `cpu_per_op` that CPU time per reserve+commit (clients included), and
-//! `txns_per_commit` the store's group-commit factor while measuring.
+//! cores busy; less means other processes had the CPU or the run waited on disk)
+//! and `cpu_per_op` that CPU time per reserve+commit (clients included).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use jobnet_api::{Client, ReserveRequest};
 use jobnet_daemon::config::Config;
-use jobnet_daemon::engine::Engine;
-use jobnet_daemon::metrics::Metrics;
-use jobnet_daemon::server;
 use jobnet_daemon::testing::FakeSysfs;
-use jobnet_ipam::{RedbStore, SystemClock};
 
 const PFS: u32 = 8;
 const VFS: u32 = 128;
@@ -62,32 +57,22 @@ async fn main() {
         sys.path().display()
     ))
     .expect("config");
-    let store = RedbStore::open(&cfg.state_dir).expect("store");
-    let metrics = Arc::new(Metrics::new());
-    let engine = Arc::new(
-        Engine::start(&cfg, store, Arc::new(SystemClock), metrics.clone())
-            .await
-            .expect("engine"),
-    );
-    let listener = server::bind(&socket).expect("bind");
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let serving = tokio::spawn(server::serve(
-        listener,
-        engine.clone(),
-        metrics.clone(),
-        stop_rx,
-    ));
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let daemon = tokio::spawn(jobnet_daemon::run::run(cfg, async {
+        let _ = stop_rx.await;
+    }));
+    while tokio::net::UnixStream::connect(&socket).await.is_err() {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
     let client = Client::new(&socket);
     let total = (PFS * VFS) as usize;
     let mut lat: Vec<Duration> = Vec::new();
     let mut busy = Duration::ZERO;
     let mut cpu = Duration::ZERO;
-    let (mut commits, mut txns) = (0, 0);
     for round in 0..rounds {
         let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
         let started = Instant::now();
         let cpu_started = cpu_time();
-        let stats_before = engine.ipam().store().commit_stats();
         let mut set = tokio::task::JoinSet::new();
         for _ in 0..clients {
             let c = client.clone();
@@ -123,9 +108,6 @@ async fn main() {
         }
         busy += started.elapsed();
         cpu += cpu_time() - cpu_started;
-        let stats_after = engine.ipam().store().commit_stats();
-        commits += stats_after.0 - stats_before.0;
-        txns += stats_after.1 - stats_before.1;
         for a in client.attachments().await.expect("list") {
             client.release(&a.key()).await.expect("release");
         }
@@ -133,15 +115,14 @@ async fn main() {
     lat.sort();
     let pct = |p: f64| lat[((lat.len() as f64 * p) as usize).min(lat.len() - 1)];
     println!(
-        "clients={clients} ops={} throughput={:.0}/s p50={:.2}ms p99={:.2}ms cpu={:.0}% cpu_per_op={:.0}us commits={commits} txns_per_commit={:.1}",
+        "clients={clients} ops={} throughput={:.0}/s p50={:.2}ms p99={:.2}ms cpu={:.0}% cpu_per_op={:.0}us",
         lat.len(),
         lat.len() as f64 / busy.as_secs_f64(),
         pct(0.50).as_secs_f64() * 1e3,
         pct(0.99).as_secs_f64() * 1e3,
         100.0 * cpu.as_secs_f64() / busy.as_secs_f64(),
         cpu.as_secs_f64() * 1e6 / lat.len() as f64,
-        txns as f64 / commits.max(1) as f64,
     );
-    let _ = stop_tx.send(true);
-    let _ = serving.await;
+    let _ = stop_tx.send(());
+    let _ = daemon.await;
 }

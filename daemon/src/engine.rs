@@ -30,6 +30,8 @@ use crate::validate;
 const VF_PREFIX: &str = "vf/";
 /// Record key prefix of attachment details.
 const ATT_PREFIX: &str = "att/";
+/// Records read at a time by scans (reconcile, GC, owners), bounding their memory.
+const PAGE: usize = 512;
 
 /// What the daemon stores about an attachment besides its addresses.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -295,22 +297,42 @@ impl<S: Store> Engine<S> {
     }
 
     /// Rebuilds the VF owner mirror from this node's `vf/` records.
+    ///
+    /// Reads the records a page at a time and keeps only VFs of the inventory
+    /// (the others cannot be chosen or listed), so memory follows the node's
+    /// VFs, not the number of records in the store.
     async fn reload_owners(&self) -> Result<(), ApiError> {
         let prefix = format!("{VF_PREFIX}{}/", self.node);
-        let recs = self.ipam.records(&prefix).await.map_err(api_err)?;
+        let inv = self.inventory();
         let mut owners = HashMap::new();
-        for (k, v) in recs {
-            let Some(pci) = k
-                .strip_prefix(&prefix)
-                .and_then(|p| p.parse::<PciAddr>().ok())
-            else {
-                continue;
-            };
-            match serde_json::from_value::<VfOwner>(v) {
-                Ok(o) => {
-                    owners.insert(pci, api::AttachmentKey::new(o.container_id, o.ifname));
+        let mut after: Option<String> = None;
+        loop {
+            let page = self
+                .ipam
+                .records_page(&prefix, after.as_deref(), PAGE)
+                .await
+                .map_err(api_err)?;
+            let full = page.len() == PAGE;
+            for (k, v) in &page {
+                let Some(pci) = k
+                    .strip_prefix(&prefix)
+                    .and_then(|p| p.parse::<PciAddr>().ok())
+                    .filter(|p| inv.knows(*p))
+                else {
+                    continue;
+                };
+                match serde_json::from_value::<VfOwner>(v.clone()) {
+                    Ok(o) => {
+                        owners.insert(pci, api::AttachmentKey::new(o.container_id, o.ifname));
+                    }
+                    Err(e) => {
+                        tracing::warn!(record = %k, error = %e, "unreadable VF owner record")
+                    }
                 }
-                Err(e) => tracing::warn!(record = %k, error = %e, "unreadable VF owner record"),
+            }
+            after = page.into_iter().next_back().map(|(k, _)| k);
+            if !full || after.is_none() {
+                break;
             }
         }
         lock(&self.book).set_owners(owners);
@@ -368,14 +390,6 @@ impl<S: Store> Engine<S> {
         key: &api::AttachmentKey,
     ) -> Result<(Vec<VfEntry>, ClaimGuard<'_>), ApiError> {
         let settings = self.pool_settings(pool)?;
-        if let Some(dev) = req.device_id {
-            if self.inventory().get(pool, dev).is_none() {
-                // A VF created since the last scan: look again once.
-                if let Err(e) = self.rescan() {
-                    tracing::warn!(error = %e, "rescan for an unknown deviceID failed");
-                }
-            }
-        }
         let mut book = lock(&self.book);
         let inv = book.inventory().clone();
         let mut fixed: Option<&VfEntry> = None;
@@ -464,6 +478,16 @@ impl<S: Store> Engine<S> {
         {
             return self.repeat(&req, &pool, &existing).await;
         }
+        if let Some(dev) = req.device_id {
+            if self.inventory().get(&pool, dev).is_none() {
+                // A VF created since the last scan: look again once, owners included
+                // (the book only keeps owners of VFs it knows).
+                match self.rescan() {
+                    Ok(()) => self.reload_owners().await?,
+                    Err(e) => tracing::warn!(error = %e, "rescan for an unknown deviceID failed"),
+                }
+            }
+        }
         let (chosen, mut claim) = self.claim_vfs(&pool, &req, &key)?;
         let rails = match req.rails {
             api::Rails::All => RailSelection::All,
@@ -475,23 +499,7 @@ impl<S: Store> Engine<S> {
             network: req.network.clone(),
             vfs: chosen.iter().map(assignment).collect(),
         };
-        let mut records: Vec<RecordWrite> = chosen
-            .iter()
-            .map(|e| RecordWrite {
-                key: vf_record_key(&self.node, e.pci()),
-                value: serde_json::json!(VfOwner {
-                    container_id: key.container_id.clone(),
-                    ifname: key.ifname.clone(),
-                }),
-                if_absent: true,
-            })
-            .collect();
-        records.push(RecordWrite {
-            key: att_record_key(&key),
-            value: serde_json::to_value(&record)
-                .map_err(|e| ApiError::new(ErrorCode::Internal, e.to_string()))?,
-            if_absent: false,
-        });
+        let records = self.records_for(&key, &record)?;
         let att = self
             .ipam
             .reserve(ipam::ReserveRequest {
@@ -514,6 +522,74 @@ impl<S: Store> Engine<S> {
         tracing::info!(attachment = %key, job = %req.job, rank = ?req.rank, pool = %pool,
             vfs = ?record.vfs.iter().map(|v| v.pci.to_string()).collect::<Vec<_>>(), "reserved");
         Ok(self.view(&att, Some(&record)))
+    }
+
+    /// The daemon records an attachment owns: one owner record per VF (written
+    /// only if absent, so a VF never gets two owners) and its details.
+    fn records_for(
+        &self,
+        key: &api::AttachmentKey,
+        record: &AttRecord,
+    ) -> Result<Vec<RecordWrite>, ApiError> {
+        let mut records: Vec<RecordWrite> = record
+            .vfs
+            .iter()
+            .map(|v| RecordWrite {
+                key: vf_record_key(&self.node, v.pci),
+                value: serde_json::json!(VfOwner {
+                    container_id: key.container_id.clone(),
+                    ifname: key.ifname.clone(),
+                }),
+                if_absent: true,
+            })
+            .collect();
+        records.push(RecordWrite {
+            key: att_record_key(key),
+            value: serde_json::to_value(record)
+                .map_err(|e| ApiError::new(ErrorCode::Internal, e.to_string()))?,
+            if_absent: false,
+        });
+        Ok(records)
+    }
+
+    /// Records a committed attachment exactly as reserve and commit would, with
+    /// `vfs` as its devices, without looking at the inventory. For filling a
+    /// store in benchmarks and tests (the devices need not exist).
+    #[doc(hidden)]
+    pub async fn import_committed(
+        &self,
+        req: api::ReserveRequest,
+        vfs: Vec<api::VfAssignment>,
+    ) -> Result<(), ApiError> {
+        validate::reserve(&req)?;
+        let key = req.key();
+        let pool = req
+            .pool
+            .clone()
+            .unwrap_or_else(|| self.default_pool.clone());
+        let record = AttRecord {
+            node: self.node.clone(),
+            netns: req.netns.clone(),
+            network: req.network.clone(),
+            vfs,
+        };
+        let records = self.records_for(&key, &record)?;
+        self.ipam
+            .reserve(ipam::ReserveRequest {
+                pool,
+                job: req.job.clone(),
+                key: to_ipam_key(&key),
+                rank: req.rank,
+                rails: RailSelection::All,
+                records,
+            })
+            .await
+            .map_err(api_err)?;
+        self.ipam
+            .commit(&to_ipam_key(&key))
+            .await
+            .map_err(api_err)?;
+        Ok(())
     }
 
     /// A reserve for a key that is already recorded: same answer, or a conflict.
@@ -634,7 +710,7 @@ impl<S: Store> Engine<S> {
         let mut pools = Vec::new();
         for (name, s) in &self.pools {
             let usage = self.ipam.usage(name).await.map_err(api_err)?;
-            let jobs = self.ipam.jobs(Some(name)).await.map_err(api_err)?.len();
+            let jobs = self.ipam.count_jobs(Some(name)).await.map_err(api_err)?;
             let free_subnets = usage
                 .subnets
                 .iter()
@@ -652,12 +728,7 @@ impl<S: Store> Engine<S> {
                 free_subnets,
             });
         }
-        let attachments = self
-            .ipam
-            .attachments(usize::MAX)
-            .await
-            .map_err(api_err)?
-            .len();
+        let attachments = self.ipam.count_attachments().await.map_err(api_err)?;
         Ok(api::StatusResponse {
             node: self.node.clone(),
             version: env!("CARGO_PKG_VERSION").to_owned(),
@@ -669,36 +740,37 @@ impl<S: Store> Engine<S> {
         })
     }
 
-    /// Every attachment with its daemon record.
-    async fn all_attachments(
+    /// Up to [`PAGE`] attachments after `after` in key order, each with its daemon
+    /// record; scans page through the store instead of loading everything.
+    async fn attachment_page(
         &self,
+        after: Option<&ipam::AttachmentKey>,
     ) -> Result<Vec<(ipam::Attachment, Option<AttRecord>)>, ApiError> {
-        let atts = self.ipam.attachments(usize::MAX).await.map_err(api_err)?;
-        let mut recs: HashMap<String, AttRecord> = self
+        let atts = self
             .ipam
-            .records(ATT_PREFIX)
+            .attachments_page(after, PAGE)
             .await
-            .map_err(api_err)?
-            .into_iter()
-            .filter_map(|(k, v)| Some((k, serde_json::from_value(v).ok()?)))
-            .collect();
-        Ok(atts
-            .into_iter()
-            .map(|a| {
-                let rec = recs.remove(&att_record_key(&to_api_key(&a.key)));
-                (a, rec)
-            })
-            .collect())
+            .map_err(api_err)?;
+        let mut out = Vec::with_capacity(atts.len());
+        for a in atts {
+            let rec = self.att_record(&to_api_key(&a.key)).await?;
+            out.push((a, rec));
+        }
+        Ok(out)
     }
 
     /// Every recorded attachment.
     pub async fn attachments(&self) -> Result<Vec<api::Attachment>, ApiError> {
-        Ok(self
-            .all_attachments()
-            .await?
-            .iter()
-            .map(|(a, r)| self.view(a, r.as_ref()))
-            .collect())
+        let mut out = Vec::new();
+        let mut after = None;
+        loop {
+            let page = self.attachment_page(after.as_ref()).await?;
+            out.extend(page.iter().map(|(a, r)| self.view(a, r.as_ref())));
+            if page.len() < PAGE {
+                return Ok(out);
+            }
+            after = page.into_iter().next_back().map(|(a, _)| a.key);
+        }
     }
 
     fn summary(&self, j: &ipam::JobNetwork, attachments: u32) -> api::JobSummary {
@@ -718,20 +790,16 @@ impl<S: Store> Engine<S> {
     /// Jobs known to the store.
     pub async fn jobs(&self) -> Result<Vec<api::JobSummary>, ApiError> {
         let jobs = self.ipam.jobs(None).await.map_err(api_err)?;
-        let mut counts: HashMap<(String, String), u32> = HashMap::new();
-        for a in self.ipam.attachments(usize::MAX).await.map_err(api_err)? {
-            *counts.entry((a.pool, a.job)).or_default() += 1;
+        let mut out = Vec::with_capacity(jobs.len());
+        for j in &jobs {
+            let n = self
+                .ipam
+                .count_job_attachments(&j.pool, &j.job)
+                .await
+                .map_err(api_err)?;
+            out.push(self.summary(j, u32::try_from(n).unwrap_or(u32::MAX)));
         }
-        Ok(jobs
-            .iter()
-            .map(|j| {
-                let n = counts
-                    .get(&(j.pool.clone(), j.job.clone()))
-                    .copied()
-                    .unwrap_or(0);
-                self.summary(j, n)
-            })
-            .collect())
+        Ok(out)
     }
 
     /// One job (the first pool that has it) with its members in rank order.
@@ -855,22 +923,30 @@ impl<S: Store> Engine<S> {
     pub async fn gc(&self, req: api::GcRequest) -> Result<api::GcResponse, ApiError> {
         let valid: HashSet<api::AttachmentKey> = req.valid.into_iter().collect();
         let mut released = Vec::new();
-        for (a, rec) in self.all_attachments().await? {
-            let key = to_api_key(&a.key);
-            let ours = rec.as_ref().is_none_or(|r| r.node == self.node);
-            let in_network = req.network.is_none()
-                || rec.as_ref().and_then(|r| r.network.as_ref()) == req.network.as_ref();
-            if !ours || !in_network || valid.contains(&key) || self.in_grace(&a) {
-                continue;
+        let mut after = None;
+        loop {
+            let page = self.attachment_page(after.as_ref()).await?;
+            let full = page.len() == PAGE;
+            after = page.last().map(|(a, _)| a.key.clone());
+            for (a, rec) in page {
+                let key = to_api_key(&a.key);
+                let ours = rec.as_ref().is_none_or(|r| r.node == self.node);
+                let in_network = req.network.is_none()
+                    || rec.as_ref().and_then(|r| r.network.as_ref()) == req.network.as_ref();
+                if !ours || !in_network || valid.contains(&key) || self.in_grace(&a) {
+                    continue;
+                }
+                let _g = self.key_locks.lock(key.clone()).await;
+                if self.release_locked(&key).await?.released {
+                    self.metrics.reconciled.inc();
+                    tracing::info!(attachment = %key, "released by GC");
+                    released.push(key);
+                }
             }
-            let _g = self.key_locks.lock(key.clone()).await;
-            if self.release_locked(&key).await?.released {
-                self.metrics.reconciled.inc();
-                tracing::info!(attachment = %key, "released by GC");
-                released.push(key);
+            if !full {
+                return Ok(api::GcResponse { released });
             }
         }
-        Ok(api::GcResponse { released })
     }
 
     /// One reconciliation pass: expire reservations and drained jobs, re-read
@@ -883,22 +959,30 @@ impl<S: Store> Engine<S> {
         if let Err(e) = self.rescan() {
             tracing::warn!(error = %e, "device rescan failed; keeping the previous inventory");
         }
-        let all = self.all_attachments().await?;
-        for (a, rec) in &all {
-            let Some(rec) = rec else { continue };
-            if rec.node != self.node || self.in_grace(a) || netns::alive(&rec.netns) {
-                continue;
+        let mut after = None;
+        loop {
+            let page = self.attachment_page(after.as_ref()).await?;
+            let full = page.len() == PAGE;
+            after = page.last().map(|(a, _)| a.key.clone());
+            for (a, rec) in &page {
+                let Some(rec) = rec else { continue };
+                if rec.node != self.node || self.in_grace(a) || netns::alive(&rec.netns) {
+                    continue;
+                }
+                let key = to_api_key(&a.key);
+                let _g = self.key_locks.lock(key.clone()).await;
+                if self.release_locked(&key).await?.released {
+                    self.metrics.reconciled.inc();
+                    tracing::info!(attachment = %key, netns = %rec.netns, "released: netns is gone");
+                    report.netns_gone += 1;
+                }
             }
-            let key = to_api_key(&a.key);
-            let _g = self.key_locks.lock(key.clone()).await;
-            if self.release_locked(&key).await?.released {
-                self.metrics.reconciled.inc();
-                tracing::info!(attachment = %key, netns = %rec.netns, "released: netns is gone");
-                report.netns_gone += 1;
+            if !full {
+                break;
             }
         }
         self.reload_owners().await?;
-        let remaining = all.len().saturating_sub(report.netns_gone);
+        let remaining = self.ipam.count_attachments().await.map_err(api_err)?;
         self.metrics
             .attachments
             .set(i64::try_from(remaining).unwrap_or(i64::MAX));

@@ -107,9 +107,27 @@ async fn five_hundred_concurrent_reserves_over_fifty_jobs() {
     }
     // 500 distinct attachments x 2 rails x 2 families.
     assert_eq!(seen.len(), 2000);
-    for a in ipam.attachments(usize::MAX).await.unwrap() {
+    let all = ipam.attachments(usize::MAX).await.unwrap();
+    for a in &all {
         assert_eq!(a.state, jobnet_ipam::AttachmentState::Committed);
     }
+    // Counting and paging agree with the full listing.
+    assert_eq!(ipam.count_attachments().await.unwrap(), 500);
+    assert_eq!(ipam.count_jobs(Some("fabric")).await.unwrap(), 50);
+    assert_eq!(ipam.count_jobs(None).await.unwrap(), 50);
+    assert_eq!(
+        ipam.count_job_attachments("fabric", "job-7").await.unwrap(),
+        10
+    );
+    let mut paged = Vec::new();
+    let mut after = None;
+    loop {
+        let page = ipam.attachments_page(after.as_ref(), 64).await.unwrap();
+        let Some(last) = page.last() else { break };
+        after = Some(last.key.clone());
+        paged.extend(page);
+    }
+    assert_eq!(paged, all);
     let (commits, txns) = ipam.store().commit_stats();
     assert!(
         commits < txns,

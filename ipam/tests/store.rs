@@ -80,3 +80,59 @@ async fn revisions_guard_updates_and_prefix_delete() {
     assert_eq!(store.get("b").await.unwrap().unwrap().value, b"b");
     assert!(store.get("a/2").await.unwrap().is_none());
 }
+
+/// A store that forwards everything but `count`, to test the trait's default.
+struct NoCount(RedbStore);
+
+impl Store for NoCount {
+    fn get<'a>(
+        &'a self,
+        key: &'a str,
+    ) -> jobnet_ipam::store::StoreFuture<'a, Option<jobnet_ipam::store::Versioned>> {
+        self.0.get(key)
+    }
+    fn range<'a>(
+        &'a self,
+        start: &'a str,
+        end: &'a str,
+        limit: usize,
+    ) -> jobnet_ipam::store::StoreFuture<'a, Vec<(String, jobnet_ipam::store::Versioned)>> {
+        self.0.range(start, end, limit)
+    }
+    fn txn(&self, txn: Txn) -> jobnet_ipam::store::StoreFuture<'_, TxnOutcome> {
+        self.0.txn(txn)
+    }
+}
+
+#[tokio::test]
+async fn count_matches_range_and_paging_sees_every_key_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = RedbStore::open(dir.path()).unwrap();
+    // 2500 keys: more than two pages of the default count; neighbours outside the prefix.
+    let mut ops: Vec<Op> = (0..2500).map(|i| put(&format!("c/{i:05}"), "v")).collect();
+    ops.push(put("b/x", "v"));
+    ops.push(put("d/x", "v"));
+    let txn = Txn {
+        compares: vec![],
+        ops,
+    };
+    assert!(matches!(
+        store.txn(txn).await.unwrap(),
+        TxnOutcome::Committed(_)
+    ));
+    assert_eq!(store.count("c/", &prefix_end("c/")).await.unwrap(), 2500);
+    assert_eq!(store.count("c/", "c/").await.unwrap(), 0);
+    let store = NoCount(store);
+    assert_eq!(store.count("c/", &prefix_end("c/")).await.unwrap(), 2500);
+    // Paging with key_after visits each key exactly once, in order.
+    let mut seen = Vec::new();
+    let mut from = "c/".to_string();
+    loop {
+        let page = store.range(&from, &prefix_end("c/"), 700).await.unwrap();
+        let Some((last, _)) = page.last() else { break };
+        from = jobnet_ipam::store::key_after(last);
+        seen.extend(page.into_iter().map(|(k, _)| k));
+    }
+    let want: Vec<String> = (0..2500).map(|i| format!("c/{i:05}")).collect();
+    assert_eq!(seen, want);
+}

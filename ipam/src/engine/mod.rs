@@ -22,7 +22,7 @@ use crate::model::{
     RailAddresses, RailSelection, RailSubnet, RankAddresses, RecordWrite, ReserveRequest,
     SweepReport,
 };
-use crate::store::{prefix_end, Compare, Op, Store, Txn, TxnOutcome, Versioned};
+use crate::store::{key_after, prefix_end, Compare, Op, Store, Txn, TxnOutcome, Versioned};
 
 /// Attempts before a request gives up with [`IpamError::Contention`].
 const MAX_ATTEMPTS: usize = 64;

@@ -23,6 +23,43 @@ impl<S: Store> Ipam<S> {
             .collect()
     }
 
+    /// At most `limit` attachments in key order, starting after `after` (paging).
+    pub async fn attachments_page(
+        &self,
+        after: Option<&AttachmentKey>,
+        limit: usize,
+    ) -> Result<Vec<Attachment>, IpamError> {
+        let p = keys::ATTACHMENT_PREFIX;
+        let start = after.map_or_else(|| p.to_string(), |k| key_after(&keys::attachment(k)));
+        self.store
+            .range(&start, &prefix_end(p), limit)
+            .await?
+            .iter()
+            .map(|(k, v)| decode::<StoredAttachment>(k, v).map(|s| s.att))
+            .collect()
+    }
+
+    /// Number of attachments (reserved and committed), without reading them.
+    pub async fn count_attachments(&self) -> Result<u64, IpamError> {
+        let p = keys::ATTACHMENT_PREFIX;
+        Ok(self.store.count(p, &prefix_end(p)).await?)
+    }
+
+    /// Number of job networks of a pool (or of every pool), without reading them.
+    pub async fn count_jobs(&self, pool: Option<&str>) -> Result<u64, IpamError> {
+        let prefix = match pool {
+            Some(p) => keys::job_prefix_of_pool(p),
+            None => keys::JOB_PREFIX.to_string(),
+        };
+        Ok(self.store.count(&prefix, &prefix_end(&prefix)).await?)
+    }
+
+    /// Number of attachments of one job, without reading them.
+    pub async fn count_job_attachments(&self, pool: &str, job: &str) -> Result<u64, IpamError> {
+        let mp = keys::members_prefix(pool, job);
+        Ok(self.store.count(&mp, &prefix_end(&mp)).await?)
+    }
+
     /// The attachments of one job.
     pub async fn job_attachments(
         &self,
@@ -132,6 +169,26 @@ impl<S: Store> Ipam<S> {
         let p = keys::record(prefix);
         let mut out = Vec::new();
         for (k, v) in self.store.range(&p, &prefix_end(&p), usize::MAX).await? {
+            let Some(key) = k.strip_prefix(keys::RECORD_PREFIX).and_then(keys::unesc) else {
+                continue;
+            };
+            out.push((key, decode(&k, &v)?));
+        }
+        Ok(out)
+    }
+
+    /// At most `limit` daemon records whose key starts with `prefix`, in key order,
+    /// starting after the record key `after` (paging).
+    pub async fn records_page(
+        &self,
+        prefix: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<(String, serde_json::Value)>, IpamError> {
+        let p = keys::record(prefix);
+        let start = after.map_or_else(|| p.clone(), |a| key_after(&keys::record(a)));
+        let mut out = Vec::new();
+        for (k, v) in self.store.range(&start, &prefix_end(&p), limit).await? {
             let Some(key) = k.strip_prefix(keys::RECORD_PREFIX).and_then(keys::unesc) else {
                 continue;
             };

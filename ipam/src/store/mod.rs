@@ -8,7 +8,7 @@ mod redb;
 use std::future::Future;
 use std::pin::Pin;
 
-pub use self::redb::{RedbOptions, RedbStore};
+pub use self::redb::{RedbOptions, RedbStore, DB_FILE};
 
 /// Revision of a write; increases with every committed transaction.
 pub type Revision = u64;
@@ -101,6 +101,29 @@ pub trait Store: Send + Sync + 'static {
 
     /// Applies a transaction; returns once it is durable (or known not applied).
     fn txn(&self, txn: Txn) -> StoreFuture<'_, TxnOutcome>;
+
+    /// Number of keys in `[start, end)`. The default pages through [`Store::range`];
+    /// backends that can count without reading values should.
+    fn count<'a>(&'a self, start: &'a str, end: &'a str) -> StoreFuture<'a, u64> {
+        Box::pin(async move {
+            const PAGE: usize = 1024;
+            let mut n = 0u64;
+            let mut from = start.to_string();
+            loop {
+                let page = self.range(&from, end, PAGE).await?;
+                n += page.len() as u64;
+                match page.last() {
+                    Some((k, _)) if page.len() == PAGE => from = key_after(k),
+                    _ => return Ok(n),
+                }
+            }
+        })
+    }
+}
+
+/// The smallest key greater than `key` (for paging through a range).
+pub fn key_after(key: &str) -> String {
+    format!("{key}\0")
 }
 
 /// The end of the key range holding every key that starts with `prefix`.

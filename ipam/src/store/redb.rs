@@ -178,6 +178,22 @@ impl RedbStore {
     }
 }
 
+impl RedbStore {
+    fn count_sync(&self, start: &str, end: &str) -> Result<u64, StoreError> {
+        if start >= end {
+            return Ok(0);
+        }
+        let r = self.db.begin_read().map_err(backend)?;
+        let t = r.open_table(KV).map_err(backend)?;
+        let mut n = 0u64;
+        for item in t.range(start..end).map_err(backend)? {
+            item.map_err(backend)?;
+            n += 1;
+        }
+        Ok(n)
+    }
+}
+
 impl Drop for RedbStore {
     fn drop(&mut self) {
         // Closing the queue ends the writer after it answered everything queued.
@@ -200,6 +216,10 @@ impl Store for RedbStore {
         limit: usize,
     ) -> StoreFuture<'a, Vec<(String, Versioned)>> {
         Box::pin(std::future::ready(self.range_sync(start, end, limit)))
+    }
+
+    fn count<'a>(&'a self, start: &'a str, end: &'a str) -> StoreFuture<'a, u64> {
+        Box::pin(std::future::ready(self.count_sync(start, end)))
     }
 
     fn txn(&self, txn: Txn) -> StoreFuture<'_, TxnOutcome> {
