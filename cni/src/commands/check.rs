@@ -66,13 +66,7 @@ pub fn check(req: &CheckRequest) -> Result<(), CniError> {
     ))?
     .map_err(|e| device::check_error(&e))?;
     // The other rails of a `rails: all` attachment.
-    let siblings = sriov::cache::load::<sriov::record::AttachmentRecord>(&sriov::cache::path_for(
-        &env.state,
-        att.container_id.as_str(),
-        att.ifname.as_str(),
-    ))
-    .map(|r| r.siblings)
-    .unwrap_or_default();
+    let siblings = env.siblings(att.container_id.as_str(), att.ifname.as_str());
     for ifname in &siblings {
         device::block_on(sriov::check(
             &ctx,

@@ -22,13 +22,7 @@ pub fn del(req: &DelRequest) -> Result<(), CniError> {
     let netns = att.netns.as_ref().map(|n| std::path::Path::new(n.as_str()));
     // The other rails' interfaces of a `rails: all` attachment are named in
     // the first rail's cache; they go first (reverse of ADD).
-    let siblings = sriov::cache::load::<sriov::record::AttachmentRecord>(&sriov::cache::path_for(
-        &env.state,
-        att.container_id.as_str(),
-        att.ifname.as_str(),
-    ))
-    .map(|r| r.siblings)
-    .unwrap_or_default();
+    let siblings = env.siblings(att.container_id.as_str(), att.ifname.as_str());
     for ifname in siblings.iter().rev() {
         detach_one(
             &env,

@@ -63,6 +63,20 @@ impl DeviceEnv {
     }
 }
 
+impl DeviceEnv {
+    /// Interface names of the other rails of attachment (`container_id`,
+    /// `ifname`) (`rails: all`), from its cache; empty when there are none.
+    pub fn siblings(&self, container_id: &str, ifname: &str) -> Vec<String> {
+        sriov::cache::load::<sriov::record::AttachmentRecord>(&sriov::cache::path_for(
+            &self.state,
+            container_id,
+            ifname,
+        ))
+        .map(|r| r.siblings)
+        .unwrap_or_default()
+    }
+}
+
 /// Runs one async operation on a single-threaded runtime: a CNI run does
 /// one attachment, so there is nothing to gain from worker threads.
 pub fn block_on<F: Future>(f: F) -> Result<F::Output, CniError> {
