@@ -18,9 +18,9 @@ what="${1:-all}"
 TARGET="${CARGO_TARGET_DIR:-target}/release"
 
 if [ "$what" = attach ] || [ "$what" = all ]; then
-  cargo build --quiet --release -p jobnet-cni --bin jobnet -p jobnet-tests --bin jobnet-bench
+  cargo build --quiet --release -p jobnet-cni --bin jobnet -p jobnet-daemon --bin jobnetd -p jobnet-tests --bin jobnet-bench
   echo "== attach latency (jobnet vs host-device+static vs ip -batch)"
-  "$TARGET/jobnet-bench" --jobnet "$TARGET/jobnet" --cycles "${BENCH_CYCLES:-100}" --parallel 32
+  "$TARGET/jobnet-bench" --jobnet "$TARGET/jobnet" --jobnetd "$TARGET/jobnetd" --cycles "${BENCH_CYCLES:-100}" --parallel 32
 fi
 
 if [ "$what" = ipam ] || [ "$what" = all ]; then

@@ -118,6 +118,12 @@ impl Daemon {
     /// Starts jobnetd for node `node` with `pools` (TOML `[[pools]]` tables)
     /// and waits until its socket answers.
     pub fn start(node: &str, sysfs_root: &Path, pools: &str) -> Self {
+        Self::start_binary(&binaries().jobnetd, node, sysfs_root, pools)
+    }
+
+    /// [`Daemon::start`] with a given jobnetd binary (benchmarks use the
+    /// release build).
+    pub fn start_binary(jobnetd: &Path, node: &str, sysfs_root: &Path, pools: &str) -> Self {
         let dir = tempfile::tempdir().expect("daemon tempdir");
         let socket = dir.path().join("jobnetd.sock");
         let config = dir.path().join("jobnetd.toml");
@@ -134,7 +140,7 @@ impl Daemon {
         )
         .expect("write jobnetd.toml");
         let log = std::fs::File::create(dir.path().join("jobnetd.log")).expect("daemon log");
-        let child = Command::new(&binaries().jobnetd)
+        let child = Command::new(jobnetd)
             .arg("--config")
             .arg(&config)
             .stdin(Stdio::null())

@@ -1,7 +1,8 @@
 //! ADD/DEL latency of the `jobnet` plugin against Debian's reference
 //! `host-device` plugin (with `static` IPAM) and against the bare kernel work
 //! done with `ip -batch`, all moving the same kind of veth VF of a simulated
-//! fabric in one run; plus the wall time of N parallel ADDs.
+//! fabric in one run; plus the same plugin with its addresses from jobnetd
+//! (no IPAM process), and the wall time of N parallel ADDs.
 //!
 //! Run through `scripts/bench.sh`; needs root.
 
@@ -12,6 +13,7 @@ use std::time::{Duration, Instant};
 
 use clap::Parser;
 use jobnet_tests::fabric::{Fabric, FabricSpec};
+use jobnet_tests::harness::Daemon;
 
 #[derive(Parser, Debug)]
 #[command(about = "ADD/DEL latency: jobnet vs host-device+static vs ip -batch")]
@@ -25,6 +27,9 @@ struct Args {
     /// The jobnet binary to measure.
     #[arg(long, default_value = "target/release/jobnet")]
     jobnet: PathBuf,
+    /// The jobnetd binary for the daemon-backed variant.
+    #[arg(long, default_value = "target/release/jobnetd")]
+    jobnetd: PathBuf,
     /// Where the reference plugins live.
     #[arg(long, default_value = "/usr/lib/cni")]
     cni_path: PathBuf,
@@ -247,7 +252,18 @@ fn run(args: &Args) -> Result<(), String> {
     let del_batch =
         format!("link set dev net1 down\nlink set dev net1 netns {node_ns_name} name {netdev}\n");
 
-    let mut s: [Samples; 9] = Default::default();
+    // The same plugin with addresses from jobnetd instead of an IPAM exec.
+    let daemon = Daemon::start_binary(
+        &args.jobnetd,
+        "bench",
+        &sysfs,
+        "[[pools]]\nname = \"bench\"\ncidrs = [\"198.18.0.0/16\"]\nisolation = { mode = \"none\" }\n",
+    );
+    let dconf = format!(
+        r#"{{"cniVersion":"1.0.0","name":"bench","type":"jobnet","deviceID":"{pci}","daemonSocket":"{}"}}"#,
+        daemon.socket.display()
+    );
+    let mut s: [Samples; 12] = Default::default();
     // Warm caches (binaries, page cache) before measuring.
     for _ in 0..3 {
         jobnet.run("ADD", "warm", &pod.path(), &jconf)?;
@@ -278,6 +294,12 @@ fn run(args: &Args) -> Result<(), String> {
         s[6].push(a);
         s[7].push(d);
         s[8].push(a + d);
+
+        let a = jobnet.run("ADD", &cid, &pod.path(), &dconf)?;
+        let d = jobnet.run("DEL", &cid, &pod.path(), &dconf)?;
+        s[9].push(a);
+        s[10].push(d);
+        s[11].push(a + d);
     }
 
     println!(
@@ -295,6 +317,9 @@ fn run(args: &Args) -> Result<(), String> {
         "ip -batch ADD (bare kernel work)",
         "ip -batch DEL (bare kernel work)",
         "ip -batch ADD+DEL",
+        "jobnet+jobnetd ADD",
+        "jobnet+jobnetd DEL",
+        "jobnet+jobnetd ADD+DEL",
     ];
     for (samples, name) in s.iter().zip(names) {
         println!("{}", samples.row(name));
@@ -304,6 +329,10 @@ fn run(args: &Args) -> Result<(), String> {
         "jobnet cycle median / host-device: {:.2}x   / bare ip -batch: {:.2}x",
         jc / s[5].quantile(0.5),
         jc / s[8].quantile(0.5)
+    );
+    println!(
+        "jobnet+jobnetd cycle median / bare ip -batch: {:.2}x (durable reserve, commit and release included)",
+        s[11].quantile(0.5) / s[8].quantile(0.5)
     );
 
     // N parallel ADDs on N distinct VFs, then N parallel DELs.
