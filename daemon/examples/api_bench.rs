@@ -3,7 +3,9 @@
 //! runs, hints included) over a fake sysfs with 1024 VFs; clients open one
 //! connection per call, as the CNI plugin does.
 //!
-//! Usage: `api_bench [CLIENTS] [ROUNDS]` (defaults 64 and 3). Each round
+//! Usage: `api_bench [CLIENTS] [ROUNDS] [engine]` (defaults 64 and 3; with
+//! `engine`, the bare attachment engine is served, without the topology and
+//! hints layer `jobnetd` puts around it). Each round
 //! reserves and commits every VF once (job `i % 64`, rank `i / 64`), then
 //! releases everything. Prints one line:
 //! `clients=64 ops=3072 throughput=5200/s p50=… p99=… cpu=…% cpu_per_op=…us`
@@ -33,11 +35,35 @@ fn cpu_time() -> Duration {
     tv(ru.ru_utime) + tv(ru.ru_stime)
 }
 
+/// The attachment engine alone behind the API server (no topology checks,
+/// no hints files): separates the engine's cost from the layers around it.
+async fn serve_engine(cfg: Config, stop: tokio::sync::oneshot::Receiver<()>) {
+    let store = jobnet_ipam::RedbStore::open(&cfg.state_dir).expect("store");
+    let metrics = Arc::new(jobnet_daemon::metrics::Metrics::new());
+    let engine = Arc::new(
+        jobnet_daemon::engine::Engine::start(
+            &cfg,
+            store,
+            Arc::new(jobnet_ipam::SystemClock),
+            metrics.clone(),
+        )
+        .await
+        .expect("engine"),
+    );
+    let listener = jobnet_daemon::server::bind(&cfg.socket).expect("bind");
+    let (tx, rx) = tokio::sync::watch::channel(false);
+    let serving = tokio::spawn(jobnet_daemon::server::serve(listener, engine, metrics, rx));
+    let _ = stop.await;
+    let _ = tx.send(true);
+    let _ = serving.await;
+}
+
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
     let mut args = std::env::args().skip(1);
     let clients: usize = args.next().and_then(|a| a.parse().ok()).unwrap_or(64);
     let rounds: u32 = args.next().and_then(|a| a.parse().ok()).unwrap_or(3);
+    let engine_only = args.next().as_deref() == Some("engine");
     let sys = FakeSysfs::new();
     for i in 0..PFS {
         sys.pf(
@@ -47,20 +73,36 @@ async fn main() {
         );
     }
     let dir = tempfile::tempdir().expect("tempdir");
+    // The run dir (hints files) is tmpfs in production (/run); here /run is
+    // on disk, so use /dev/shm when there is one. State stays on disk: the
+    // durability of every answer is part of what is measured.
+    let run_dir = tempfile::tempdir_in("/dev/shm")
+        .or_else(|_| tempfile::tempdir())
+        .expect("run dir");
     let socket = dir.path().join("s.sock");
     let cfg = Config::from_toml(&format!(
-        "socket = \"{}\"\nstate_dir = \"{}/state\"\nrun_dir = \"{}/run\"\nsysfs_root = \"{}\"\nmetrics_addr = \"off\"\n\
+        "socket = \"{}\"\nstate_dir = \"{}/state\"\nrun_dir = \"{}\"\nsysfs_root = \"{}\"\nmetrics_addr = \"off\"\n\
          [[pools]]\nname = \"p\"\ncidrs = [\"10.0.0.0/8\"]\n",
         socket.display(),
         dir.path().display(),
-        dir.path().display(),
+        run_dir.path().display(),
         sys.path().display()
     ))
     .expect("config");
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let daemon = tokio::spawn(jobnet_daemon::run::run(cfg, async {
-        let _ = stop_rx.await;
-    }));
+    let daemon = if engine_only {
+        tokio::spawn(serve_engine(cfg, stop_rx))
+    } else {
+        tokio::spawn(async move {
+            if let Err(e) = jobnet_daemon::run::run(cfg, async {
+                let _ = stop_rx.await;
+            })
+            .await
+            {
+                eprintln!("jobnetd: {e}");
+            }
+        })
+    };
     while tokio::net::UnixStream::connect(&socket).await.is_err() {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
