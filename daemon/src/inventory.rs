@@ -491,6 +491,54 @@ mod tests {
     }
 
     #[test]
+    fn book_tracks_claims_owners_and_free_counts() {
+        let fake = FakeSysfs::new();
+        fake.pf("0000:3b:00.0", "ens1f0", 4);
+        let layout = PoolLayout {
+            pool: "p".into(),
+            rail_count: 1,
+            pfs: None,
+        };
+        let scan =
+            || Arc::new(Inventory::scan(&fake.root(), std::slice::from_ref(&layout)).unwrap());
+        let mut book = VfBook::new(scan());
+        let vfs: Vec<PciAddr> = book
+            .inventory()
+            .pool_vfs("p")
+            .iter()
+            .map(VfEntry::pci)
+            .collect();
+        assert_eq!(book.counts("p"), (4, 4));
+        let owner = AttachmentKey::new("c1", "net1");
+        book.claim(&vfs[..2]);
+        assert_eq!(book.counts("p"), (4, 2));
+        assert_eq!(
+            book.free_vfs("p")
+                .iter()
+                .map(|e| e.pci())
+                .collect::<Vec<_>>(),
+            vfs[2..]
+        );
+        // One claim ends in ownership, the other is dropped.
+        book.unclaim(&vfs[..1], Some(&owner));
+        book.unclaim(&vfs[1..2], None);
+        assert_eq!(book.counts("p"), (4, 3));
+        assert_eq!(book.owner(vfs[0]), Some(&owner));
+        assert!(!book.is_claimed(vfs[0]));
+        // Only the owner can disown.
+        book.disown(vfs[0], &AttachmentKey::new("other", "net1"));
+        assert_eq!(book.counts("p"), (4, 3));
+        // A VF bound to vfio-pci is neither usable nor free; owners survive a rescan.
+        fake.set_driver(&vfs[3].to_string(), "vfio-pci");
+        book.set_inventory(scan());
+        assert_eq!(book.counts("p"), (3, 2));
+        assert_eq!(book.owner(vfs[0]), Some(&owner));
+        book.disown(vfs[0], &owner);
+        assert_eq!(book.counts("p"), (3, 3));
+        assert_eq!(book.counts("unknown"), (0, 0));
+    }
+
+    #[test]
     fn explicit_rails_by_netdev_and_unknown_pf() {
         let fake = FakeSysfs::new();
         fake.pf("0000:3b:00.0", "ens1f0", 1);
