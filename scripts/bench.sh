@@ -5,10 +5,13 @@
 #      bare kernel work (ip -batch), and N parallel ADDs (jobnet-bench).
 #   2. ipam: durable reserve+commit throughput and latency with 1 and 64
 #      clients, and memory with 10,000 jobs / 100,000 attachments.
-#   3. topology: over all 8 single-GPU pods of an 8-GPU/8-NIC server, the
+#   3. jobnetd: reserve+commit through the daemon's API socket with 1 and 64
+#      clients (the real daemon wiring), and its RSS after loading 10,000
+#      jobs / 100,000 attachments.
+#   4. topology: over all 8 single-GPU pods of an 8-GPU/8-NIC server, the
 #      share placed on a NIC behind the GPU's own PCIe switch (PIX), jobnet's
 #      choice vs "first free VF" (what the SR-IOV device plugin does).
-# Needs root. Usage: scripts/bench.sh [attach|ipam|topology|all] (default all).
+# Needs root. Usage: scripts/bench.sh [attach|ipam|daemon|topology|all] (default all).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 [ "$(id -u)" = 0 ] || { echo "bench.sh: run as root" >&2; exit 1; }
@@ -28,6 +31,15 @@ if [ "$what" = ipam ] || [ "$what" = all ]; then
   cargo run --quiet --release -p jobnet-ipam --example ipam_bench -- --clients 1,64
   echo "== IPAM: memory with 10,000 jobs and 100,000 attachments"
   cargo run --quiet --release -p jobnet-ipam --example ipam_bench -- --clients 64 --fill-jobs 10000 --fill-attachments 100000
+fi
+
+if [ "$what" = daemon ] || [ "$what" = all ]; then
+  cargo build --quiet --release -p jobnet-daemon --bin jobnetd --example api_bench --example rss_bench
+  echo "== jobnetd: reserve+commit through the API (1 and 64 clients)"
+  "${CARGO_TARGET_DIR:-target}/release/examples/api_bench" 1 1
+  "${CARGO_TARGET_DIR:-target}/release/examples/api_bench" 64 3
+  echo "== jobnetd: RSS with 10,000 jobs and 100,000 attachments (target <= 64 MiB)"
+  "${CARGO_TARGET_DIR:-target}/release/examples/rss_bench" --jobs 10000 --attachments 100000
 fi
 
 if [ "$what" = topology ] || [ "$what" = all ]; then
