@@ -263,7 +263,7 @@ fn run(args: &Args) -> Result<(), String> {
         r#"{{"cniVersion":"1.0.0","name":"bench","type":"jobnet","deviceID":"{pci}","daemonSocket":"{}"}}"#,
         daemon.socket.display()
     );
-    let mut s: [Samples; 12] = Default::default();
+    let mut s: [Samples; 15] = Default::default();
     // Warm caches (binaries, page cache) before measuring.
     for _ in 0..3 {
         jobnet.run("ADD", "warm", &pod.path(), &jconf)?;
@@ -295,6 +295,30 @@ fn run(args: &Args) -> Result<(), String> {
         s[7].push(d);
         s[8].push(a + d);
 
+        // The bare kernel work plus the same IPAM call the plugins make:
+        // what is left between this and jobnet is jobnet's own cost.
+        let static_bin = args.cni_path.join("static");
+        let ipam_only = Plugin {
+            binary: &static_bin,
+            cni_path: &args.cni_path,
+            env: vec![],
+        };
+        let sconf = format!(
+            r#"{{"cniVersion":"1.0.0","name":"bench","type":"static","addresses":[{{"address":"{addr}"}}]}}"#
+        );
+        let start = Instant::now();
+        ipam_only.run("ADD", &cid, &pod.path(), &sconf)?;
+        run_ip(&["-batch", "-"], Some(&add_batch))?;
+        run_ip(&["-n", &pod.0, "-batch", "-"], Some(&pod_up_batch))?;
+        let a = start.elapsed();
+        let start = Instant::now();
+        run_ip(&["-n", &pod.0, "-batch", "-"], Some(&del_batch))?;
+        ipam_only.run("DEL", &cid, &pod.path(), &sconf)?;
+        let d = start.elapsed();
+        s[12].push(a);
+        s[13].push(d);
+        s[14].push(a + d);
+
         let a = jobnet.run("ADD", &cid, &pod.path(), &dconf)?;
         let d = jobnet.run("DEL", &cid, &pod.path(), &dconf)?;
         s[9].push(a);
@@ -320,6 +344,9 @@ fn run(args: &Args) -> Result<(), String> {
         "jobnet+jobnetd ADD",
         "jobnet+jobnetd DEL",
         "jobnet+jobnetd ADD+DEL",
+        "ip -batch + static IPAM ADD",
+        "ip -batch + static IPAM DEL",
+        "ip -batch + static IPAM ADD+DEL",
     ];
     for (samples, name) in s.iter().zip(names) {
         println!("{}", samples.row(name));
@@ -333,6 +360,10 @@ fn run(args: &Args) -> Result<(), String> {
     println!(
         "jobnet+jobnetd cycle median / bare ip -batch: {:.2}x (durable reserve, commit and release included)",
         s[11].quantile(0.5) / s[8].quantile(0.5)
+    );
+    println!(
+        "jobnet cycle median / (ip -batch + the same static IPAM call): {:.2}x",
+        jc / s[14].quantile(0.5)
     );
 
     // N parallel ADDs on N distinct VFs, then N parallel DELs.
