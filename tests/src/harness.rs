@@ -8,6 +8,14 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
+use crate::fabric::ip::Netns;
+
+mod cni;
+mod kernel;
+
+pub use cni::{result_addr, result_pci, run_jobnet, CniCall, PluginRun};
+pub use kernel::{ip_batch, ip_json, link_details, links_by_name, master_of};
+
 /// The workspace binaries tests run.
 #[derive(Debug)]
 pub struct Binaries {
@@ -95,6 +103,11 @@ impl Pod {
     pub fn path(&self) -> PathBuf {
         Path::new("/run/netns").join(&self.name)
     }
+
+    /// It as the fabric's [`Netns`].
+    pub fn ns(&self) -> Netns {
+        Netns::Named(self.name.clone())
+    }
 }
 
 impl Drop for Pod {
@@ -153,14 +166,8 @@ impl Daemon {
             socket,
             child: Some(child),
         };
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while std::os::unix::net::UnixStream::connect(&d.socket).is_err() {
-            if let Some(st) = d.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
-                panic!("jobnetd exited ({st}):\n{}", d.log());
-            }
-            assert!(Instant::now() < deadline, "jobnetd not up:\n{}", d.log());
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        let log = d.dir.path().join("jobnetd.log");
+        wait_for_jobnetd(&d.socket, d.child.as_mut(), &log);
         d
     }
 
@@ -199,41 +206,16 @@ impl Drop for Daemon {
     }
 }
 
-/// One run of the plugin.
-#[derive(Debug)]
-pub struct PluginRun {
-    /// Exit status was 0.
-    pub ok: bool,
-    /// What it printed (the result or the error object).
-    pub stdout: String,
-    /// Its logs.
-    pub stderr: String,
-}
-
-/// Runs `jobnet` inside the node netns `node_netns` like a runtime would,
-/// with `env` (the CNI_* variables) and `conf` on stdin.
-pub fn run_jobnet(node_netns: &Path, env: &[(&str, &str)], conf: &serde_json::Value) -> PluginRun {
-    use std::io::Write;
-    let mut child = Command::new("nsenter")
-        .arg(format!("--net={}", node_netns.display()))
-        .arg(&binaries().jobnet)
-        .env_clear()
-        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-        .envs(env.iter().copied())
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn jobnet");
-    if let Some(mut stdin) = child.stdin.take() {
-        stdin
-            .write_all(conf.to_string().as_bytes())
-            .expect("write config");
-    }
-    let out = child.wait_with_output().expect("wait for jobnet");
-    PluginRun {
-        ok: out.status.success(),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+/// Waits (up to 20 s) until jobnetd answers on `socket`; panics with its
+/// log (`log`) when `child` exits first or time runs out.
+pub fn wait_for_jobnetd(socket: &Path, mut child: Option<&mut Child>, log: &Path) {
+    let read_log = || std::fs::read_to_string(log).unwrap_or_default();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while std::os::unix::net::UnixStream::connect(socket).is_err() {
+        if let Some(st) = child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
+            panic!("jobnetd exited ({st}):\n{}", read_log());
+        }
+        assert!(Instant::now() < deadline, "jobnetd not up:\n{}", read_log());
+        std::thread::sleep(Duration::from_millis(20));
     }
 }
