@@ -10,6 +10,7 @@ pub mod hints_handler;
 pub mod inventory;
 pub mod keylock;
 pub mod metrics;
+pub mod rdma_view;
 pub mod netns;
 pub mod run;
 pub mod server;

@@ -43,6 +43,13 @@ enum Cmd {
         #[arg(long)]
         dot: bool,
     },
+    /// RDMA devices from sysfs and live port data through libibverbs (read
+    /// locally; jobnetd need not run).
+    Rdma {
+        /// Sysfs root to read (default `$JOBNET_SYSFS_ROOT` or `/sys`).
+        #[arg(long)]
+        sysfs_root: Option<PathBuf>,
+    },
     /// Release attachments not listed as valid (`container/ifname`, repeatable).
     Gc {
         /// An attachment still in use, as `containerID/ifname`.
@@ -100,10 +107,22 @@ fn main() -> ExitCode {
 }
 
 fn run(cli: &Cli) -> Result<String, ApiError> {
-    let client = BlockingClient::new(&cli.socket)?;
+    // Only the commands that talk to jobnetd connect.
+    let client = || BlockingClient::new(&cli.socket);
     Ok(match &cli.cmd {
+        Cmd::Rdma { sysfs_root } => {
+            let root = sysfs_root
+                .clone()
+                .map_or_else(jobnet_hw::SysfsRoot::from_env, jobnet_hw::SysfsRoot::new);
+            let view = jobnet_daemon::rdma_view::RdmaView::read(&root);
+            if cli.json {
+                json(&view.to_json())
+            } else {
+                view.render()
+            }
+        }
         Cmd::Status => {
-            let s = client.status()?;
+            let s = client()?.status()?;
             if cli.json {
                 json(&s)
             } else {
@@ -111,7 +130,7 @@ fn run(cli: &Cli) -> Result<String, ApiError> {
             }
         }
         Cmd::Jobs => {
-            let j = client.jobs()?;
+            let j = client()?.jobs()?;
             if cli.json {
                 json(&j)
             } else {
@@ -121,7 +140,7 @@ fn run(cli: &Cli) -> Result<String, ApiError> {
         Cmd::Job {
             cmd: JobCmd::Show { job },
         } => {
-            let d = client.job(job)?;
+            let d = client()?.job(job)?;
             if cli.json {
                 json(&d)
             } else {
@@ -137,15 +156,15 @@ fn run(cli: &Cli) -> Result<String, ApiError> {
                     slots,
                 },
         } => {
-            let d = client.job(job)?;
+            let d = client()?.job(job)?;
             ctl::hostfile(&d, *rail, *format, *slots)?
         }
         Cmd::Job {
             cmd: JobCmd::Env { job, rank },
         } => {
-            let d = client.job(job)?;
+            let d = client()?.job(job)?;
             let m = ctl::rank_member(&d, *rank)?;
-            let node = client.status()?.node;
+            let node = client()?.status()?.node;
             if m.node != node {
                 return Err(ApiError::new(
                     ErrorCode::NotFound,
@@ -174,7 +193,7 @@ fn run(cli: &Cli) -> Result<String, ApiError> {
             }
         }
         Cmd::Vfs => {
-            let v = client.vfs()?;
+            let v = client()?.vfs()?;
             if cli.json {
                 json(&v)
             } else {
@@ -182,7 +201,7 @@ fn run(cli: &Cli) -> Result<String, ApiError> {
             }
         }
         Cmd::Attachments => {
-            let a = client.attachments()?;
+            let a = client()?.attachments()?;
             if cli.json {
                 json(&a)
             } else {
@@ -194,7 +213,7 @@ fn run(cli: &Cli) -> Result<String, ApiError> {
                 .iter()
                 .map(|k| ctl::parse_key(k))
                 .collect::<Result<Vec<_>, _>>()?;
-            let r = client.gc(&GcRequest {
+            let r = client()?.gc(&GcRequest {
                 valid,
                 network: network.clone(),
             })?;
