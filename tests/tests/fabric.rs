@@ -2,65 +2,16 @@
 //! sysfs parses back through `jobnet_hw::sriov` to the spec, VFs on one rail
 //! reach each other across nodes, and teardown leaves nothing behind.
 
-use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use jobnet_hw::sriov::{self, VfInfo};
 use jobnet_tests::fabric::ip::{self, IpLink, Netns};
 use jobnet_tests::fabric::probe::udp_echo;
 use jobnet_tests::fabric::{Fabric, FabricId, FabricLayout, FabricSpec, VfId};
-
-/// A netns the test makes (a "pod"), removed on drop even when the test panics.
-struct PodNetns {
-    name: String,
-}
-
-impl PodNetns {
-    fn new() -> Self {
-        static N: AtomicUsize = AtomicUsize::new(0);
-        let name = format!(
-            "fabtest-{}-{}",
-            std::process::id(),
-            N.fetch_add(1, Ordering::Relaxed)
-        );
-        let ok = Command::new("ip")
-            .args(["netns", "add", &name])
-            .status()
-            .unwrap()
-            .success();
-        assert!(ok, "ip netns add {name}");
-        Self { name }
-    }
-
-    fn path(&self) -> PathBuf {
-        Path::new("/run/netns").join(&self.name)
-    }
-}
-
-impl Drop for PodNetns {
-    fn drop(&mut self) {
-        let _ = Command::new("ip")
-            .args(["netns", "del", &self.name])
-            .status();
-    }
-}
-
-fn links(ns: &Netns) -> HashMap<String, IpLink> {
-    ip::links(ns)
-        .unwrap()
-        .into_iter()
-        .map(|l| (l.ifname.clone(), l))
-        .collect()
-}
-
-fn sh(ns: &Netns, lines: &[&str]) {
-    let lines: Vec<String> = lines.iter().map(|s| s.to_string()).collect();
-    ip::batch(ns, &lines, false, false).unwrap();
-}
+use jobnet_tests::harness::{ip_batch, links_by_name, Pod};
 
 /// Everything named after `id` that still exists: netns, host links, dirs, state.
 fn leftovers(l: &FabricLayout) -> Vec<String> {
@@ -116,7 +67,7 @@ fn kernel_objects_exist_and_are_wired_to_the_rail_bridges() {
     let netns = ip::named_netns();
     for n in f.nodes() {
         assert!(netns.contains(n.netns.as_ref().unwrap()));
-        let here = links(&n.ip_netns());
+        let here = links_by_name(&n.ip_netns());
         for pf in &n.pfs {
             let l = &here[&pf.netdev];
             assert!(l.flags.iter().any(|f| f == "UP"), "{l:?}");
@@ -137,7 +88,7 @@ fn kernel_objects_exist_and_are_wired_to_the_rail_bridges() {
         assert_eq!(here.len(), 1 + 2 + 2 * 2);
     }
     for r in f.rails() {
-        let sw = links(&Netns::Named(r.netns.clone()));
+        let sw = links_by_name(&Netns::Named(r.netns.clone()));
         let ports: Vec<&IpLink> = sw
             .values()
             .filter(|l| l.master.as_deref() == Some(r.bridge.as_str()))
@@ -168,7 +119,7 @@ fn sysfs_parses_back_to_exactly_the_spec() {
     let f = Fabric::build(spec.clone()).unwrap();
     for node in f.nodes() {
         let root = node.sysfs();
-        let kernel = links(&node.ip_netns());
+        let kernel = links_by_name(&node.ip_netns());
         let pfs = sriov::list_pfs(&root).unwrap();
         assert_eq!(pfs.len(), spec.nics_per_node);
         for (pf, want) in pfs.iter().zip(&node.pfs) {
@@ -262,16 +213,16 @@ fn vfs_on_one_rail_reach_each_other_across_nodes_and_not_across_rails() {
     let f = Fabric::build(spec).unwrap();
     // Each VF goes into its own pod, as jobnet attaches them: a node netns
     // owning several addresses would answer for all of them on any port.
-    let attach = |id: VfId, addr: &str| -> PodNetns {
-        let pod = PodNetns::new();
+    let attach = |id: VfId, addr: &str| -> Pod {
+        let pod = Pod::new("fabtest");
         let nd = f.vf(id).unwrap().netdev.clone().unwrap();
         let node = f.node(id.node).unwrap().ip_netns();
-        sh(
+        ip_batch(
             &node,
             &[&format!("link set dev {nd} netns {} name net1", pod.name)],
         );
-        let ns = Netns::Named(pod.name.clone());
-        sh(
+        let ns = pod.ns();
+        ip_batch(
             &ns,
             &[
                 &format!("addr add {addr}/24 dev net1"),
@@ -336,7 +287,7 @@ fn host_node_fabric_lives_in_the_host_netns() {
     .unwrap();
     let node = f.node(0).unwrap();
     assert!(node.netns.is_none());
-    let host = links(&Netns::Host);
+    let host = links_by_name(&Netns::Host);
     for vf in f.vfs() {
         assert!(host.contains_key(vf.netdev.as_ref().unwrap()));
     }
@@ -365,14 +316,14 @@ fn kernel_return_vf_brings_a_vf_back_renamed_and_sysfs_follows() {
     let vf = f.vf(id).unwrap().clone();
     let orig = vf.netdev.clone().unwrap();
     let node_ns = f.node(0).unwrap().ip_netns();
-    let pod = PodNetns::new();
+    let pod = Pod::new("fabtest");
     // What a CNI ADD does: move the VF into the pod under the pod's ifname.
-    sh(
+    ip_batch(
         &node_ns,
         &[&format!("link set dev {orig} netns {} name net1", pod.name)],
     );
     let loc = f.vf_location(id).unwrap().unwrap();
-    assert_eq!(loc.netns, Netns::Named(pod.name.clone()));
+    assert_eq!(loc.netns, pod.ns());
     assert_eq!(loc.link.ifname, "net1");
     // Until told, the fake tree still shows the old name; sync hides it.
     assert_eq!(vf_info(&f, id).netdevs, vec![orig.clone()]);
@@ -380,14 +331,14 @@ fn kernel_return_vf_brings_a_vf_back_renamed_and_sysfs_follows() {
     assert!(vf_info(&f, id).netdevs.is_empty());
 
     f.kernel_return_vf(id, "net1").unwrap();
-    let back = links(&node_ns);
+    let back = links_by_name(&node_ns);
     assert!(!back.contains_key(&orig));
     let l = &back["net1"];
     assert!(
         !l.flags.iter().any(|f| f == "UP"),
         "returned VF must be down"
     );
-    assert!(!links(&Netns::Named(pod.name.clone())).contains_key("net1"));
+    assert!(!links_by_name(&pod.ns()).contains_key("net1"));
     let info = vf_info(&f, id);
     assert_eq!(info.netdevs, vec!["net1".to_owned()]);
     let root = f.node(0).unwrap().sysfs();
@@ -408,7 +359,7 @@ fn kernel_return_vf_brings_a_vf_back_renamed_and_sysfs_follows() {
     // Already in the node: a second return just renames (the kernel's devN).
     f.kernel_return_vf(id, "dev7").unwrap();
     assert_eq!(vf_info(&f, id).netdevs, vec!["dev7".to_owned()]);
-    assert!(links(&node_ns).contains_key("dev7"));
+    assert!(links_by_name(&node_ns).contains_key("dev7"));
     assert!(f.kernel_return_vf(id, "../x").is_err());
 }
 
