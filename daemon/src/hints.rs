@@ -1,28 +1,35 @@
 //! Collective-ops hints per pod, under `<run_dir>/pods/<containerID>/`:
-//! `nccl.env` (what NCCL should use) and `topo.xml` (the NCCL topology file
-//! restricted to the pod's GPUs and VFs).
+//! `nccl.env` (what NCCL should use), `topo.xml` (the NCCL topology file
+//! restricted to the pod's GPUs and VFs) and `pod.json` (what the two were
+//! rendered from).
 //!
 //! The files cover every committed jobnet attachment of the container, as
 //! NCCL sees one pod; they are written when an attachment is committed and
-//! rewritten or removed when one is released. The pod's GPUs are not part
-//! of the engine's records, so they are kept from the reserve request (in
-//! memory, and in `pod.json` beside the hints so a restarted daemon can
-//! rebuild them). Container IDs become one validated path component,
-//! never anything more.
+//! rewritten or removed when one is released. The files on disk are the
+//! only per-pod state: `pod.json` holds the pod's attachments and GPUs (the
+//! GPUs are not part of the engine's records, they come from the reserve
+//! request), so memory does not grow with the number of pods and a
+//! restarted daemon can tell which pods are current without rendering
+//! anything. Each pod's file work runs under a lock striped by container
+//! ID, on the blocking pool, never on the async workers. Container IDs
+//! become one validated path component, never anything more.
 
+use std::collections::hash_map::DefaultHasher;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fs;
+use std::hash::{Hash, Hasher};
 use std::io::{self, Write as _};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Instant;
 
-use jobnet_api::{
-    ApiError, Attachment, AttachmentKey, AttachmentState, EnvVar, ErrorCode, PodHints,
-};
+use jobnet_api::{ApiError, Attachment, AttachmentKey, EnvVar, ErrorCode, PodHints};
 use jobnet_hw::topology::hints::nccl_env_vars;
 use jobnet_hw::topology::{nccl_env, topo_xml, CpuInfo, HintOptions, PodNic, PodView};
 use jobnet_hw::{rdma, PciAddr, SysfsRoot};
+use serde::{Deserialize, Serialize};
+use tokio::sync::{mpsc, OwnedMutexGuard};
 
 use crate::topology::Snapshot;
 use crate::validate;
@@ -33,8 +40,11 @@ pub const PODS_DIR: &str = "pods";
 pub const NCCL_ENV: &str = "nccl.env";
 /// The NCCL topology file.
 pub const TOPO_XML: &str = "topo.xml";
-/// The pod's GPUs per attachment, for rebuilding after a restart.
+/// The pod's attachments and GPUs, for rewriting and for restarts.
 const POD_STATE: &str = "pod.json";
+/// Lock stripes: pods whose IDs hash alike share one; enough that 64
+/// concurrent commits rarely wait for each other's few file writes.
+const LOCK_STRIPES: usize = 64;
 
 /// Why hints could not be written or removed.
 #[derive(Debug, thiserror::Error)]
@@ -53,6 +63,9 @@ pub enum HintError {
     /// The container ID cannot name a directory.
     #[error("container ID {0:?} cannot name a hints directory")]
     BadContainerId(String),
+    /// The blocking task doing the file work did not finish.
+    #[error("hints file task failed: {0}")]
+    Task(String),
 }
 
 /// `id` as a single safe path component (a valid container ID, not `.`/`..`).
@@ -67,35 +80,52 @@ pub fn pod_dir_name(id: &str) -> Result<&str, ApiError> {
     Ok(id)
 }
 
-/// One committed attachment of a pod.
-#[derive(Debug, Clone)]
+fn bad_id(id: &str) -> HintError {
+    HintError::BadContainerId(id.chars().take(64).collect())
+}
+
+/// A cheap, stable fingerprint of a container ID (for sets of live pods).
+pub fn pod_hash(id: &str) -> u64 {
+    let mut h = DefaultHasher::new();
+    id.hash(&mut h);
+    h.finish()
+}
+
+/// One committed attachment of a pod, as `pod.json` keeps it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 struct Part {
-    att: Attachment,
+    attachment: Attachment,
+    #[serde(default)]
     gpus: Vec<PciAddr>,
 }
 
-/// What was written for a pod.
-#[derive(Debug, Clone)]
-struct Rendered {
-    env: Vec<(String, String)>,
-    nccl_env: String,
-    topo_xml: String,
-}
-
-#[derive(Debug, Default)]
-struct Pod {
+/// `pod.json`: what the pod's files were rendered from.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+struct PodState {
+    #[serde(default)]
     parts: BTreeMap<String, Part>,
-    rendered: Option<Rendered>,
+    #[serde(default)]
+    env: Vec<(String, String)>,
 }
 
-#[derive(Debug, Default)]
-struct State {
-    pods: BTreeMap<String, Pod>,
-    /// GPUs from reserve requests not committed yet.
-    pending: HashMap<AttachmentKey, Vec<PciAddr>>,
+impl PodState {
+    /// The version marker: an attachment's (ifname, reservation time) names
+    /// one incarnation of it, and a committed attachment never changes.
+    fn matches(&self, marker: &[(String, u64)]) -> bool {
+        self.parts.len() == marker.len()
+            && marker.iter().all(|(ifname, at)| {
+                self.parts
+                    .get(ifname)
+                    .is_some_and(|p| p.attachment.reserved_at_ms == *at)
+            })
+    }
 }
 
-/// What one [`HintStore::sync`] did.
+/// A pod to check: its container ID and the marker of its committed
+/// attachments (ifname, reservation time), as the store lists them.
+pub type PodMarker = (String, Vec<(String, u64)>);
+
+/// What one hints sync did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct SyncReport {
     /// Pods whose hints were (re)written.
@@ -104,6 +134,17 @@ pub struct SyncReport {
     pub removed: usize,
 }
 
+/// GPUs of a reservation, kept until its commit.
+#[derive(Debug)]
+struct Pending {
+    gpus: Vec<PciAddr>,
+    since: Instant,
+}
+
+/// Held while a pod's files are read or changed.
+#[derive(Debug)]
+pub struct PodGuard(#[allow(dead_code)] OwnedMutexGuard<()>);
+
 /// The hints files of every pod on the node.
 #[derive(Debug)]
 pub struct HintStore {
@@ -111,7 +152,8 @@ pub struct HintStore {
     sysfs: SysfsRoot,
     cpu: CpuInfo,
     pool_rails: BTreeMap<String, u16>,
-    state: Mutex<State>,
+    stripes: Vec<Arc<tokio::sync::Mutex<()>>>,
+    pending: Mutex<HashMap<AttachmentKey, Pending>>,
 }
 
 fn io_err<'a>(what: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> HintError + 'a {
@@ -140,22 +182,33 @@ fn write_atomic(dir: &Path, name: &str, text: &str) -> Result<(), HintError> {
     fs::rename(&tmp, &path).map_err(io_err("renaming into place", &path))
 }
 
-/// Creates `path` (mode 0755) unless it is already a real directory.
-fn ensure_dir(path: &Path) -> Result<(), HintError> {
-    match fs::symlink_metadata(path) {
-        Ok(md) if md.is_dir() => return Ok(()),
-        Ok(_) => {
-            // Something else took the name: it is ours to replace.
-            fs::remove_file(path).map_err(io_err("removing", path))?;
+/// Creates the pod directory `path` (mode 0755) unless it is already a real
+/// directory; the common case (a new pod) costs one `mkdir`.
+fn ensure_pod_dir(path: &Path) -> Result<(), HintError> {
+    let mkdir = |p: &Path| fs::DirBuilder::new().mode(0o755).create(p);
+    match mkdir(path) {
+        Ok(()) => return Ok(()),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            // The pods directory itself is missing (first pod, or removed).
+            if let Some(parent) = path.parent() {
+                fs::DirBuilder::new()
+                    .recursive(true)
+                    .mode(0o755)
+                    .create(parent)
+                    .map_err(io_err("creating", parent))?;
+            }
         }
-        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-        Err(e) => return Err(io_err("inspecting", path)(e)),
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+            match fs::symlink_metadata(path) {
+                Ok(md) if md.is_dir() => return Ok(()),
+                // Something else took the name: it is ours to replace.
+                Ok(_) => fs::remove_file(path).map_err(io_err("removing", path))?,
+                Err(e) => return Err(io_err("inspecting", path)(e)),
+            }
+        }
+        Err(e) => return Err(io_err("creating", path)(e)),
     }
-    fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o755)
-        .create(path)
-        .map_err(io_err("creating", path))
+    mkdir(path).map_err(io_err("creating", path))
 }
 
 /// Removes a pod directory (a real directory only; a symlink is unlinked).
@@ -172,6 +225,17 @@ fn remove_pod_dir(path: &Path) -> Result<bool, HintError> {
     }
 }
 
+/// The pod's `pod.json`, when it is there and readable.
+fn read_state(dir: &Path) -> Option<PodState> {
+    let text = fs::read(dir.join(POD_STATE)).ok()?;
+    serde_json::from_slice(&text).ok()
+}
+
+/// Both hints files are in place.
+fn files_present(dir: &Path) -> bool {
+    dir.join(NCCL_ENV).is_file() && dir.join(TOPO_XML).is_file()
+}
+
 /// Union of the parts' GPUs, first-seen order.
 fn pod_gpus<'a>(parts: impl IntoIterator<Item = &'a Part>) -> Vec<PciAddr> {
     let mut out: Vec<PciAddr> = Vec::new();
@@ -185,6 +249,22 @@ fn pod_gpus<'a>(parts: impl IntoIterator<Item = &'a Part>) -> Vec<PciAddr> {
     out
 }
 
+/// Runs file work on the blocking pool.
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, HintError> + Send + 'static,
+) -> Result<T, HintError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| HintError::Task(e.to_string()))?
+}
+
+/// What is rendered for a pod.
+struct Rendered {
+    env: Vec<(String, String)>,
+    nccl_env: String,
+    topo_xml: String,
+}
+
 impl HintStore {
     /// Hints under `<run_dir>/pods`; `pool_rails` is each pool's rail count
     /// (a pool with several rails is rail-optimized: `NCCL_CROSS_NIC=0`).
@@ -194,13 +274,16 @@ impl HintStore {
             sysfs,
             cpu: CpuInfo::detect(),
             pool_rails,
-            state: Mutex::new(State::default()),
+            stripes: (0..LOCK_STRIPES)
+                .map(|_| Arc::new(tokio::sync::Mutex::new(())))
+                .collect(),
+            pending: Mutex::new(HashMap::new()),
         }
     }
 
-    fn lock(&self) -> MutexGuard<'_, State> {
-        // Each critical section leaves the maps consistent.
-        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    fn pending(&self) -> MutexGuard<'_, HashMap<AttachmentKey, Pending>> {
+        // Each critical section leaves the map consistent.
+        self.pending.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// The directory of container `id`'s hints.
@@ -208,14 +291,47 @@ impl HintStore {
         Ok(self.dir.join(pod_dir_name(id)?))
     }
 
+    /// Serializes file work on pod `id` (commit, release, sync of that pod).
+    pub async fn lock_pod(&self, id: &str) -> PodGuard {
+        let n = self.stripes.len().max(1);
+        let i = usize::try_from(pod_hash(id) % n as u64).unwrap_or(0);
+        let m = match self.stripes.get(i) {
+            Some(m) => m.clone(),
+            None => Arc::new(tokio::sync::Mutex::new(())),
+        };
+        PodGuard(m.lock_owned().await)
+    }
+
     /// Keeps the pod's GPUs of a reserve until its commit.
     pub fn remember_gpus(&self, key: &AttachmentKey, gpus: Vec<PciAddr>) {
-        let mut st = self.lock();
+        let mut p = self.pending();
         if gpus.is_empty() {
-            st.pending.remove(key);
+            p.remove(key);
         } else {
-            st.pending.insert(key.clone(), gpus);
+            p.insert(
+                key.clone(),
+                Pending {
+                    gpus,
+                    since: Instant::now(),
+                },
+            );
         }
+    }
+
+    /// GPUs are kept for this reservation.
+    pub fn is_pending(&self, key: &AttachmentKey) -> bool {
+        self.pending().contains_key(key)
+    }
+
+    /// Drops GPUs kept since before `before` for reservations not in `seen`
+    /// (they expired or were released behind the API's back).
+    pub fn prune_pending(&self, seen: &HashSet<AttachmentKey>, before: Instant) {
+        self.pending()
+            .retain(|k, p| p.since >= before || seen.contains(k));
+    }
+
+    fn take_gpus(&self, key: &AttachmentKey) -> Option<Vec<PciAddr>> {
+        self.pending().remove(key).map(|p| p.gpus)
     }
 
     /// The pod's view of its interfaces, with RDMA devices read now (after
@@ -223,7 +339,8 @@ impl HintStore {
     fn pod_view(&self, parts: &BTreeMap<String, Part>, snap: &Snapshot) -> PodView {
         let mut nics = Vec::new();
         for part in parts.values() {
-            for (i, vf) in part.att.vfs.iter().enumerate() {
+            let att = &part.attachment;
+            for (i, vf) in att.vfs.iter().enumerate() {
                 let rdma = rdma::devices_of_pci(&self.sysfs, vf.pci)
                     .ok()
                     .and_then(|d| d.into_iter().next())
@@ -235,10 +352,9 @@ impl HintStore {
                     rail: snap.rail_of(vf.pci),
                     pf: vf.pf_pci,
                     vf: vf.pci,
-                    ifname: jobnet_api::rail_ifname(&part.att.ifname, i, vf.rail),
+                    ifname: jobnet_api::rail_ifname(&att.ifname, i, vf.rail),
                     rdma,
-                    addresses: part
-                        .att
+                    addresses: att
                         .addresses
                         .iter()
                         .filter(|a| a.rail == vf.rail)
@@ -257,9 +373,11 @@ impl HintStore {
     fn render(&self, dir: &Path, parts: &BTreeMap<String, Part>, snap: &Snapshot) -> Rendered {
         let pod = self.pod_view(parts, snap);
         let opts = HintOptions {
-            rail_optimized: parts
-                .values()
-                .any(|p| self.pool_rails.get(&p.att.pool).is_some_and(|r| *r > 1)),
+            rail_optimized: parts.values().any(|p| {
+                self.pool_rails
+                    .get(&p.attachment.pool)
+                    .is_some_and(|r| *r > 1)
+            }),
             topo_file: Some(dir.join(TOPO_XML).display().to_string()),
         };
         Rendered {
@@ -269,189 +387,240 @@ impl HintStore {
         }
     }
 
-    /// Writes a pod's files (or removes its directory when it has no part).
-    fn write_pod(&self, id: &str, pod: &mut Pod, snap: &Snapshot) -> Result<(), HintError> {
+    /// Writes a pod's files from `state` (or removes its directory when it
+    /// has no part). `pod.json` goes last: it only ever describes files
+    /// that are in place.
+    fn write_state(
+        &self,
+        dir: &Path,
+        mut state: PodState,
+        snap: &Snapshot,
+    ) -> Result<Option<Rendered>, HintError> {
+        if state.parts.is_empty() {
+            remove_pod_dir(dir)?;
+            return Ok(None);
+        }
+        ensure_pod_dir(dir)?;
+        let r = self.render(dir, &state.parts, snap);
+        write_atomic(dir, TOPO_XML, &r.topo_xml)?;
+        write_atomic(dir, NCCL_ENV, &r.nccl_env)?;
+        state.env.clone_from(&r.env);
+        let json = serde_json::to_string(&state).map_err(|e| HintError::Io {
+            what: "encoding",
+            path: dir.join(POD_STATE),
+            source: io::Error::other(e),
+        })?;
+        write_atomic(dir, POD_STATE, &json)?;
+        Ok(Some(r))
+    }
+
+    fn commit_blocking(
+        &self,
+        att: Attachment,
+        gpus: Option<Vec<PciAddr>>,
+        snap: &Snapshot,
+    ) -> Result<(), HintError> {
         let dir = self
-            .pod_dir(id)
-            .map_err(|_| HintError::BadContainerId(id.chars().take(64).collect()))?;
-        if pod.parts.is_empty() {
-            pod.rendered = None;
-            remove_pod_dir(&dir)?;
+            .pod_dir(&att.container_id)
+            .map_err(|_| bad_id(&att.container_id))?;
+        let mut state = read_state(&dir).unwrap_or_default();
+        let before = state.parts.get(&att.ifname);
+        // Without GPUs from the reserve (a commit after a restart, or a
+        // repeated commit) the ones already recorded for this incarnation stay.
+        let gpus = gpus.unwrap_or_else(|| {
+            before
+                .filter(|p| p.attachment.reserved_at_ms == att.reserved_at_ms)
+                .map(|p| p.gpus.clone())
+                .unwrap_or_default()
+        });
+        let part = Part {
+            attachment: att,
+            gpus,
+        };
+        if before == Some(&part) && files_present(&dir) {
             return Ok(());
         }
-        ensure_dir(&self.dir)?;
-        ensure_dir(&dir)?;
-        let r = self.render(&dir, &pod.parts, snap);
-        let gpus: BTreeMap<&str, &[PciAddr]> = pod
-            .parts
-            .iter()
-            .map(|(k, p)| (k.as_str(), p.gpus.as_slice()))
-            .collect();
-        let state = serde_json::json!({ "gpus": gpus }).to_string();
-        write_atomic(&dir, POD_STATE, &state)?;
-        write_atomic(&dir, TOPO_XML, &r.topo_xml)?;
-        write_atomic(&dir, NCCL_ENV, &r.nccl_env)?;
-        pod.rendered = Some(r);
-        Ok(())
+        state.parts.insert(part.attachment.ifname.clone(), part);
+        self.write_state(&dir, state, snap).map(drop)
     }
 
-    /// GPUs recorded in a pod's `pod.json` for attachment `ifname`.
-    fn gpus_on_disk(&self, id: &str, ifname: &str) -> Vec<PciAddr> {
-        let Ok(dir) = self.pod_dir(id) else {
-            return Vec::new();
-        };
-        let Ok(text) = fs::read_to_string(dir.join(POD_STATE)) else {
-            return Vec::new();
-        };
-        serde_json::from_str::<serde_json::Value>(&text)
-            .ok()
-            .and_then(|v| v.get("gpus")?.get(ifname).cloned())
-            .and_then(|v| serde_json::from_value(v).ok())
-            .unwrap_or_default()
-    }
-
-    /// Records a committed attachment and (re)writes its pod's hints.
-    pub fn committed(&self, att: &Attachment, snap: &Snapshot) -> Result<(), HintError> {
-        let id = att.container_id.as_str();
-        pod_dir_name(id).map_err(|_| HintError::BadContainerId(id.chars().take(64).collect()))?;
-        let mut st = self.lock();
-        let key = att.key();
-        let known = st
-            .pods
-            .get(id)
-            .and_then(|p| p.parts.get(&att.ifname))
-            .map(|p| p.gpus.clone());
-        let gpus = match st.pending.remove(&key) {
-            Some(g) => g,
-            None => known.unwrap_or_else(|| self.gpus_on_disk(id, &att.ifname)),
-        };
-        let pod = st.pods.entry(id.to_owned()).or_default();
-        pod.parts.insert(
-            att.ifname.clone(),
-            Part {
-                att: att.clone(),
-                gpus,
-            },
-        );
-        self.write_pod(id, pod, snap)
-    }
-
-    /// Forgets a released attachment; rewrites or removes its pod's hints.
-    pub fn released(&self, key: &AttachmentKey, snap: &Snapshot) -> Result<(), HintError> {
-        let id = key.container_id.as_str();
-        if pod_dir_name(id).is_err() {
-            return Ok(());
-        }
-        let mut st = self.lock();
-        st.pending.remove(key);
-        let mut pod = st.pods.remove(id).unwrap_or_default();
-        pod.parts.remove(&key.ifname);
-        let res = self.write_pod(id, &mut pod, snap);
-        if !pod.parts.is_empty() {
-            st.pods.insert(id.to_owned(), pod);
-        }
-        res
-    }
-
-    /// The hints of the pod of `key`, when that attachment is committed.
-    pub fn hints(&self, key: &AttachmentKey) -> Result<PodHints, ApiError> {
-        let dir = self.pod_dir(&key.container_id)?;
-        let st = self.lock();
-        let pod = st
-            .pods
-            .get(&key.container_id)
-            .filter(|p| p.parts.contains_key(&key.ifname));
-        let (Some(pod), Some(r)) = (pod, pod.and_then(|p| p.rendered.as_ref())) else {
-            return Err(ApiError::new(
-                ErrorCode::NotFound,
-                format!("no hints for {key}: it is not committed on this node"),
-            ));
-        };
-        Ok(PodHints {
-            container_id: key.container_id.clone(),
-            attachments: pod.parts.keys().cloned().collect(),
-            dir: dir.display().to_string(),
-            env: r
-                .env
-                .iter()
-                .map(|(name, value)| EnvVar {
-                    name: name.clone(),
-                    value: value.clone(),
-                })
-                .collect(),
-            nccl_env: r.nccl_env.clone(),
-            topo_xml: r.topo_xml.clone(),
+    /// Records a committed attachment in its pod's files; they are in place
+    /// when this returns (the CNI prints its result right after the commit).
+    pub async fn committed(
+        self: &Arc<Self>,
+        att: Attachment,
+        snap: Arc<Snapshot>,
+    ) -> Result<(), HintError> {
+        let id = att.container_id.clone();
+        pod_dir_name(&id).map_err(|_| bad_id(&id))?;
+        let gpus = self.take_gpus(&att.key());
+        let guard = self.lock_pod(&id).await;
+        let me = self.clone();
+        blocking(move || {
+            let _guard = guard;
+            me.commit_blocking(att, gpus, &snap)
         })
+        .await
     }
 
-    /// Makes the files match `all` (every attachment the engine records):
-    /// writes pods whose committed attachments changed or whose files are
-    /// missing, removes directories of pods with none left, and drops GPUs
-    /// kept for reservations that are gone.
-    pub fn sync(&self, all: &[Attachment], snap: &Snapshot) -> SyncReport {
-        let mut report = SyncReport::default();
-        let mut want: BTreeMap<&str, Vec<&Attachment>> = BTreeMap::new();
-        for a in all {
-            if a.state == AttachmentState::Committed && pod_dir_name(&a.container_id).is_ok() {
-                want.entry(a.container_id.as_str()).or_default().push(a);
+    /// Forgets a released attachment; rewrites or removes its pod's files.
+    pub async fn released(
+        self: &Arc<Self>,
+        key: AttachmentKey,
+        snap: Arc<Snapshot>,
+    ) -> Result<(), HintError> {
+        self.pending().remove(&key);
+        let Ok(dir) = self.pod_dir(&key.container_id) else {
+            return Ok(());
+        };
+        let guard = self.lock_pod(&key.container_id).await;
+        let me = self.clone();
+        blocking(move || {
+            let _guard = guard;
+            let Some(mut state) = read_state(&dir) else {
+                // No state: whatever is there was not written for a live pod.
+                return remove_pod_dir(&dir).map(drop);
+            };
+            if state.parts.remove(&key.ifname).is_none() {
+                return Ok(());
             }
-        }
-        let keys: HashSet<AttachmentKey> = all.iter().map(Attachment::key).collect();
-        let mut st = self.lock();
-        st.pending.retain(|k, _| keys.contains(k));
-        for (id, atts) in &want {
-            let files_there = self
-                .pod_dir(id)
-                .map(|d| d.join(NCCL_ENV).is_file() && d.join(TOPO_XML).is_file())
-                .unwrap_or(false);
-            let unchanged = st.pods.get(*id).is_some_and(|p| {
-                p.parts.len() == atts.len()
-                    && atts
-                        .iter()
-                        .all(|a| p.parts.get(&a.ifname).is_some_and(|x| x.att == **a))
-            });
-            if unchanged && files_there {
-                continue;
-            }
-            let mut pod = st.pods.remove(*id).unwrap_or_default();
-            let mut parts = BTreeMap::new();
-            for a in atts {
-                let gpus = match pod.parts.remove(&a.ifname) {
-                    Some(p) => p.gpus,
-                    None => self.gpus_on_disk(id, &a.ifname),
-                };
-                parts.insert(
-                    a.ifname.clone(),
+            me.write_state(&dir, state, &snap).map(drop)
+        })
+        .await
+    }
+
+    /// Of `pods` (container ID and the marker of its committed attachments),
+    /// the ones whose files are missing or were written for other
+    /// attachments. Reads each `pod.json` once; renders nothing.
+    pub async fn stale_pods(self: &Arc<Self>, pods: Vec<PodMarker>) -> Vec<String> {
+        let me = self.clone();
+        blocking(move || {
+            Ok(pods
+                .into_iter()
+                .filter(|(id, marker)| {
+                    let Ok(dir) = me.pod_dir(id) else {
+                        return false;
+                    };
+                    !(read_state(&dir).is_some_and(|s| s.matches(marker)) && files_present(&dir))
+                })
+                .map(|(id, _)| id)
+                .collect())
+        })
+        .await
+        .unwrap_or_default()
+    }
+
+    /// Rewrites pod `id`'s files for exactly `atts` (its committed
+    /// attachments, read under `_guard`); GPUs come from the previous
+    /// `pod.json` or a pending reserve.
+    pub async fn rebuild(
+        self: &Arc<Self>,
+        _guard: &PodGuard,
+        id: &str,
+        atts: Vec<Attachment>,
+        snap: Arc<Snapshot>,
+    ) -> Result<(), HintError> {
+        let dir = self.pod_dir(id).map_err(|_| bad_id(id))?;
+        let pending: Vec<Option<Vec<PciAddr>>> =
+            atts.iter().map(|a| self.take_gpus(&a.key())).collect();
+        let me = self.clone();
+        blocking(move || {
+            let old = read_state(&dir).unwrap_or_default();
+            let mut state = PodState::default();
+            for (att, gpus) in atts.into_iter().zip(pending) {
+                let gpus = gpus.unwrap_or_else(|| {
+                    old.parts
+                        .get(&att.ifname)
+                        .filter(|p| p.attachment.reserved_at_ms == att.reserved_at_ms)
+                        .map(|p| p.gpus.clone())
+                        .unwrap_or_default()
+                });
+                state.parts.insert(
+                    att.ifname.clone(),
                     Part {
-                        att: (*a).clone(),
+                        attachment: att,
                         gpus,
                     },
                 );
             }
-            pod.parts = parts;
-            match self.write_pod(id, &mut pod, snap) {
-                Ok(()) => report.written += 1,
-                Err(e) => tracing::warn!(container = %id, error = %e, "writing hints"),
+            me.write_state(&dir, state, &snap).map(drop)
+        })
+        .await
+    }
+
+    /// Removes pod `id`'s directory; true when there was one.
+    pub async fn remove_pod(self: &Arc<Self>, _guard: &PodGuard, id: &str) -> bool {
+        let Ok(dir) = self.pod_dir(id) else {
+            return false;
+        };
+        match blocking(move || remove_pod_dir(&dir)).await {
+            Ok(removed) => removed,
+            Err(e) => {
+                tracing::warn!(container = %id, error = %e, "removing stale hints");
+                false
             }
-            st.pods.insert((*id).to_owned(), pod);
         }
-        st.pods.retain(|id, _| want.contains_key(id.as_str()));
-        // Directories of pods that are gone (including ones from before a restart).
-        if let Ok(entries) = fs::read_dir(&self.dir) {
+    }
+
+    /// The names of the pod directories on disk, streamed (bounded memory
+    /// however many there are).
+    pub fn pod_dir_names(self: &Arc<Self>) -> mpsc::Receiver<String> {
+        let (tx, rx) = mpsc::channel(256);
+        let dir = self.dir.clone();
+        tokio::task::spawn_blocking(move || {
+            let Ok(entries) = fs::read_dir(&dir) else {
+                return;
+            };
             for e in entries.flatten() {
-                let name = e.file_name();
-                let Some(name) = name.to_str() else { continue };
-                if want.contains_key(name) || pod_dir_name(name).is_err() {
+                let Ok(name) = e.file_name().into_string() else {
                     continue;
-                }
-                match remove_pod_dir(&e.path()) {
-                    Ok(true) => report.removed += 1,
-                    Ok(false) => {}
-                    Err(e) => tracing::warn!(container = %name, error = %e, "removing stale hints"),
+                };
+                if pod_dir_name(&name).is_ok() && tx.blocking_send(name).is_err() {
+                    return;
                 }
             }
-        }
-        report
+        });
+        rx
+    }
+
+    /// The hints of the pod of `key` as its files hold them; `not-found`
+    /// when they do not cover `key`.
+    pub async fn hints(self: &Arc<Self>, key: &AttachmentKey) -> Result<PodHints, ApiError> {
+        let dir = self.pod_dir(&key.container_id)?;
+        let not_found = || {
+            ApiError::new(
+                ErrorCode::NotFound,
+                format!("no hints for {key}: it is not committed on this node"),
+            )
+        };
+        let ifname = key.ifname.clone();
+        let read = blocking(move || {
+            let Some(state) = read_state(&dir).filter(|s| s.parts.contains_key(&ifname)) else {
+                return Ok(None);
+            };
+            let nccl_env = fs::read_to_string(dir.join(NCCL_ENV));
+            let topo_xml = fs::read_to_string(dir.join(TOPO_XML));
+            let (Ok(nccl_env), Ok(topo_xml)) = (nccl_env, topo_xml) else {
+                return Ok(None);
+            };
+            Ok(Some(PodHints {
+                container_id: String::new(),
+                attachments: state.parts.keys().cloned().collect(),
+                dir: dir.display().to_string(),
+                env: state
+                    .env
+                    .into_iter()
+                    .map(|(name, value)| EnvVar { name, value })
+                    .collect(),
+                nccl_env,
+                topo_xml,
+            }))
+        })
+        .await
+        .map_err(|e| ApiError::new(ErrorCode::Internal, e.to_string()))?;
+        let mut h = read.ok_or_else(not_found)?;
+        h.container_id.clone_from(&key.container_id);
+        Ok(h)
     }
 }
 
@@ -466,5 +635,28 @@ mod tests {
             assert!(pod_dir_name(bad).is_err(), "{bad:?}");
         }
         assert!(pod_dir_name(&"a".repeat(300)).is_err());
+    }
+
+    #[test]
+    fn the_marker_names_the_attachments_and_their_incarnation() {
+        let att: Attachment = serde_json::from_value(serde_json::json!({
+            "containerID": "c1", "ifname": "net1", "netns": "/x", "node": "n", "job": "j",
+            "pool": "p", "state": "committed", "vfs": [], "addresses": [],
+            "isolation": {"mode": "none"}, "reservedAtMs": 7
+        }))
+        .unwrap();
+        let mut s = PodState::default();
+        s.parts.insert(
+            "net1".into(),
+            Part {
+                attachment: att,
+                gpus: vec![],
+            },
+        );
+        assert!(s.matches(&[("net1".into(), 7)]));
+        assert!(!s.matches(&[("net1".into(), 8)]), "a new incarnation");
+        assert!(!s.matches(&[("net2".into(), 7)]));
+        assert!(!s.matches(&[("net1".into(), 7), ("net2".into(), 1)]));
+        assert!(!s.matches(&[]));
     }
 }
