@@ -3,85 +3,15 @@
 //! addresses that reach each other over the rail, and VFs that reach nothing
 //! until their representors are bridged (here by hand, over a VXLAN tunnel).
 
-use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
-use std::process::Command;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use jobnet_hw::sriov;
-use jobnet_tests::fabric::ip::{self, IpLink, Netns};
+use jobnet_tests::fabric::ip::{self, Netns};
 use jobnet_tests::fabric::plan::{underlay_addr, UNDERLAY_MTU};
 use jobnet_tests::fabric::probe::udp_echo;
 use jobnet_tests::fabric::{Fabric, FabricId, FabricSpec, VfId};
-
-/// A netns the test makes (a "pod"), removed on drop even when the test panics.
-struct PodNetns {
-    name: String,
-}
-
-impl PodNetns {
-    fn new() -> Self {
-        static N: AtomicUsize = AtomicUsize::new(0);
-        let name = format!(
-            "fabsd-{}-{}",
-            std::process::id(),
-            N.fetch_add(1, Ordering::Relaxed)
-        );
-        let ok = Command::new("ip")
-            .args(["netns", "add", &name])
-            .status()
-            .unwrap()
-            .success();
-        assert!(ok, "ip netns add {name}");
-        Self { name }
-    }
-
-    fn path(&self) -> PathBuf {
-        Path::new("/run/netns").join(&self.name)
-    }
-}
-
-impl Drop for PodNetns {
-    fn drop(&mut self) {
-        let _ = Command::new("ip")
-            .args(["netns", "del", &self.name])
-            .status();
-    }
-}
-
-fn links(ns: &Netns) -> HashMap<String, IpLink> {
-    ip::links(ns)
-        .unwrap()
-        .into_iter()
-        .map(|l| (l.ifname.clone(), l))
-        .collect()
-}
-
-fn sh(ns: &Netns, lines: &[&str]) {
-    let lines: Vec<String> = lines.iter().map(|s| s.to_string()).collect();
-    ip::batch(ns, &lines, false, false).unwrap();
-}
-
-/// `ip -j <args>` run in `ns`, parsed.
-fn ip_json(ns: &Netns, args: &[&str]) -> serde_json::Value {
-    let Netns::Named(name) = ns else {
-        panic!("tests use named netns");
-    };
-    let out = Command::new("ip")
-        .args(["-n", name, "-j"])
-        .args(args)
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "ip {args:?}: {out:?}");
-    serde_json::from_slice(&out.stdout).unwrap()
-}
-
-/// `ip -d` details of one link (what the fabric's IpLink leaves out).
-fn details(ns: &Netns, dev: &str) -> serde_json::Value {
-    ip_json(ns, &["-d", "link", "show", "dev", dev])[0].clone()
-}
+use jobnet_tests::harness::{ip_batch, ip_json, link_details, links_by_name, Pod};
 
 /// IPv4 addresses (with prefix) on `dev`.
 fn ipv4_addrs(ns: &Netns, dev: &str) -> Vec<String> {
@@ -109,7 +39,7 @@ fn representors_live_unbridged_in_the_node_and_sysfs_names_them() {
     let f = Fabric::build(spec()).unwrap();
     for n in f.nodes() {
         let ns = n.ip_netns();
-        let here = links(&ns);
+        let here = links_by_name(&ns);
         for pf in &n.pfs {
             let want = underlay_addr(pf.nic, n.index);
             assert_eq!(pf.underlay, Some(want));
@@ -128,7 +58,7 @@ fn representors_live_unbridged_in_the_node_and_sysfs_names_them() {
             assert!(l.flags.iter().any(|f| f == "UP"), "{l:?}");
             assert_eq!(l.master, None, "{l:?}");
             // The representor is the VF netdev's veth peer, in the same netns.
-            let vf_link = details(&ns, vf.netdev.as_ref().unwrap());
+            let vf_link = link_details(&ns, vf.netdev.as_ref().unwrap());
             assert_eq!(vf_link["link"].as_str(), Some(rep.as_str()));
         }
         // lo + 2 PFs + 2 netdev VFs per NIC, each with its representor.
@@ -136,7 +66,7 @@ fn representors_live_unbridged_in_the_node_and_sysfs_names_them() {
     }
     for r in f.rails() {
         let rail = Netns::Named(r.netns.clone());
-        let sw = links(&rail);
+        let sw = links_by_name(&rail);
         let ports: Vec<&str> = sw
             .values()
             .filter(|l| l.master.as_deref() == Some(r.bridge.as_str()))
@@ -145,7 +75,7 @@ fn representors_live_unbridged_in_the_node_and_sysfs_names_them() {
         // Only the two nodes' uplinks: no representor is on a rail.
         assert_eq!(ports.len(), 2, "{ports:?}");
         assert_eq!(
-            details(&rail, &r.bridge)["linkinfo"]["info_data"]["mcast_snooping"],
+            link_details(&rail, &r.bridge)["linkinfo"]["info_data"]["mcast_snooping"],
             0
         );
     }
@@ -174,16 +104,16 @@ fn vfs_reach_nothing_until_their_representors_are_bridged_over_vxlan() {
         ..Default::default()
     })
     .unwrap();
-    let attach = |id: VfId, addr: &str| -> PodNetns {
-        let pod = PodNetns::new();
+    let attach = |id: VfId, addr: &str| -> Pod {
+        let pod = Pod::new("fabsd");
         let nd = f.vf(id).unwrap().netdev.clone().unwrap();
         let node = f.node(id.node).unwrap().ip_netns();
-        sh(
+        ip_batch(
             &node,
             &[&format!("link set dev {nd} netns {} name net1", pod.name)],
         );
-        sh(
-            &Netns::Named(pod.name.clone()),
+        ip_batch(
+            &pod.ns(),
             &[
                 &format!("addr add {addr}/24 dev net1"),
                 "link set net1 up",
@@ -207,7 +137,7 @@ fn vfs_reach_nothing_until_their_representors_are_bridged_over_vxlan() {
     for n in 0..2 {
         let node = f.node(n).unwrap();
         let rep = f.vf(vf(n, 0)).unwrap().representor.clone().unwrap();
-        sh(
+        ip_batch(
             &node.ip_netns(),
             &[
                 "link add jftbr type bridge",
