@@ -8,168 +8,25 @@
 
 use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::OnceLock;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use jobnet_api::{AttachmentKey, Client};
 use jobnet_cni::isolation::Vni;
 use jobnet_tests::fabric::ip::{self, Netns};
 use jobnet_tests::fabric::probe::udp_echo;
 use jobnet_tests::fabric::{Fabric, FabricSpec, FabricVf};
+use jobnet_tests::harness::{
+    link_details, master_of, result_addr, result_pci, unique, CniCall, Daemon, PluginRun, Pod,
+};
 use serde_json::json;
 
-/// The workspace's binaries this test runs, built on first use (a plain
-/// `cargo test -p jobnet-tests` does not build other packages' binaries).
-struct Binaries {
-    jobnet: PathBuf,
-    jobnetd: PathBuf,
-}
-
-fn binaries() -> &'static Binaries {
-    static BINS: OnceLock<Binaries> = OnceLock::new();
-    BINS.get_or_init(|| {
-        // <target>/debug/deps/<this test> -> <target>/debug
-        let exe = std::env::current_exe().unwrap();
-        let profile_dir = exe.parent().and_then(Path::parent).unwrap().to_owned();
-        let target_dir = profile_dir.parent().unwrap().to_owned();
-        let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
-        let status = Command::new(option_env!("CARGO").unwrap_or("cargo"))
-            .current_dir(workspace)
-            .env("CARGO_TARGET_DIR", &target_dir)
-            .args(["build", "--quiet", "-p", "jobnet-cni", "--bin", "jobnet"])
-            .args(["-p", "jobnet-daemon", "--bin", "jobnetd"])
-            .status()
-            .unwrap();
-        assert!(status.success(), "building jobnet and jobnetd failed");
-        Binaries {
-            jobnet: profile_dir.join("jobnet"),
-            jobnetd: profile_dir.join("jobnetd"),
-        }
-    })
-}
-
-/// A unique short name for this process and call.
-fn unique(prefix: &str) -> String {
-    static N: AtomicUsize = AtomicUsize::new(0);
-    format!(
-        "{prefix}{}x{}",
-        std::process::id() % 100_000,
-        N.fetch_add(1, Ordering::Relaxed)
-    )
-}
-
-/// A pod netns, removed on drop (also when the test panics).
-struct Pod {
-    name: String,
-}
-
-impl Pod {
-    fn new() -> Self {
-        let name = unique("jiso");
-        let ok = Command::new("ip")
-            .args(["netns", "add", &name])
-            .status()
-            .unwrap()
-            .success();
-        assert!(ok, "ip netns add {name}");
-        Self { name }
-    }
-
-    fn path(&self) -> PathBuf {
-        Path::new("/run/netns").join(&self.name)
-    }
-
-    fn ns(&self) -> Netns {
-        Netns::Named(self.name.clone())
-    }
-}
-
-impl Drop for Pod {
-    fn drop(&mut self) {
-        let _ = Command::new("ip")
-            .args(["netns", "del", &self.name])
-            .status();
-    }
-}
-
-/// One jobnetd over a node's fake sysfs; killed on drop.
-struct Daemon {
-    dir: tempfile::TempDir,
-    socket: PathBuf,
-    child: Option<Child>,
-}
-
-impl Daemon {
-    fn start(node: &str, sysfs_root: &Path) -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let socket = dir.path().join("jobnetd.sock");
-        let config = dir.path().join("jobnetd.toml");
-        // The same pool on every node: with the embedded store each node
-        // allocates on its own, so jobs must be created in the same order.
-        std::fs::write(
-            &config,
-            format!(
-                r#"node = "{node}"
-socket = "{sock}"
-state_dir = "{dir}/state"
-run_dir = "{dir}/run"
-sysfs_root = "{sys}"
-metrics_addr = "off"
-reconcile_interval_secs = 3600
-netns_grace_secs = 3600
-
-[[pools]]
+/// The same pool on every node: with the embedded store each node
+/// allocates on its own, so jobs must be created in the same order.
+const POOLS: &str = r#"[[pools]]
 name = "rdma"
 cidrs = ["198.18.0.0/16"]
-isolation = {{ mode = "vxlan", first = 1000, last = 1999 }}
-"#,
-                sock = socket.display(),
-                dir = dir.path().display(),
-                sys = sysfs_root.display(),
-            ),
-        )
-        .unwrap();
-        let log = std::fs::File::create(dir.path().join("jobnetd.log")).unwrap();
-        let child = Command::new(&binaries().jobnetd)
-            .arg("--config")
-            .arg(&config)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .unwrap();
-        let mut d = Self {
-            dir,
-            socket,
-            child: Some(child),
-        };
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while std::os::unix::net::UnixStream::connect(&d.socket).is_err() {
-            if let Some(st) = d.child.as_mut().and_then(|c| c.try_wait().unwrap()) {
-                panic!("jobnetd exited ({st}):\n{}", d.log());
-            }
-            assert!(Instant::now() < deadline, "jobnetd not up:\n{}", d.log());
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        d
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.path().join("jobnetd.log")).unwrap_or_default()
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-}
+isolation = { mode = "vxlan", first = 1000, last = 1999 }
+"#;
 
 /// Node `index` of the fabric with its daemon and the plugin's private dirs.
 struct Node<'f> {
@@ -198,7 +55,7 @@ impl<'f> Node<'f> {
         Self {
             fabric,
             index,
-            daemon: Daemon::start(&format!("node-{index}"), &n.sysfs_root),
+            daemon: Daemon::start(&format!("node-{index}"), &n.sysfs_root, POOLS),
             state: tempfile::tempdir().unwrap(),
             files: tempfile::tempdir().unwrap(),
         }
@@ -219,7 +76,7 @@ impl<'f> Node<'f> {
     }
 
     /// Runs `jobnet` inside the node netns (the node's "host") like a
-    /// runtime; returns (success, stdout, stderr).
+    /// runtime.
     fn jobnet(
         &self,
         command: &str,
@@ -227,60 +84,33 @@ impl<'f> Node<'f> {
         pod: &Pod,
         args: &str,
         conf: &serde_json::Value,
-    ) -> (bool, String, String) {
+    ) -> PluginRun {
         let node = self.fabric.node(self.index).unwrap();
-        let mut child = Command::new("nsenter")
-            .arg(format!("--net={}", node.netns_path().display()))
-            .arg(&binaries().jobnet)
-            .env_clear()
-            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-            .env("CNI_COMMAND", command)
-            .env("CNI_CONTAINERID", cid)
-            .env("CNI_NETNS", pod.path())
-            .env("CNI_IFNAME", "net1")
-            .env("CNI_PATH", "/usr/lib/cni")
-            .env("CNI_ARGS", args)
-            .env("JOBNET_SYSFS_ROOT", &node.sysfs_root)
-            .env("JOBNET_STATE_DIR", self.state.path())
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        {
-            use std::io::Write;
-            let mut stdin = child.stdin.take().unwrap();
-            stdin.write_all(conf.to_string().as_bytes()).unwrap();
-        }
-        let out = child.wait_with_output().unwrap();
-        (
-            out.status.success(),
-            String::from_utf8_lossy(&out.stdout).into_owned(),
-            String::from_utf8_lossy(&out.stderr).into_owned(),
-        )
+        CniCall::new(command, cid, &pod.path(), "net1")
+            .cni_path()
+            .var("CNI_ARGS", args)
+            .dirs(&node.sysfs_root, self.state.path())
+            .run(&node.netns_path(), conf)
     }
 
     /// ADD for `job` rank `rank` into `pod`; makes sysfs follow the VF.
     fn add<'p>(&self, pod: &'p Pod, job: &'static str, rank: u32) -> Attached<'p> {
         let cid = unique("cid");
         let conf = self.conf(job, &cid);
-        let (ok, out, err) = self.jobnet("ADD", &cid, pod, &format!("JOBNET_RANK={rank}"), &conf);
+        let add = self.jobnet("ADD", &cid, pod, &format!("JOBNET_RANK={rank}"), &conf);
         assert!(
-            ok,
-            "ADD {job}/{rank} on node {}: {out}{err}\n{}",
+            add.ok,
+            "ADD {job}/{rank} on node {}: {}{}\n{}",
             self.index,
+            add.stdout,
+            add.stderr,
             self.daemon.log()
         );
-        let result: serde_json::Value = serde_json::from_str(&out).unwrap();
-        let pci = result["interfaces"][0]["pciID"]
-            .as_str()
-            .unwrap_or_else(|| panic!("no pciID: {result}"))
-            .parse()
-            .unwrap();
+        let result = add.json();
+        let pci = result_pci(&result).unwrap_or_else(|| panic!("no pciID: {result}"));
         let vf = self.fabric.vf_by_pci(self.index, pci).unwrap().clone();
         self.fabric.sync_vf_sysfs(vf.id).unwrap();
-        let cidr = result["ips"][0]["address"].as_str().unwrap();
-        let addr: IpAddr = cidr.split('/').next().unwrap().parse().unwrap();
+        let addr = result_addr(&result).unwrap_or_else(|| panic!("no address: {result}"));
         Attached {
             pod,
             node: self.index,
@@ -295,8 +125,12 @@ impl<'f> Node<'f> {
     fn del(&self, a: &Attached<'_>) {
         let conf = self.conf(a.job, &a.container_id);
         let args = format!("JOBNET_RANK={}", a.rank);
-        let (ok, out, err) = self.jobnet("DEL", &a.container_id, a.pod, &args, &conf);
-        assert!(ok, "DEL {}/{}: {out}{err}", a.job, a.rank);
+        let del = self.jobnet("DEL", &a.container_id, a.pod, &args, &conf);
+        assert!(
+            del.ok,
+            "DEL {}/{}: {}{}",
+            a.job, a.rank, del.stdout, del.stderr
+        );
         self.fabric.sync_vf_sysfs(a.vf.id).unwrap();
     }
 
@@ -362,28 +196,6 @@ fn job_links(ns: &Netns) -> Vec<String> {
     v
 }
 
-/// `ip -d -j link show dev <dev>` in a named netns.
-fn details(ns: &Netns, dev: &str) -> serde_json::Value {
-    let Netns::Named(name) = ns else {
-        panic!("nodes are named netns");
-    };
-    let out = Command::new("ip")
-        .args(["-n", name, "-d", "-j", "link", "show", "dev", dev])
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{out:?}");
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    v[0].clone()
-}
-
-fn master_of(ns: &Netns, dev: &str) -> Option<String> {
-    ip::links(ns)
-        .unwrap()
-        .into_iter()
-        .find(|l| l.ifname == dev)
-        .and_then(|l| l.master)
-}
-
 #[test]
 fn jobs_reach_their_own_ranks_across_nodes_and_never_each_other() {
     let fabric = Fabric::build(FabricSpec {
@@ -401,7 +213,7 @@ fn jobs_reach_their_own_ranks_across_nodes_and_never_each_other() {
         .enable_all()
         .build()
         .unwrap();
-    let pods: Vec<Pod> = (0..5).map(|_| Pod::new()).collect();
+    let pods: Vec<Pod> = (0..5).map(|_| Pod::new("jiso")).collect();
 
     // Same order of job creation on both nodes: A first, then B.
     let a0 = n0.add(&pods[0], "job-a", 0);
@@ -432,7 +244,7 @@ fn jobs_reach_their_own_ranks_across_nodes_and_never_each_other() {
         want.sort();
         assert_eq!(job_links(&ns), want, "node {}", node.index);
         for v in [va, vb] {
-            let vx = details(&ns, &v.vxlan_name());
+            let vx = link_details(&ns, &v.vxlan_name());
             let data = &vx["linkinfo"]["info_data"];
             assert_eq!(data["id"], v.get());
             assert_eq!(data["group"], v.multicast_group().to_string());
@@ -545,7 +357,7 @@ fn a_legacy_nic_refuses_vxlan_isolation_and_changes_nothing() {
         .enable_all()
         .build()
         .unwrap();
-    let pod = Pod::new();
+    let pod = Pod::new("jiso");
     // Legacy representors sit in the rail netns: sysfs lists them, the node
     // does not have them. Hide them from sysfs as a legacy NIC would.
     let node = fabric.node(0).unwrap();
@@ -557,8 +369,9 @@ fn a_legacy_nic_refuses_vxlan_isolation_and_changes_nothing() {
     }
     let cid = unique("cid");
     let conf = n0.conf("job-l", &cid);
-    let (ok, out, _) = n0.jobnet("ADD", &cid, &pod, "JOBNET_RANK=0", &conf);
-    assert!(!ok, "{out}");
+    let add = n0.jobnet("ADD", &cid, &pod, "JOBNET_RANK=0", &conf);
+    let out = add.stdout;
+    assert!(!add.ok, "{out}");
     let err: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert_eq!(err["code"], 100, "{out}");
     assert!(err["msg"].as_str().unwrap().contains("switchdev"), "{out}");
