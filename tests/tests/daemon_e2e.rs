@@ -10,14 +10,12 @@
 //! so the checks are per node (cluster-wide subnets need the etcd backend).
 
 use std::collections::{BTreeMap, HashSet};
-use std::io::Write;
 use std::net::{IpAddr, Ipv4Addr};
-use std::process::{Command, Stdio};
 
 use jobnet_api::JobDetail;
 use jobnet_hw::PciAddr;
 use jobnet_tests::fabric::{Fabric, FabricSpec, Netns, VfId};
-use jobnet_tests::harness::{binaries, Daemon, Pod};
+use jobnet_tests::harness::{ip_json, result_pci, unique, CniCall, Daemon, PluginRun, Pod};
 use serde_json::json;
 
 const POOLS: &str = r#"
@@ -38,7 +36,7 @@ struct Member {
     vf: Option<VfId>,
 }
 
-/// Runs `jobnet` inside node `node` like a runtime: (ok, stdout, stderr).
+/// Runs `jobnet` inside node `node` like a runtime.
 fn jobnet(
     fabric: &Fabric,
     node: usize,
@@ -46,42 +44,17 @@ fn jobnet(
     state: &std::path::Path,
     command: &str,
     m: &Member,
-) -> (bool, String, String) {
+) -> PluginRun {
     let n = fabric.node(node).unwrap();
     let conf = json!({
         "cniVersion": "1.1.0", "name": "e2e-net", "type": "jobnet",
         "daemonSocket": daemon.socket,
         "args": {"cni": {"job": m.job, "rank": m.rank}},
     });
-    let mut child = Command::new("nsenter")
-        .arg(format!("--net={}", n.netns_path().display()))
-        .arg(&binaries().jobnet)
-        .env_clear()
-        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-        .env("CNI_COMMAND", command)
-        .env("CNI_CONTAINERID", &m.cid)
-        .env("CNI_NETNS", m.pod.path())
-        .env("CNI_IFNAME", "net1")
-        .env("CNI_PATH", "/usr/lib/cni")
-        .env("JOBNET_SYSFS_ROOT", &n.sysfs_root)
-        .env("JOBNET_STATE_DIR", state)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(conf.to_string().as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+    CniCall::new(command, &m.cid, &m.pod.path(), "net1")
+        .cni_path()
+        .dirs(&n.sysfs_root, state)
+        .run(&n.netns_path(), &conf)
 }
 
 /// An IPv4 address or network with its prefix length.
@@ -117,12 +90,7 @@ impl V4 {
 
 /// The IPv4 address (with prefix) of `net1` in the pod, as the kernel has it.
 fn pod_addr(pod: &Pod) -> V4 {
-    let out = Command::new("ip")
-        .args(["-j", "-n", &pod.name, "addr", "show", "dev", "net1"])
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "ip addr in {}", pod.name);
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let v = ip_json(&pod.ns(), &["addr", "show", "dev", "net1"]);
     let info = v[0]["addr_info"]
         .as_array()
         .unwrap()
@@ -177,13 +145,13 @@ fn two_jobs_get_their_own_rank_ordered_subnets_and_jobnetctl_matches() {
             job,
             rank,
             node,
-            cid: jobnet_tests::harness::unique("e2e"),
+            cid: unique("e2e"),
             pod: Pod::new("je2e"),
             vf: None,
         })
         .collect();
     for m in &mut members {
-        let (ok, out, err) = jobnet(
+        let add = jobnet(
             &fabric,
             m.node,
             &daemons[m.node],
@@ -192,18 +160,16 @@ fn two_jobs_get_their_own_rank_ordered_subnets_and_jobnetctl_matches() {
             m,
         );
         assert!(
-            ok,
-            "ADD {}/{}: {out}{err}\n{}",
+            add.ok,
+            "ADD {}/{}: {}{}\n{}",
             m.job,
             m.rank,
+            add.stdout,
+            add.stderr,
             daemons[m.node].log()
         );
-        let r: serde_json::Value = serde_json::from_str(&out).unwrap();
-        let pci: PciAddr = r["interfaces"][0]["pciID"]
-            .as_str()
-            .unwrap()
-            .parse()
-            .unwrap();
+        let r = add.json();
+        let pci = result_pci(&r).unwrap_or_else(|| panic!("no pciID: {r}"));
         let vf = fabric.vf_by_pci(m.node, pci).unwrap().id;
         fabric.sync_vf_sysfs(vf).unwrap();
         m.vf = Some(vf);
@@ -278,7 +244,7 @@ fn two_jobs_get_their_own_rank_ordered_subnets_and_jobnetctl_matches() {
 
     // DEL everything: no attachment left, every VF back as built.
     for m in &members {
-        let (ok, out, err) = jobnet(
+        let del = jobnet(
             &fabric,
             m.node,
             &daemons[m.node],
@@ -286,7 +252,11 @@ fn two_jobs_get_their_own_rank_ordered_subnets_and_jobnetctl_matches() {
             "DEL",
             m,
         );
-        assert!(ok, "DEL {}/{}: {out}{err}", m.job, m.rank);
+        assert!(
+            del.ok,
+            "DEL {}/{}: {}{}",
+            m.job, m.rank, del.stdout, del.stderr
+        );
         fabric.sync_vf_sysfs(m.vf.unwrap()).unwrap();
     }
     for d in &daemons {
