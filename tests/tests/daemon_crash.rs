@@ -16,7 +16,6 @@
 //! use, since `CARGO_BIN_EXE_*` only names the test's own package's bins).
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::io::Write;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -27,7 +26,9 @@ use std::time::{Duration, Instant};
 use jobnet_api::{AttachmentKey, AttachmentState, Client, VfState};
 use jobnet_hw::PciAddr;
 use jobnet_tests::fabric::{Fabric, FabricSpec, Netns, VfId};
-use jobnet_tests::harness::{binaries, unique, Pod};
+use jobnet_tests::harness::{
+    binaries, result_addr, result_pci, unique, wait_for_jobnetd, CniCall, PluginRun, Pod,
+};
 use serde_json::json;
 
 /// How long ADD/DEL traffic runs while jobnetd is being killed.
@@ -123,18 +124,8 @@ reservation_timeout_secs = {RESERVATION_TIMEOUT_SECS}
     }
 
     fn wait_up(&mut self) {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while std::os::unix::net::UnixStream::connect(self.socket()).is_err() {
-            if let Some(st) = self
-                .child
-                .as_mut()
-                .and_then(|c| c.try_wait().ok().flatten())
-            {
-                panic!("jobnetd exited ({st}):\n{}", self.log());
-            }
-            assert!(Instant::now() < deadline, "jobnetd not up:\n{}", self.log());
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        let log = self.dir.path().join("jobnetd.log");
+        wait_for_jobnetd(&self.socket(), self.child.as_mut(), &log);
     }
 
     fn kill9(&mut self) {
@@ -180,38 +171,13 @@ impl World {
         })
     }
 
-    /// Runs `jobnet` in the node netns as a runtime would: (ok, stdout, stderr).
-    fn jobnet(&self, command: &str, cid: &str, netns: &Path) -> (bool, String, String) {
+    /// Runs `jobnet` in the node netns as a runtime would.
+    fn jobnet(&self, command: &str, cid: &str, netns: &Path) -> PluginRun {
         let node = self.fabric.node(0).unwrap();
-        let mut child = Command::new("nsenter")
-            .arg(format!("--net={}", node.netns_path().display()))
-            .arg(&binaries().jobnet)
-            .env_clear()
-            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-            .env("CNI_COMMAND", command)
-            .env("CNI_CONTAINERID", cid)
-            .env("CNI_NETNS", netns)
-            .env("CNI_IFNAME", "net1")
-            .env("CNI_PATH", "/usr/lib/cni")
-            .env("JOBNET_SYSFS_ROOT", &node.sysfs_root)
-            .env("JOBNET_STATE_DIR", self.plugin_state.path())
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(self.conf().to_string().as_bytes())
-            .unwrap();
-        let out = child.wait_with_output().unwrap();
-        (
-            out.status.success(),
-            String::from_utf8_lossy(&out.stdout).into_owned(),
-            String::from_utf8_lossy(&out.stderr).into_owned(),
-        )
+        CniCall::new(command, cid, netns, "net1")
+            .cni_path()
+            .dirs(&node.sysfs_root, self.plugin_state.path())
+            .run(&node.netns_path(), &self.conf())
     }
 
     fn vf_of_pci(&self, pci: PciAddr) -> VfId {
@@ -220,8 +186,8 @@ impl World {
 
     /// DEL must succeed whatever state the daemon is in.
     fn del(&self, cid: &str, pod: usize, vf: Option<VfId>) {
-        let (ok, out, err) = self.jobnet("DEL", cid, &self.pods[pod].path());
-        assert!(ok, "DEL {cid} failed: {out}{err}");
+        let del = self.jobnet("DEL", cid, &self.pods[pod].path());
+        assert!(del.ok, "DEL {cid} failed: {}{}", del.stdout, del.stderr);
         if let Some(vf) = vf {
             self.fabric.sync_vf_sysfs(vf).unwrap();
         }
@@ -307,24 +273,14 @@ fn sigkill_during_add_del_stream_keeps_invariants() {
         if add {
             let pod = free[rng.below(free.len() as u64) as usize];
             let cid = unique("crash");
-            let (ok, out, err) = world.jobnet("ADD", &cid, &world.pods[pod].path());
-            if ok {
-                let r: serde_json::Value = serde_json::from_str(&out).unwrap();
-                let pci: PciAddr = r["interfaces"][0]["pciID"]
-                    .as_str()
-                    .unwrap()
-                    .parse()
-                    .unwrap();
+            let add = world.jobnet("ADD", &cid, &world.pods[pod].path());
+            let (out, err) = (&add.stdout, &add.stderr);
+            if add.ok {
+                let r = add.json();
+                let pci = result_pci(&r).unwrap_or_else(|| panic!("no pciID: {r}"));
                 let vf = world.vf_of_pci(pci);
                 world.fabric.sync_vf_sysfs(vf).unwrap();
-                let addr: IpAddr = r["ips"][0]["address"]
-                    .as_str()
-                    .unwrap()
-                    .split('/')
-                    .next()
-                    .unwrap()
-                    .parse()
-                    .unwrap();
+                let addr = result_addr(&r).unwrap_or_else(|| panic!("no address: {r}"));
                 held.insert(pod, Held { cid, vf, addr });
                 adds_ok += 1;
             } else {
@@ -426,18 +382,16 @@ fn sigkill_during_add_del_stream_keeps_invariants() {
     let mut world = world;
     let extra = if held.is_empty() {
         let cid = unique("crash");
-        let (ok, out, err) = world.jobnet("ADD", &cid, &world.pods[0].path());
+        let add = world.jobnet("ADD", &cid, &world.pods[0].path());
         assert!(
-            ok,
-            "ADD after the stream: {out}{err}\n{}",
+            add.ok,
+            "ADD after the stream: {}{}\n{}",
+            add.stdout,
+            add.stderr,
             world.daemon.lock().unwrap().log()
         );
-        let r: serde_json::Value = serde_json::from_str(&out).unwrap();
-        let pci: PciAddr = r["interfaces"][0]["pciID"]
-            .as_str()
-            .unwrap()
-            .parse()
-            .unwrap();
+        let r = add.json();
+        let pci = result_pci(&r).unwrap_or_else(|| panic!("no pciID: {r}"));
         let vf = world.vf_of_pci(pci);
         world.fabric.sync_vf_sysfs(vf).unwrap();
         held.insert(
