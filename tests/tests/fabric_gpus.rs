@@ -3,13 +3,11 @@
 //! classes as over the server layout written alone, while the NICs are the
 //! fabric's real veth PFs and VFs (legacy and switchdev).
 
-use std::collections::HashMap;
-
 use jobnet_hw::topology::{PathClass, Rails, TopoView, Topology};
 use jobnet_hw::{rdma, sriov, PciAddr};
-use jobnet_tests::fabric::ip::{self, IpLink};
 use jobnet_tests::fabric::plan::GpuLayout;
-use jobnet_tests::fabric::{Fabric, FabricNode, FabricSpec};
+use jobnet_tests::fabric::{Fabric, FabricSpec};
+use jobnet_tests::harness::links_by_name;
 use jobnet_tests::topo_layouts::write_layout;
 
 use PathClass::{Node as NODE, Phb as PHB, Pix as PIX, Pxb as PXB, Sys as SYS};
@@ -88,14 +86,6 @@ fn nic_facts(topo: &Topology) -> Vec<String> {
     out
 }
 
-fn kernel_links(node: &FabricNode) -> HashMap<String, IpLink> {
-    ip::links(&node.ip_netns())
-        .unwrap()
-        .into_iter()
-        .map(|l| (l.ifname.clone(), l))
-        .collect()
-}
-
 /// Discovery over every node of `spec`'s fabric equals discovery over the
 /// server alone; returns the first node's topology.
 fn same_as_server(spec: FabricSpec) -> Topology {
@@ -114,7 +104,7 @@ fn same_as_server(spec: FabricSpec) -> Topology {
         assert_eq!(node.gpus, gpus);
 
         // ...and the NICs are the fabric's: real netdevs, by PCI address.
-        let kernel = kernel_links(node);
+        let kernel = links_by_name(&node.ip_netns());
         let root = node.sysfs();
         for (nic, pf) in topo.nics.iter().zip(&node.pfs) {
             assert_eq!(nic.pci(), pf.pci);
