@@ -9,11 +9,10 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use jobnet_hw::topology::{PathClass, Topology};
-use jobnet_hw::PciAddr;
 use jobnet_tests::fabric::ip::{self, Netns};
 use jobnet_tests::fabric::plan::GpuLayout;
 use jobnet_tests::fabric::{Fabric, FabricSpec, FabricVf};
-use jobnet_tests::harness::{run_jobnet, unique, Daemon, PluginRun, Pod};
+use jobnet_tests::harness::{result_pci, unique, CniCall, Daemon, PluginRun, Pod};
 use serde_json::json;
 
 /// Rail-optimized pool over the server's 8 NICs, no isolation.
@@ -61,15 +60,9 @@ fn plugin(
     conf: &serde_json::Value,
 ) -> PluginRun {
     let node = fabric.node(0).unwrap();
-    let netns = pod.path().display().to_string();
-    let env = [
-        ("CNI_COMMAND", command),
-        ("CNI_CONTAINERID", cid),
-        ("CNI_NETNS", netns.as_str()),
-        ("CNI_IFNAME", "net1"),
-        ("CNI_PATH", "/usr/lib/cni"),
-    ];
-    run_jobnet(&node.netns_path(), &env, conf)
+    CniCall::new(command, cid, &pod.path(), "net1")
+        .cni_path()
+        .run(&node.netns_path(), conf)
 }
 
 /// The network config for the pod of GPU `gpu`: no deviceID, the GPU in
@@ -118,13 +111,9 @@ fn every_single_gpu_pod_gets_a_vf_under_its_gpus_switch() {
             add.stderr,
             daemon.log()
         );
-        let result: serde_json::Value = serde_json::from_str(&add.stdout).unwrap();
+        let result = add.json();
         let iface = &result["interfaces"][0];
-        let pci: PciAddr = iface["pciID"]
-            .as_str()
-            .unwrap_or_else(|| panic!("no pciID: {result}"))
-            .parse()
-            .unwrap();
+        let pci = result_pci(&result).unwrap_or_else(|| panic!("no pciID: {result}"));
         let vf = fabric.vf_by_pci(0, pci).unwrap().clone();
 
         // On the NIC that shares GPU g's PCIe switch: NIC g of the server.
@@ -140,7 +129,7 @@ fn every_single_gpu_pod_gets_a_vf_under_its_gpus_switch() {
         // The kernel agrees: that VF's netdev is net1 in the pod, with the
         // MAC the result reports.
         let loc = fabric.vf_location(vf.id).unwrap().unwrap();
-        assert_eq!(loc.netns, Netns::Named(pod.name.clone()), "GPU{gpu}");
+        assert_eq!(loc.netns, pod.ns(), "GPU{gpu}");
         assert_eq!(loc.link.ifname, "net1");
         assert_eq!(loc.link.address.as_deref(), iface["mac"].as_str());
         fabric.sync_vf_sysfs(vf.id).unwrap();
