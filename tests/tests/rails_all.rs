@@ -5,7 +5,7 @@
 
 use jobnet_tests::fabric::ip::{self, Netns};
 use jobnet_tests::fabric::{Fabric, FabricSpec};
-use jobnet_tests::harness::{run_jobnet, unique, Daemon, Pod};
+use jobnet_tests::harness::{unique, CniCall, Daemon, Pod};
 use serde_json::json;
 
 const POOL: &str = r#"[[pools]]
@@ -42,18 +42,10 @@ fn one_add_attaches_a_vf_of_every_rail() {
         "sysfsRoot": node.sysfs_root, "stateDir": state.path(),
         "args": {"cni": {"job": "llama", "rank": 0}},
     });
-    let pod_path = pod.path().display().to_string();
-    let env = |cmd: &'static str| {
-        vec![
-            ("CNI_COMMAND", cmd),
-            ("CNI_CONTAINERID", cid.as_str()),
-            ("CNI_NETNS", pod_path.as_str()),
-            ("CNI_IFNAME", "net1"),
-        ]
-    };
+    let call = |cmd: &str| CniCall::new(cmd, &cid, &pod.path(), "net1");
     let netns = node.netns_path();
 
-    let add = run_jobnet(&netns, &env("ADD"), &conf);
+    let add = call("ADD").run(&netns, &conf);
     assert!(
         add.ok,
         "ADD: {}{}\n{}",
@@ -61,7 +53,7 @@ fn one_add_attaches_a_vf_of_every_rail() {
         add.stderr,
         daemon.log()
     );
-    let result: serde_json::Value = serde_json::from_str(&add.stdout).expect("result JSON");
+    let result = add.json();
     let names: Vec<&str> = result["interfaces"]
         .as_array()
         .expect("interfaces")
@@ -84,7 +76,7 @@ fn one_add_attaches_a_vf_of_every_rail() {
         })
         .collect();
     assert_eq!(pfs.len(), 3, "one VF per rail: {pcis:?}");
-    let pod_ns = Netns::Named(pod.name.clone());
+    let pod_ns = pod.ns();
     let in_pod = ip::links(&pod_ns).expect("pod links");
     for (i, name) in names.iter().enumerate() {
         assert!(
@@ -105,7 +97,7 @@ fn one_add_attaches_a_vf_of_every_rail() {
         c["prevResult"] = result.clone();
         c
     };
-    let check = run_jobnet(&netns, &env("CHECK"), &check_conf);
+    let check = call("CHECK").run(&netns, &check_conf);
     assert!(check.ok, "CHECK: {}{}", check.stdout, check.stderr);
     // Break the second rail's interface: CHECK must notice.
     let mtu_changed = std::process::Command::new("ip")
@@ -114,11 +106,11 @@ fn one_add_attaches_a_vf_of_every_rail() {
         .expect("ip")
         .success();
     assert!(mtu_changed);
-    let check = run_jobnet(&netns, &env("CHECK"), &check_conf);
+    let check = call("CHECK").run(&netns, &check_conf);
     assert!(!check.ok, "CHECK passed with net1r1's MTU changed");
     assert!(check.stdout.contains("net1r1"), "{}", check.stdout);
 
-    let del = run_jobnet(&netns, &env("DEL"), &conf);
+    let del = call("DEL").run(&netns, &conf);
     assert!(del.ok, "DEL: {}{}", del.stdout, del.stderr);
     let after: Vec<(String, Option<String>)> = ip::links(&node_ns)
         .expect("links")
