@@ -13,7 +13,7 @@ use crate::fabric::ip::Netns;
 mod cni;
 mod kernel;
 
-pub use cni::{result_addr, result_pci, run_jobnet, CniCall, PluginRun};
+pub use cni::{result_addr, result_pci, CniCall, PluginRun};
 pub use kernel::{ip_batch, ip_json, link_details, links_by_name, master_of};
 
 /// The workspace binaries tests run.

@@ -34,12 +34,6 @@ impl PluginRun {
     }
 }
 
-/// Runs `jobnet` inside the node netns `node_netns` like a runtime would,
-/// with `env` (the CNI_* variables) and `conf` on stdin.
-pub fn run_jobnet(node_netns: &Path, env: &[(&str, &str)], conf: &serde_json::Value) -> PluginRun {
-    run_in_node(node_netns, env.iter().copied(), conf)
-}
-
 /// One plugin call: the environment a runtime sets for it. Only what is
 /// asked for is set, so a test controls exactly what the plugin sees.
 #[derive(Debug, Clone)]
