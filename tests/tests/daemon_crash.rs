@@ -223,7 +223,9 @@ fn sigkill_during_add_del_stream_keeps_invariants() {
                 | 1
         });
     println!("JOBNET_CRASH_SEED={seed}");
-    let started = Instant::now();
+    // Build the binaries before the clock starts: on a busy machine the
+    // first build can take longer than the whole stream.
+    binaries();
     let fabric = Fabric::build(FabricSpec {
         nodes: 1,
         nics_per_node: 1,
@@ -244,6 +246,7 @@ fn sigkill_during_add_del_stream_keeps_invariants() {
         pods: (0..PODS).map(|_| Pod::new("jcr")).collect(),
     };
 
+    let started = Instant::now();
     // The killer: SIGKILL at a random moment, restart after a random pause.
     let stop = Arc::new(AtomicBool::new(false));
     let kills = Arc::new(AtomicUsize::new(0));
