@@ -10,8 +10,8 @@ pub mod hints_handler;
 pub mod inventory;
 pub mod keylock;
 pub mod metrics;
-pub mod rdma_view;
 pub mod netns;
+pub mod rdma_view;
 pub mod run;
 pub mod server;
 #[doc(hidden)]
