@@ -304,7 +304,8 @@ fn run(args: &Args) -> Result<(), String> {
             env: vec![],
         };
         let sconf = format!(
-            r#"{{"cniVersion":"1.0.0","name":"bench","type":"static","addresses":[{{"address":"{addr}"}}]}}"#
+            r#"{{"cniVersion":"1.0.0","name":"bench","type":"jobnet","ipam":{}}}"#,
+            static_ipam(addr)
         );
         let start = Instant::now();
         ipam_only.run("ADD", &cid, &pod.path(), &sconf)?;
