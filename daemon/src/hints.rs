@@ -182,12 +182,28 @@ fn write_atomic(dir: &Path, name: &str, text: &str) -> Result<(), HintError> {
     fs::rename(&tmp, &path).map_err(io_err("renaming into place", &path))
 }
 
+/// Writes `text` to `dir/name`, a name that does not exist yet (in a
+/// directory this write created: nobody reads it before `pod.json`, written
+/// last, says the files are complete), without the temp file and rename.
+fn write_new(dir: &Path, name: &str, text: &str) -> Result<(), HintError> {
+    let path = dir.join(name);
+    let mut f = fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o644)
+        .open(&path)
+        .map_err(io_err("creating", &path))?;
+    f.write_all(text.as_bytes())
+        .map_err(io_err("writing", &path))
+}
+
 /// Creates the pod directory `path` (mode 0755) unless it is already a real
-/// directory; the common case (a new pod) costs one `mkdir`.
-fn ensure_pod_dir(path: &Path) -> Result<(), HintError> {
+/// directory; the common case (a new pod) costs one `mkdir`. True when this
+/// call created it (it is empty).
+fn ensure_pod_dir(path: &Path) -> Result<bool, HintError> {
     let mkdir = |p: &Path| fs::DirBuilder::new().mode(0o755).create(p);
     match mkdir(path) {
-        Ok(()) => return Ok(()),
+        Ok(()) => return Ok(true),
         Err(e) if e.kind() == io::ErrorKind::NotFound => {
             // The pods directory itself is missing (first pod, or removed).
             if let Some(parent) = path.parent() {
@@ -200,7 +216,7 @@ fn ensure_pod_dir(path: &Path) -> Result<(), HintError> {
         }
         Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
             match fs::symlink_metadata(path) {
-                Ok(md) if md.is_dir() => return Ok(()),
+                Ok(md) if md.is_dir() => return Ok(false),
                 // Something else took the name: it is ours to replace.
                 Ok(_) => fs::remove_file(path).map_err(io_err("removing", path))?,
                 Err(e) => return Err(io_err("inspecting", path)(e)),
@@ -208,7 +224,8 @@ fn ensure_pod_dir(path: &Path) -> Result<(), HintError> {
         }
         Err(e) => return Err(io_err("creating", path)(e)),
     }
-    mkdir(path).map_err(io_err("creating", path))
+    mkdir(path).map_err(io_err("creating", path))?;
+    Ok(true)
 }
 
 /// Removes a pod directory (a real directory only; a symlink is unlinked).
@@ -400,17 +417,18 @@ impl HintStore {
             remove_pod_dir(dir)?;
             return Ok(None);
         }
-        ensure_pod_dir(dir)?;
+        let fresh = ensure_pod_dir(dir)?;
+        let write = if fresh { write_new } else { write_atomic };
         let r = self.render(dir, &state.parts, snap);
-        write_atomic(dir, TOPO_XML, &r.topo_xml)?;
-        write_atomic(dir, NCCL_ENV, &r.nccl_env)?;
+        write(dir, TOPO_XML, &r.topo_xml)?;
+        write(dir, NCCL_ENV, &r.nccl_env)?;
         state.env.clone_from(&r.env);
         let json = serde_json::to_string(&state).map_err(|e| HintError::Io {
             what: "encoding",
             path: dir.join(POD_STATE),
             source: io::Error::other(e),
         })?;
-        write_atomic(dir, POD_STATE, &json)?;
+        write(dir, POD_STATE, &json)?;
         Ok(Some(r))
     }
 
