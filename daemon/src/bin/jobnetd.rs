@@ -76,10 +76,13 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match rt.block_on(jobnet_daemon::run::run(
-        config,
-        jobnet_daemon::run::termination_signal(),
-    )) {
+    // Handlers first (they need the runtime), so a SIGTERM during start-up
+    // already means a clean stop.
+    let shutdown = {
+        let _in_runtime = rt.enter();
+        jobnet_daemon::run::termination_signal()
+    };
+    match rt.block_on(jobnet_daemon::run::run(config, shutdown)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!(error = %e, "jobnetd failed");
