@@ -1,42 +1,19 @@
 //! Topology discovery, path classes, rails and VF choice on fake sysfs
 //! trees of real-looking GPU servers (see `tests/src/topo_layouts.rs`).
 
-#[allow(dead_code)]
-#[path = "../../tests/src/topo_layouts.rs"]
-mod layouts;
+mod common;
+use common::{layouts, p, Server};
 
+use common::layouts::{eight_by_eight, uneven, write_layout};
 use jobnet_hw::topology::{
     check_rails_agree, choose_vfs, first_free_vf, single_gpu_alignment, ChoiceError, FreeVfs,
     PathClass, RailError, RailMismatch, RailRequest, Rails, Topology, TopologyError,
 };
 use jobnet_hw::{PciAddr, SysfsRoot};
-use layouts::{eight_by_eight, uneven, write_layout, Layout, WrittenLayout};
 
 use PathClass::{Node as NODE, Phb as PHB, Pix as PIX, Pxb as PXB, Sys as SYS};
 
-fn p(s: &str) -> PciAddr {
-    s.parse().unwrap()
-}
-
-/// A node written to a temp dir (removed on drop) and discovered.
-struct Server {
-    _tmp: tempfile::TempDir,
-    written: WrittenLayout,
-    topo: Topology,
-}
-
 impl Server {
-    fn new(layout: &Layout) -> Self {
-        let tmp = tempfile::tempdir().unwrap();
-        let written = write_layout(tmp.path(), layout).unwrap();
-        let topo = Topology::discover(&SysfsRoot::new(tmp.path())).unwrap();
-        Self {
-            _tmp: tmp,
-            written,
-            topo,
-        }
-    }
-
     fn rails(&self) -> Rails {
         Rails::by_pci_order(&self.topo)
     }

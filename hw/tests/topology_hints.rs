@@ -1,43 +1,21 @@
 //! What a pod is told: the NCCL topology file, `nccl.env`, and the
 //! matrix/JSON/dot views, on the fake GPU servers.
 
-#[allow(dead_code)]
-#[path = "../../tests/src/topo_layouts.rs"]
-mod layouts;
+mod common;
+use common::{p, Server};
 
 use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr};
 
+use common::layouts::{eight_by_eight, uneven};
 use jobnet_hw::rdma;
 use jobnet_hw::topology::{
     nccl_env, render_dot, render_matrix, topo_xml, CpuInfo, HintOptions, PodNic, PodView, Rails,
-    TopoView, Topology,
+    TopoView,
 };
-use jobnet_hw::{PciAddr, SysfsRoot};
-use layouts::{eight_by_eight, uneven, write_layout, Layout, WrittenLayout};
-
-fn p(s: &str) -> PciAddr {
-    s.parse().unwrap()
-}
-
-struct Server {
-    _tmp: tempfile::TempDir,
-    written: WrittenLayout,
-    topo: Topology,
-}
+use jobnet_hw::SysfsRoot;
 
 impl Server {
-    fn new(layout: &Layout) -> Self {
-        let tmp = tempfile::tempdir().unwrap();
-        let written = write_layout(tmp.path(), layout).unwrap();
-        let topo = Topology::discover(&SysfsRoot::new(tmp.path())).unwrap();
-        Self {
-            _tmp: tmp,
-            written,
-            topo,
-        }
-    }
-
     fn root(&self) -> SysfsRoot {
         SysfsRoot::new(&self.written.root)
     }
