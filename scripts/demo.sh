@@ -5,15 +5,32 @@
 # the job network the way a container runtime would attach them, shows
 # addresses, rails and topology, proves rank-to-rank reachability, and tears
 # it all down. Needs root; installs what it needs.
+#
+# --ci: plain headings (no terminal escapes), for logs; the tour is the same
+# and any failed step fails the script.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+ci=0
+for arg in "$@"; do
+  case $arg in
+    --ci) ci=1 ;;
+    -h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
+    *) echo "demo.sh: unknown argument $arg (see --help)" >&2; exit 2 ;;
+  esac
+done
 [ "$(id -u)" = 0 ] || { echo "demo.sh: run as root" >&2; exit 1; }
 scripts/install-deps.sh
-say() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
+if [ "$ci" = 1 ]; then
+  say() { printf '\n== %s\n' "$*"; }
+else
+  say() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
+fi
 
 say "build"
-cargo build --quiet -p jobnet-cni --bin jobnet -p jobnet-daemon -p jobnet-tests \
-  --bin jobnet-fabric --bin jobnet-layout
+# Every binary this script runs, by name: `--bin` selects binaries across all
+# the packages given, so a package without a named binary builds nothing.
+cargo build --quiet -p jobnet-cni -p jobnet-daemon -p jobnet-tests \
+  --bin jobnet --bin jobnetd --bin jobnetctl --bin jobnet-fabric --bin jobnet-layout
 T="${CARGO_TARGET_DIR:-target}/debug"
 JOBNET="$(realpath "$T/jobnet")"
 
