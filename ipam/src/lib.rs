@@ -52,4 +52,6 @@ pub use model::{
     RailAddresses, RailSelection, RailSubnet, RankAddresses, RecordWrite, ReserveRequest,
     SweepReport,
 };
+#[cfg(feature = "etcd")]
+pub use store::{EtcdOptions, EtcdStore, EtcdTls};
 pub use store::{RedbStore, Store};

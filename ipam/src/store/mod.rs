@@ -3,11 +3,15 @@
 //! (compare mod/create revision, then puts and deletes), so a cluster backend
 //! can implement the same trait.
 
+#[cfg(feature = "etcd")]
+mod etcd;
 mod redb;
 
 use std::future::Future;
 use std::pin::Pin;
 
+#[cfg(feature = "etcd")]
+pub use self::etcd::{EtcdOptions, EtcdStore, EtcdTls};
 pub use self::redb::{RedbOptions, RedbStore, DB_FILE};
 
 /// Revision of a write; increases with every committed transaction.
@@ -72,12 +76,17 @@ pub enum TxnOutcome {
     Conflict(String),
 }
 
-/// Store failures (I/O, corruption, shutdown).
+/// Store failures (I/O, corruption, shutdown, an unreachable cluster).
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    /// The backend failed.
+    /// The backend failed or rejected the request; retrying the same request will not help.
     #[error("store backend: {0}")]
     Backend(String),
+    /// The store cannot answer now (cluster unreachable, no quorum, deadline exceeded):
+    /// try again later. A transaction that failed this way may or may not have applied,
+    /// so the caller must find out by reading before it repeats the work.
+    #[error("store unavailable: {0}")]
+    Unavailable(String),
     /// The store was shut down while the request was pending.
     #[error("store is shut down")]
     Closed,

@@ -1,0 +1,1 @@
+//! The store contract, run against the embedded (redb) and the etcd backend.
