@@ -10,7 +10,13 @@ use std::{
 
 use common::{unique, TestNs};
 use ipnet::IpNet;
-use jobnet_netlink::{announce_addresses, AddressOptions, Link, Route, RouteFamily, RouteScope};
+use jobnet_netlink::{
+    announce_addresses, AddressOptions, Link, OperState, Route, RouteFamily, RouteScope,
+};
+
+/// How long a test waits for a kernel state before it fails; far beyond
+/// what an idle machine needs, so only a real fault runs into it.
+const STATE_DEADLINE: Duration = Duration::from_secs(10);
 
 async fn veth_up(t: &TestNs) -> (Link, Link) {
     let (x, y) = (unique("x"), unique("y"));
@@ -204,6 +210,31 @@ async fn routes_v4_v6_with_metrics_tables_and_scope() {
     assert!(err.errno().is_some(), "{err}");
 }
 
+/// Waits, up to [`STATE_DEADLINE`], until every link of `indexes` in `t` is
+/// operationally up. Admin up is not enough: the kernel enables a link's
+/// queueing discipline only when it processes the carrier change (later,
+/// on a busy machine), and until then it drops every frame sent on it.
+async fn wait_oper_up(t: &TestNs, indexes: &[u32]) {
+    let deadline = Instant::now() + STATE_DEADLINE;
+    loop {
+        let mut down = Vec::new();
+        for &index in indexes {
+            let l = t.handle.link_by_index(index).await.unwrap();
+            if l.oper_state != OperState::Up {
+                down.push((l.name, l.oper_state));
+            }
+        }
+        if down.is_empty() {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "links not operationally up after {STATE_DEADLINE:?}: {down:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 /// Opens an AF_PACKET socket in `t`'s namespace bound to `ifindex`,
 /// receiving every frame.
 fn sniffer(t: &TestNs, ifindex: u32) -> OwnedFd {
@@ -248,16 +279,27 @@ fn sniffer(t: &TestNs, ifindex: u32) -> OwnedFd {
 async fn announcements_reach_the_peer() {
     let t = TestNs::new("an");
     let (l, peer) = veth_up(&t).await;
+    wait_oper_up(&t, &[l.index, peer.index]).await;
     let sock = sniffer(&t, peer.index);
     let mac = l.mac().unwrap();
     let v4: IpAddr = "10.79.0.9".parse().unwrap();
     let v6: IpAddr = "fd00:79::9".parse().unwrap();
-    announce_addresses(&t.ns, l.index, mac, &[v4, v6]).unwrap();
 
+    // Announce again until the peer has seen both, within the deadline: a
+    // single frame may still be lost (e.g. to a queue the kernel replaces),
+    // and what is under test is that announcements arrive, not that the
+    // first one does.
     let (mut saw_arp, mut saw_na) = (false, false);
-    let deadline = Instant::now() + Duration::from_secs(3);
+    let deadline = Instant::now() + STATE_DEADLINE;
+    let mut next_send = Instant::now();
+    let mut sends = 0;
     let mut buf = [0u8; 2048];
     while !(saw_arp && saw_na) && Instant::now() < deadline {
+        if Instant::now() >= next_send {
+            announce_addresses(&t.ns, l.index, mac, &[v4, v6]).unwrap();
+            sends += 1;
+            next_send = Instant::now() + Duration::from_millis(250);
+        }
         // SAFETY: buf is valid for its length.
         let n = unsafe { libc::recv(sock.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), 0) };
         if n <= 0 {
@@ -278,8 +320,11 @@ async fn announcements_reach_the_peer() {
             }
         }
     }
-    assert!(saw_arp, "no gratuitous ARP seen");
-    assert!(saw_na, "no unsolicited NA seen");
+    assert!(
+        saw_arp,
+        "no gratuitous ARP seen after {sends} announcements"
+    );
+    assert!(saw_na, "no unsolicited NA seen after {sends} announcements");
 
     // A down interface makes the send fail, and the error says so.
     t.handle.set_down(l.index).await.unwrap();
