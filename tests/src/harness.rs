@@ -12,9 +12,13 @@ use crate::fabric::ip::Netns;
 
 mod cni;
 mod kernel;
+mod skip;
+mod wait;
 
 pub use cni::{result_addr, result_pci, CniCall, PluginRun};
 pub use kernel::{ip_batch, ip_json, link_details, links_by_name, master_of};
+pub use skip::{record_skip, skip, SKIP_LOG_ENV};
+pub use wait::{udp_echo_within, wait_oper_up, wait_until, STATE_DEADLINE};
 
 /// The workspace binaries tests run.
 #[derive(Debug)]
@@ -29,24 +33,29 @@ pub struct Binaries {
 
 /// Builds (once per test process) and returns the workspace binaries: a
 /// plain `cargo test -p jobnet-tests` does not build other packages' bins.
+///
+/// They are built with the profile of the running test executable, into
+/// its target dir, so `cargo test --release` (or `--profile NAME`) runs the
+/// binaries of that very build, never stale ones of another profile.
 pub fn binaries() -> &'static Binaries {
     static BINS: OnceLock<Binaries> = OnceLock::new();
     BINS.get_or_init(|| {
-        // <target>/<profile>/deps/<test exe> -> <target>/<profile>
         let exe = std::env::current_exe().expect("test executable path");
-        let profile_dir = exe
-            .parent()
-            .and_then(Path::parent)
-            .expect("test executable lives in <target>/<profile>/deps")
-            .to_owned();
-        let target_dir = profile_dir.parent().expect("target dir").to_owned();
+        let build = TestBuild::of_test_executable(&exe).unwrap_or_else(|| {
+            panic!(
+                "{} does not live in <target>/<profile>/deps: cannot tell which build it is",
+                exe.display()
+            )
+        });
         let workspace = Path::new(env!("CARGO_MANIFEST_DIR"))
             .parent()
             .expect("workspace root");
         let status = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()))
             .current_dir(workspace)
-            .env("CARGO_TARGET_DIR", &target_dir)
-            .args(["build", "--quiet", "-p", "jobnet-cni", "--bin", "jobnet"])
+            .env("CARGO_TARGET_DIR", &build.target_dir)
+            .args(["build", "--quiet"])
+            .args(build.profile_args())
+            .args(["-p", "jobnet-cni", "--bin", "jobnet"])
             .args([
                 "-p",
                 "jobnet-daemon",
@@ -59,14 +68,57 @@ pub fn binaries() -> &'static Binaries {
             .expect("run cargo build");
         assert!(
             status.success(),
-            "building jobnet, jobnetd and jobnetctl failed"
+            "building jobnet, jobnetd and jobnetctl ({:?}) failed",
+            build.profile_args()
         );
         Binaries {
-            jobnet: profile_dir.join("jobnet"),
-            jobnetd: profile_dir.join("jobnetd"),
-            jobnetctl: profile_dir.join("jobnetctl"),
+            jobnet: build.profile_dir.join("jobnet"),
+            jobnetd: build.profile_dir.join("jobnetd"),
+            jobnetctl: build.profile_dir.join("jobnetctl"),
         }
     })
+}
+
+/// Where the build that produced a test executable put its outputs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TestBuild {
+    /// The target dir (`CARGO_TARGET_DIR`, or the workspace's `target`).
+    pub target_dir: PathBuf,
+    /// `<target>/<profile dir>`, where that build's binaries go.
+    pub profile_dir: PathBuf,
+}
+
+impl TestBuild {
+    /// The build of the test executable at `exe`, which cargo puts in
+    /// `<target>/<profile dir>/deps/`; `None` for any other path.
+    pub fn of_test_executable(exe: &Path) -> Option<Self> {
+        let deps = exe.parent()?;
+        if deps.file_name()? != "deps" {
+            return None;
+        }
+        let profile_dir = deps.parent()?;
+        Some(Self {
+            target_dir: profile_dir.parent()?.to_owned(),
+            profile_dir: profile_dir.to_owned(),
+        })
+    }
+
+    /// The `cargo build` arguments that build into the same profile dir:
+    /// `debug` is the dev profile (also what `test` builds into),
+    /// `release` is `--release` (also `bench`'s), and any other dir is a
+    /// custom profile of that name.
+    pub fn profile_args(&self) -> Vec<String> {
+        let dir = self
+            .profile_dir
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or("debug");
+        match dir {
+            "debug" => Vec::new(),
+            "release" => vec!["--release".to_owned()],
+            other => vec!["--profile".to_owned(), other.to_owned()],
+        }
+    }
 }
 
 /// A short name unique to this process and call (fits netns and netdev names).
@@ -217,5 +269,38 @@ pub fn wait_for_jobnetd(socket: &Path, mut child: Option<&mut Child>, log: &Path
         }
         assert!(Instant::now() < deadline, "jobnetd not up:\n{}", read_log());
         std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn build_of(exe: &str) -> Option<TestBuild> {
+        TestBuild::of_test_executable(Path::new(exe))
+    }
+
+    #[test]
+    fn each_profile_dir_builds_with_its_own_profile() {
+        let args = |exe| build_of(exe).unwrap().profile_args();
+        assert!(args("/w/target/debug/deps/fabric-0123abcd").is_empty());
+        assert_eq!(
+            args("/w/target/release/deps/fabric-0123abcd"),
+            ["--release"]
+        );
+        assert_eq!(
+            args("/w/target/ci-fast/deps/fabric-0123abcd"),
+            ["--profile", "ci-fast"]
+        );
+    }
+
+    #[test]
+    fn the_target_dir_is_where_the_test_executable_is() {
+        let b = build_of("/elsewhere/tgt/release/deps/x-1").unwrap();
+        assert_eq!(b.target_dir, Path::new("/elsewhere/tgt"));
+        assert_eq!(b.profile_dir, Path::new("/elsewhere/tgt/release"));
+        // Not a cargo test executable: no guess.
+        assert_eq!(build_of("/usr/local/bin/fabric"), None);
+        assert_eq!(build_of("deps"), None);
     }
 }

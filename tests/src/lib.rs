@@ -5,3 +5,4 @@ pub mod etcd;
 pub mod fabric;
 pub mod harness;
 pub mod topo_layouts;
+pub use harness::skip;
