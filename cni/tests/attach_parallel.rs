@@ -31,7 +31,10 @@ fn leases(dir: &Path) -> Vec<String> {
 #[test]
 fn thirty_two_parallel_adds_then_dels() {
     if !Path::new("/usr/lib/cni/host-local").exists() {
-        eprintln!("\n!!! SKIPPED: no /usr/lib/cni/host-local (containernetworking-plugins) !!!\n");
+        jobnet_tests::skip(
+            "attach_parallel::thirty_two_parallel_adds_then_dels",
+            "no /usr/lib/cni/host-local (install containernetworking-plugins)",
+        );
         return;
     }
     let node = Node::build(FabricSpec {

@@ -64,7 +64,10 @@ fn vars(command: &str, cid: &str, netns: &str) -> jobnet_cni::protocol::env::Env
 #[test]
 fn rollback_at_every_step() {
     if !Path::new(HOST_LOCAL).exists() {
-        eprintln!("\n!!! SKIPPED: no {HOST_LOCAL} (containernetworking-plugins) !!!\n");
+        jobnet_tests::skip(
+            "attach_rollback::rollback_at_every_step",
+            &format!("no {HOST_LOCAL} (install containernetworking-plugins)"),
+        );
         return;
     }
     let node = Node::small(2);

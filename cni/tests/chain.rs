@@ -14,15 +14,19 @@ use serde_json::json;
 
 const PLUGINS: &str = "/usr/lib/cni";
 
-/// `None` (with a loud message) when the reference plugins are not installed.
-fn plugins() -> Option<&'static str> {
+/// `None` when the reference plugins are not installed, after reporting
+/// `test` as skipped (the caller returns).
+fn plugins(test: &str) -> Option<&'static str> {
     if Path::new(PLUGINS).join("host-local").exists() && Path::new(PLUGINS).join("static").exists()
     {
         Some(PLUGINS)
     } else {
-        eprintln!(
-            "\n!!! SKIPPED: {PLUGINS} has no reference CNI plugins; install \
-             containernetworking-plugins (scripts/test.sh does) !!!\n"
+        jobnet_tests::skip(
+            &format!("chain::{test}"),
+            &format!(
+                "{PLUGINS} has no reference CNI plugins (install containernetworking-plugins; \
+                 scripts/test.sh does)"
+            ),
         );
         None
     }
@@ -70,7 +74,9 @@ fn conf_for(node: &Node, version: &str, name: &str, extra: serde_json::Value) ->
 
 #[test]
 fn host_local_ipam_through_add_check_del() {
-    let Some(_) = plugins() else { return };
+    let Some(_) = plugins("host_local_ipam_through_add_check_del") else {
+        return;
+    };
     let node = Node::small(1);
     let vf = node.vf(0);
     let mac = node.original(&vf).mac.clone();
@@ -128,7 +134,9 @@ fn host_local_ipam_through_add_check_del() {
 
 #[test]
 fn static_ipam_and_its_error_codes() {
-    let Some(_) = plugins() else { return };
+    let Some(_) = plugins("static_ipam_and_its_error_codes") else {
+        return;
+    };
     let node = Node::small(1);
     let vf = node.vf(0);
     let mac = node.original(&vf).mac.clone();
@@ -208,7 +216,9 @@ fn static_result(version: &str, nsp: &str) -> serde_json::Value {
 
 #[test]
 fn static_result_as_prev_result_in_each_version() {
-    let Some(_) = plugins() else { return };
+    let Some(_) = plugins("static_result_as_prev_result_in_each_version") else {
+        return;
+    };
     let node = Node::small(1);
     let vf = node.vf(0);
     let mac = node.original(&vf).mac.clone();
@@ -268,7 +278,9 @@ fn in_netns(host: &Netns, plugin: &str, env: &[(&str, &str)], stdin: &[u8]) -> R
 
 #[test]
 fn bridge_result_as_prev_result() {
-    let Some(_) = plugins() else { return };
+    let Some(_) = plugins("bridge_result_as_prev_result") else {
+        return;
+    };
     let node = Node::small(1);
     let vf = node.vf(0);
     let mac = node.original(&vf).mac.clone();

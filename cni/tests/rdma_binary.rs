@@ -15,10 +15,15 @@ use serde_json::{json, Value};
 
 const HOST_LOCAL: &str = "/usr/lib/cni/host-local";
 
-fn have_tools() -> bool {
+/// True when host-local and strace are installed; otherwise reports `test`
+/// as skipped (the caller returns).
+fn have_tools(test: &str) -> bool {
     let ok = Path::new(HOST_LOCAL).exists() && Path::new("/usr/bin/strace").exists();
     if !ok {
-        eprintln!("\n!!! SKIPPED: needs {HOST_LOCAL} and strace !!!\n");
+        jobnet_tests::skip(
+            &format!("rdma_binary::{test}"),
+            &format!("needs {HOST_LOCAL} (containernetworking-plugins) and /usr/bin/strace"),
+        );
     }
     ok
 }
@@ -57,7 +62,7 @@ fn leases(data: &Path) -> usize {
 
 #[test]
 fn shared_mode_end_to_end_reports_the_rdma_device() {
-    if !have_tools() {
+    if !have_tools("shared_mode_end_to_end_reports_the_rdma_device") {
         return;
     }
     let node = rdma_node(true);
@@ -147,7 +152,7 @@ fn assert_refused(node: &Node, vf: &FabricVf, rdma: Value, code: u64, needle: &s
 
 #[test]
 fn required_rdma_without_an_rdma_device_is_104() {
-    if !have_tools() {
+    if !have_tools("required_rdma_without_an_rdma_device_is_104") {
         return;
     }
     let node = rdma_node(false);
@@ -163,7 +168,7 @@ fn required_rdma_without_an_rdma_device_is_104() {
 
 #[test]
 fn exclusive_without_rdma_netlink_is_104() {
-    if !have_tools() {
+    if !have_tools("exclusive_without_rdma_netlink_is_104") {
         return;
     }
     let node = rdma_node(true);
@@ -240,7 +245,7 @@ const STRACE: [&str; 6] = ["-f", "-e", "trace=sendmsg,sendto", "-e", "write=all"
 
 #[test]
 fn infiniband_guid_goes_through_the_pf_like_iproute2_and_rolls_back() {
-    if !have_tools() {
+    if !have_tools("infiniband_guid_goes_through_the_pf_like_iproute2_and_rolls_back") {
         return;
     }
     let node = rdma_node(true);
