@@ -7,6 +7,7 @@ pub mod ctl;
 pub mod engine;
 pub mod hints;
 pub mod hints_handler;
+pub mod install;
 pub mod inventory;
 pub mod keylock;
 pub mod metrics;

@@ -5,6 +5,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use jobnet_daemon::config::{Config, LogFormat};
+use jobnet_daemon::install;
 use tracing_subscriber::EnvFilter;
 
 /// Config file read when `--config` is not given (if it exists).
@@ -20,6 +21,15 @@ struct Cli {
     /// Parse and validate the config, print it, and exit.
     #[arg(long)]
     check_config: bool,
+    /// Install the `jobnet` CNI plugin into this directory (atomically) before starting.
+    #[arg(long, env = "JOBNET_INSTALL_CNI", value_name = "DIR")]
+    install_cni: Option<PathBuf>,
+    /// Plugin binary to install (default: `jobnet` beside this executable).
+    #[arg(long, env = "JOBNET_CNI_BINARY", value_name = "PATH")]
+    cni_binary: Option<PathBuf>,
+    /// Exit after installing the plugin instead of starting the daemon.
+    #[arg(long, requires = "install_cni")]
+    install_only: bool,
 }
 
 fn load(cli: &Cli) -> Result<Config, String> {
@@ -30,6 +40,24 @@ fn load(cli: &Cli) -> Result<Config, String> {
         }
         None => Ok(Config::default()),
     }
+}
+
+/// Installs the plugin when `--install-cni` is given; the error is ready to print.
+fn install(cli: &Cli) -> Result<(), String> {
+    let Some(dir) = &cli.install_cni else {
+        return Ok(());
+    };
+    let source = match &cli.cni_binary {
+        Some(p) => p.clone(),
+        None => install::plugin_beside_current_exe().map_err(|e| e.to_string())?,
+    };
+    let installed = install::install_plugin(&source, dir).map_err(|e| e.to_string())?;
+    eprintln!(
+        "jobnetd: installed {} from {}",
+        installed.display(),
+        source.display()
+    );
+    Ok(())
 }
 
 fn init_logs(format: LogFormat) {
@@ -45,6 +73,17 @@ fn init_logs(format: LogFormat) {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // --install-only reads no config (an init container mounts none);
+    // --check-config must never change the host, so it wins over both.
+    if cli.install_only && !cli.check_config {
+        return match install(&cli) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("jobnetd: {e}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     let config = match load(&cli) {
         Ok(c) => c,
         Err(e) => {
@@ -63,6 +102,12 @@ fn main() -> ExitCode {
                 return ExitCode::from(2);
             }
         }
+    }
+    // Config errors first, so a bad config fails before the host's plugin
+    // directory is changed.
+    if let Err(e) = install(&cli) {
+        eprintln!("jobnetd: {e}");
+        return ExitCode::FAILURE;
     }
     init_logs(config.log_format);
     let rt = match tokio::runtime::Builder::new_multi_thread()
