@@ -8,7 +8,7 @@
 
 use std::fmt::Write as _;
 use std::fs::File;
-use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -242,19 +242,23 @@ impl EtcdCluster {
     }
 
     /// Starts member `i` again on its data dir and ports and waits (bounded)
-    /// until it serves; it does not wait for quorum (see [`Self::wait_ready`]).
+    /// until it accepts connections. A member serves requests only once it
+    /// reaches a quorum: call [`Self::wait_ready`] after restarting enough.
     pub fn restart_member(&mut self, i: usize) -> Result<(), EtcdError> {
         self.kill_member(i)?;
         self.spawn(i)?;
+        let addr = self.members[i].client;
         let deadline = Instant::now() + READY_TIMEOUT;
         loop {
             self.check_running(i)?;
-            let probe = self.etcdctl(&[self.endpoint(i)], &["endpoint", "status"])?;
-            if probe.is_ok() {
+            let open = in_netns(self.spec.netns.as_deref(), move || {
+                Ok(TcpStream::connect_timeout(&addr, POLL).is_ok())
+            })?;
+            if open {
                 return Ok(());
             }
             if Instant::now() >= deadline {
-                return Err(self.not_ready(probe.err().unwrap_or_default()));
+                return Err(self.not_ready(format!("member {i} does not listen on {addr}")));
             }
             std::thread::sleep(POLL);
         }
@@ -283,6 +287,40 @@ impl EtcdCluster {
             }
             std::thread::sleep(POLL);
         }
+    }
+
+    /// The member the running members agree is the raft leader, if any.
+    pub fn leader(&self) -> Result<Option<usize>, EtcdError> {
+        let running: Vec<usize> = (0..self.members.len())
+            .filter(|&i| self.members[i].child.is_some())
+            .collect();
+        let mut leader = None;
+        for &i in &running {
+            let out =
+                match self.etcdctl(&[self.endpoint(i)], &["endpoint", "status", "-w", "json"])? {
+                    Ok(out) => out,
+                    Err(_) => return Ok(None),
+                };
+            let status: serde_json::Value = serde_json::from_str(&out).map_err(|e| {
+                EtcdError::Spec(format!("etcdctl endpoint status output: {e}: {out}"))
+            })?;
+            let field = |name: &str| status[0]["Status"][name].as_u64();
+            let (Some(me), Some(lead)) = (
+                status[0]["Status"]["header"]["member_id"].as_u64(),
+                field("leader"),
+            ) else {
+                return Ok(None);
+            };
+            if lead == 0 || leader.is_some_and(|(_, l)| l != lead) {
+                return Ok(None);
+            }
+            if me == lead {
+                leader = Some((Some(i), lead));
+            } else if leader.is_none() {
+                leader = Some((None, lead));
+            }
+        }
+        Ok(leader.and_then(|(i, _)| i))
     }
 
     /// Kills every member (data dirs stay until the cluster is dropped).
@@ -359,13 +397,13 @@ impl EtcdCluster {
         args
     }
 
-    /// Runs etcdctl against `endpoints` (inside the netns if any): Ok on
-    /// exit 0, Err(output) otherwise.
+    /// Runs etcdctl against `endpoints` (inside the netns if any):
+    /// Ok(stdout) on exit 0, Err(stdout and stderr) otherwise.
     fn etcdctl(
         &self,
         endpoints: &[String],
         args: &[&str],
-    ) -> Result<Result<(), String>, EtcdError> {
+    ) -> Result<Result<String, String>, EtcdError> {
         let mut cmd = match &self.spec.netns {
             Some(ns) => {
                 let mut c = Command::new("ip");
@@ -388,7 +426,7 @@ impl EtcdCluster {
             .output()
             .map_err(io("running etcdctl"))?;
         Ok(if out.status.success() {
-            Ok(())
+            Ok(String::from_utf8_lossy(&out.stdout).into_owned())
         } else {
             Err(format!(
                 "{}{}",
@@ -466,7 +504,7 @@ fn cluster_token() -> String {
 /// `n` distinct ports the kernel considers free on `host` (inside `netns`):
 /// bound to port 0 together, then released for etcd to take.
 fn free_ports(host: IpAddr, netns: Option<&str>, n: usize) -> Result<Vec<u16>, EtcdError> {
-    let pick = move || -> Result<Vec<u16>, EtcdError> {
+    in_netns(netns, move || {
         let listeners = (0..n)
             .map(|_| TcpListener::bind(SocketAddr::new(host, 0)))
             .collect::<Result<Vec<_>, _>>()
@@ -476,25 +514,32 @@ fn free_ports(host: IpAddr, netns: Option<&str>, n: usize) -> Result<Vec<u16>, E
             .map(|l| l.local_addr().map(|a| a.port()))
             .collect::<Result<Vec<_>, _>>()
             .map_err(io("reading a bound port"))
-    };
+    })
+}
+
+/// Runs `f` with its sockets in network namespace `netns` (here when `None`).
+fn in_netns<T: Send>(
+    netns: Option<&str>,
+    f: impl FnOnce() -> Result<T, EtcdError> + Send,
+) -> Result<T, EtcdError> {
     let Some(ns) = netns else {
-        return pick();
+        return f();
     };
     let path = Path::new("/run/netns").join(ns);
     // setns changes only the calling thread, so a throwaway thread does it.
     std::thread::scope(|s| {
         s.spawn(|| {
-            let f = File::open(&path).map_err(io(format!("opening {}", path.display())))?;
-            nix::sched::setns(&f, nix::sched::CloneFlags::CLONE_NEWNET).map_err(|e| {
+            let file = File::open(&path).map_err(io(format!("opening {}", path.display())))?;
+            nix::sched::setns(&file, nix::sched::CloneFlags::CLONE_NEWNET).map_err(|e| {
                 EtcdError::Io {
                     what: format!("entering netns {ns}"),
                     source: e.into(),
                 }
             })?;
-            pick()
+            f()
         })
         .join()
-        .unwrap_or_else(|_| Err(EtcdError::Spec("port picker thread panicked".into())))
+        .unwrap_or_else(|_| Err(EtcdError::Spec("netns thread panicked".into())))
     })
 }
 

@@ -131,7 +131,7 @@ fn classify(e: &etcd_client::Error) -> Failure {
         };
     };
     let msg = format!("{}: {}", status.code(), status.message());
-    if connect_failed(status) || status.message() == NO_LEADER {
+    if connect_failed(status) || no_leader(e) {
         return Failure::NotSent(msg);
     }
     match status.code() {
@@ -148,12 +148,20 @@ fn classify(e: &etcd_client::Error) -> Failure {
     }
 }
 
-/// Whether the error comes from opening the connection (refused, TLS handshake),
-/// i.e. nothing was sent.
+fn no_leader(e: &etcd_client::Error) -> bool {
+    matches!(e, etcd_client::Error::GRpcStatus(s) if s.message() == NO_LEADER)
+}
+
+/// Whether the request never left this process: opening the connection
+/// failed (refused, TLS handshake) or hyper gave up on it before writing it
+/// (its "canceled": the connection was not ready or closed while queued).
 fn connect_failed(status: &tonic::Status) -> bool {
     let mut cur: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(status);
     while let Some(e) = cur {
-        if e.is::<tonic::ConnectError>() {
+        if e.is::<tonic::ConnectError>()
+            || e.downcast_ref::<hyper::Error>()
+                .is_some_and(hyper::Error::is_canceled)
+        {
             return true;
         }
         cur = e.source();
@@ -319,8 +327,9 @@ impl EtcdStore {
             timeout: options.timeout,
             max_txn_ops: options.max_txn_ops,
         };
-        // Serializable: any live member answers, quorum or not; a store that
-        // starts during an outage reports Unavailable on use, not here.
+        // Serializable, and "no leader" counts as an answer: connecting checks
+        // reachability, TLS and permissions; a store that starts during an
+        // outage reports Unavailable on use, not here.
         let probe = GetOptions::new()
             .with_range(prefix_end(""))
             .with_count_only()
@@ -328,7 +337,12 @@ impl EtcdStore {
         store
             .call("connect", Retry::Transient, |mut kv| {
                 let probe = probe.clone();
-                async move { kv.get("", Some(probe)).await }
+                async move {
+                    match kv.get("", Some(probe)).await {
+                        Err(e) if no_leader(&e) => Ok(()),
+                        r => r.map(drop),
+                    }
+                }
             })
             .await?;
         Ok(store)
