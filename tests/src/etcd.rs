@@ -687,3 +687,63 @@ fn openssl(step: &str, args: &[&str]) -> Result<(), EtcdError> {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::harness::Pod;
+
+    fn installed(test: &str) -> bool {
+        let ok = Path::new(ETCD_BIN).exists() && nix::unistd::Uid::effective().is_root();
+        if !ok {
+            eprintln!("SKIP {test}: needs root and {ETCD_BIN}");
+        }
+        ok
+    }
+
+    #[test]
+    fn members_run_inside_a_netns() {
+        if !installed("members_run_inside_a_netns") {
+            return;
+        }
+        let pod = Pod::new("etcd");
+        let up = Command::new("ip")
+            .args(["-n", &pod.name, "link", "set", "lo", "up"])
+            .status()
+            .unwrap();
+        assert!(up.success());
+        let mut c = EtcdCluster::start(EtcdSpec {
+            netns: Some(pod.name.clone()),
+            ..EtcdSpec::members(3)
+        })
+        .unwrap();
+        // Its loopback is not ours: from here nothing listens there.
+        let addr = c.members[0].client;
+        assert!(TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_err());
+        assert!(c.leader().unwrap().is_some());
+        c.kill_member(0).unwrap();
+        c.restart_member(0).unwrap();
+        c.wait_ready().unwrap();
+        let dir = c.dir().to_path_buf();
+        drop(c);
+        assert!(!dir.exists(), "data dirs removed on drop");
+    }
+
+    #[test]
+    fn a_dropped_cluster_leaves_no_process() {
+        if !installed("a_dropped_cluster_leaves_no_process") {
+            return;
+        }
+        let c = EtcdCluster::start(EtcdSpec::default()).unwrap();
+        let pid = c.members[0].child.as_ref().map(Child::id).unwrap();
+        let proc_dir = PathBuf::from(format!("/proc/{pid}"));
+        assert!(proc_dir.exists());
+        let panicked = std::thread::spawn(move || {
+            let _c = c;
+            panic!("a failing test");
+        })
+        .join();
+        assert!(panicked.is_err());
+        assert!(!proc_dir.exists(), "member {pid} outlived its cluster");
+    }
+}
