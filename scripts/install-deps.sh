@@ -12,6 +12,9 @@ PACKAGES=(
   linux-libc-dev libibverbs-dev cmake pkg-config libnl-3-dev libnl-route-3-dev libclang-dev
   # JSON on the command line for scripts
   jq curl
+  # etcd for the cluster store's tests, demo and benchmarks; protoc for the
+  # etcd client's build; openssl for the TLS test certificates
+  etcd-server etcd-client protobuf-compiler libprotobuf-dev openssl
 )
 if [ "${JOBNET_WITH_PODMAN:-0}" = 1 ]; then
   PACKAGES+=(podman runc conmon catatonit busybox-static)
