@@ -11,7 +11,9 @@ use jobnet_hw::sriov::{self, VfInfo};
 use jobnet_tests::fabric::ip::{self, IpLink, Netns};
 use jobnet_tests::fabric::probe::udp_echo;
 use jobnet_tests::fabric::{Fabric, FabricId, FabricLayout, FabricSpec, VfId};
-use jobnet_tests::harness::{ip_batch, links_by_name, Pod};
+use jobnet_tests::harness::{
+    ip_batch, links_by_name, udp_echo_within, wait_oper_up, Pod, STATE_DEADLINE,
+};
 
 /// Everything named after `id` that still exists: netns, host links, dirs, state.
 fn leftovers(l: &FabricLayout) -> Vec<String> {
@@ -37,9 +39,10 @@ fn leftovers(l: &FabricLayout) -> Vec<String> {
     left
 }
 
-/// Waits for the kernel's asynchronous netns cleanup, then lists leftovers.
+/// Waits (up to [`STATE_DEADLINE`]) for the kernel's asynchronous netns
+/// cleanup, then lists leftovers.
 fn leftovers_after_settling(l: &FabricLayout) -> Vec<String> {
-    let deadline = Instant::now() + Duration::from_secs(5);
+    let deadline = Instant::now() + STATE_DEADLINE;
     loop {
         let left = leftovers(l);
         if left.is_empty() || Instant::now() > deadline {
@@ -230,18 +233,21 @@ fn vfs_on_one_rail_reach_each_other_across_nodes_and_not_across_rails() {
                 "link set lo up",
             ],
         );
+        // Probes are meaningful only once the link passes frames.
+        wait_oper_up(&ns, &["net1"]);
         pod
     };
     let vf = |node, nic, index| VfId { node, nic, index };
     let a = attach(vf(0, 0, 1), "192.168.77.1");
     let b = attach(vf(1, 0, 0), "192.168.77.2");
     let c = attach(vf(1, 1, 1), "192.168.77.3");
-    let t = Duration::from_secs(2);
     let to_b: SocketAddr = "192.168.77.2:7001".parse().unwrap();
-    assert!(udp_echo(&a.path(), &b.path(), to_b, t).unwrap());
+    assert!(udp_echo_within(&a.path(), &b.path(), to_b, STATE_DEADLINE));
     let to_a: SocketAddr = "192.168.77.1:7002".parse().unwrap();
-    assert!(udp_echo(&b.path(), &a.path(), to_a, t).unwrap());
-    // C is on rail 1: nothing connects it to rail 0.
+    assert!(udp_echo_within(&b.path(), &a.path(), to_a, STATE_DEADLINE));
+    // C is on rail 1: nothing connects it to rail 0. Silence has no state
+    // to wait for: C's link is up and the probe works (above), so a short
+    // look suffices.
     let to_c: SocketAddr = "192.168.77.3:7003".parse().unwrap();
     let t = Duration::from_millis(700);
     assert!(!udp_echo(&a.path(), &c.path(), to_c, t).unwrap());

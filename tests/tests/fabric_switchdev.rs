@@ -11,7 +11,10 @@ use jobnet_tests::fabric::ip::{self, Netns};
 use jobnet_tests::fabric::plan::{underlay_addr, UNDERLAY_MTU};
 use jobnet_tests::fabric::probe::udp_echo;
 use jobnet_tests::fabric::{Fabric, FabricId, FabricSpec, VfId};
-use jobnet_tests::harness::{ip_batch, ip_json, link_details, links_by_name, Pod};
+use jobnet_tests::harness::{
+    ip_batch, ip_json, link_details, links_by_name, udp_echo_within, wait_oper_up, Pod,
+    STATE_DEADLINE,
+};
 
 /// IPv4 addresses (with prefix) on `dev`.
 fn ipv4_addrs(ns: &Netns, dev: &str) -> Vec<String> {
@@ -80,12 +83,15 @@ fn representors_live_unbridged_in_the_node_and_sysfs_names_them() {
         );
     }
     // The underlay of each rail connects the nodes' PFs, and only on that rail.
+    for n in f.nodes() {
+        let pfs: Vec<&str> = n.pfs.iter().map(|p| p.netdev.as_str()).collect();
+        wait_oper_up(&n.ip_netns(), &pfs);
+    }
     let n0 = f.node(0).unwrap().netns_path();
     let n1 = f.node(1).unwrap().netns_path();
-    let t = Duration::from_secs(2);
     for rail in 0..2 {
         let to: SocketAddr = (underlay_addr(rail, 1), 7100 + rail as u16).into();
-        assert!(udp_echo(&n0, &n1, to, t).unwrap(), "rail {rail}");
+        assert!(udp_echo_within(&n0, &n1, to, STATE_DEADLINE), "rail {rail}");
     }
     let l = f.layout().clone();
     f.teardown().unwrap();
@@ -120,6 +126,8 @@ fn vfs_reach_nothing_until_their_representors_are_bridged_over_vxlan() {
                 "link set lo up",
             ],
         );
+        // Probes are meaningful only once the link passes frames.
+        wait_oper_up(&pod.ns(), &["net1"]);
         pod
     };
     let vf = |node, index| VfId {
@@ -130,6 +138,8 @@ fn vfs_reach_nothing_until_their_representors_are_bridged_over_vxlan() {
     let a = attach(vf(0, 0), "198.18.250.1");
     let b = attach(vf(1, 0), "198.18.250.2");
     let to_b: SocketAddr = "198.18.250.2:7201".parse().unwrap();
+    // Silence has no state to wait for: both links are up, so a short look
+    // suffices (the same probe succeeds below once the path exists).
     let short = Duration::from_millis(700);
     assert!(!udp_echo(&a.path(), &b.path(), to_b, short).unwrap());
 
@@ -150,11 +160,13 @@ fn vfs_reach_nothing_until_their_representors_are_bridged_over_vxlan() {
                 "link set jftbr up",
             ],
         );
+        // A VXLAN link has no carrier to report (its state stays UNKNOWN);
+        // the bridge is up once a port forwards.
+        wait_oper_up(&node.ip_netns(), &[rep.as_str(), "jftbr"]);
     }
-    let t = Duration::from_secs(3);
-    assert!(udp_echo(&a.path(), &b.path(), to_b, t).unwrap());
+    assert!(udp_echo_within(&a.path(), &b.path(), to_b, STATE_DEADLINE));
     let to_a: SocketAddr = "198.18.250.1:7202".parse().unwrap();
-    assert!(udp_echo(&b.path(), &a.path(), to_a, t).unwrap());
+    assert!(udp_echo_within(&b.path(), &a.path(), to_a, STATE_DEADLINE));
     // The other VF of node 1, unbridged, still reaches nothing.
     let c = attach(vf(1, 1), "198.18.250.3");
     let to_c: SocketAddr = "198.18.250.3:7203".parse().unwrap();
