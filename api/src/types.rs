@@ -154,6 +154,9 @@ pub struct RailAddress {
     /// Gateway of the job subnet, if the pool has one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub gateway: Option<IpAddr>,
+    /// The job's isolation ID on this rail, where IDs are per rail (`vxlan`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub isolation_id: Option<u32>,
 }
 
 /// Everything the CNI needs to build one pod interface.
@@ -182,7 +185,7 @@ pub struct Attachment {
     pub vfs: Vec<VfAssignment>,
     /// Addresses, one per rail and address family.
     pub addresses: Vec<RailAddress>,
-    /// The job's isolation.
+    /// The job's isolation (on the first rail; see [`Attachment::isolation_on`]).
     pub isolation: Isolation,
     /// MTU to set on the pod interface, if the pool fixes one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -195,6 +198,21 @@ pub struct Attachment {
 }
 
 impl Attachment {
+    /// The job's isolation on `rail`: the rail's own ID where IDs are per
+    /// rail, else the job's one ID.
+    pub fn isolation_on(&self, rail: u32) -> Isolation {
+        let id = self
+            .addresses
+            .iter()
+            .find(|a| a.rail == rail && a.isolation_id.is_some())
+            .and_then(|a| a.isolation_id)
+            .or(self.isolation.id);
+        Isolation {
+            mode: self.isolation.mode,
+            id,
+        }
+    }
+
     /// The attachment's key.
     pub fn key(&self) -> AttachmentKey {
         AttachmentKey::new(self.container_id.clone(), self.ifname.clone())
@@ -283,6 +301,9 @@ pub struct RailSubnet {
     /// Gateway, if the pool has one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub gateway: Option<IpAddr>,
+    /// The job's isolation ID on this rail, where IDs are per rail (`vxlan`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub isolation_id: Option<u32>,
 }
 
 /// One line of `GET /v1/jobs`.

@@ -17,6 +17,13 @@
 //! rails = 2
 //! pfs = ["ens1f0", "0000:af:00.0"]         # rail i = i-th entry; [["a","b"],["c"]] for several per rail
 //! mtu = 9000
+//!
+//! [store]                                  # where IPAM state lives (default: embedded)
+//! backend = "etcd"                         # "embedded" (redb under state_dir) or "etcd"
+//! endpoints = ["http://127.0.0.1:2379"]    # etcd members (several allowed)
+//! prefix = "/jobnet"                       # every key under it
+//! timeout_ms = 2000                        # per request; ADD fails fast (CNI 11) past it
+//! # ca_file = "/etc/jobnet/etcd-ca.pem"    # TLS: trust anchor; cert_file + key_file for client auth
 //! ```
 
 use std::net::SocketAddr;
@@ -71,6 +78,112 @@ pub struct Config {
     /// Address pools with their devices.
     #[serde(default)]
     pub pools: Vec<DaemonPool>,
+    /// Where IPAM state lives.
+    #[serde(default)]
+    pub store: StoreConfig,
+}
+
+/// Which store backend holds IPAM state.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StoreBackend {
+    /// redb under `state_dir`: one node, no external service.
+    #[default]
+    Embedded,
+    /// An etcd v3 cluster shared by every node's jobnetd.
+    Etcd,
+}
+
+/// The `[store]` section.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StoreConfig {
+    /// Backend.
+    #[serde(default)]
+    pub backend: StoreBackend,
+    /// etcd client URLs (`http://host:port` or `https://...`).
+    #[serde(default)]
+    pub endpoints: Vec<String>,
+    /// Key prefix on etcd; several clusters of jobnet can share one etcd.
+    #[serde(default = "default_store_prefix")]
+    pub prefix: String,
+    /// Per-request deadline in milliseconds.
+    #[serde(default = "default_store_timeout")]
+    pub timeout_ms: u64,
+    /// CA bundle that signs the etcd members' certificates (enables TLS).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_file: Option<PathBuf>,
+    /// Client certificate for etcd's client-cert auth.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cert_file: Option<PathBuf>,
+    /// Key of `cert_file`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key_file: Option<PathBuf>,
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        Self {
+            backend: StoreBackend::Embedded,
+            endpoints: Vec::new(),
+            prefix: default_store_prefix(),
+            timeout_ms: default_store_timeout(),
+            ca_file: None,
+            cert_file: None,
+            key_file: None,
+        }
+    }
+}
+
+fn default_store_prefix() -> String {
+    "/jobnet".into()
+}
+fn default_store_timeout() -> u64 {
+    2000
+}
+
+impl StoreConfig {
+    fn validate(&self) -> Result<(), ConfigError> {
+        let bad = |m: String| Err(ConfigError::Invalid(format!("[store] {m}")));
+        if !(50..=60_000).contains(&self.timeout_ms) {
+            return bad(format!(
+                "timeout_ms must be 50..=60000, not {}",
+                self.timeout_ms
+            ));
+        }
+        match self.backend {
+            StoreBackend::Embedded => {
+                if !self.endpoints.is_empty() {
+                    return bad("endpoints given but backend is \"embedded\" (set backend = \"etcd\")".into());
+                }
+            }
+            StoreBackend::Etcd => {
+                if self.endpoints.is_empty() {
+                    return bad("backend \"etcd\" needs at least one endpoint".into());
+                }
+                for e in &self.endpoints {
+                    if !(e.starts_with("http://") || e.starts_with("https://")) || e.len() > 512 {
+                        return bad(format!(
+                            "endpoint {e:?} must be an http:// or https:// URL"
+                        ));
+                    }
+                }
+                if !self.prefix.starts_with('/') || self.prefix.len() > 128 {
+                    return bad(format!(
+                        "prefix {:?} must start with / and have at most 128 bytes",
+                        self.prefix
+                    ));
+                }
+                if self.cert_file.is_some() != self.key_file.is_some() {
+                    return bad("cert_file and key_file go together".into());
+                }
+                if self.cert_file.is_some() && self.ca_file.is_none() {
+                    return bad("a client certificate needs ca_file (TLS)".into());
+                }
+            }
+        }
+        Ok(())
+    }
 }
 
 /// Log output format.
@@ -256,6 +369,7 @@ impl Config {
             log_format: LogFormat::Text,
             default_pool: None,
             pools: Vec::new(),
+            store: StoreConfig::default(),
         }
     }
 }
@@ -299,6 +413,7 @@ impl Config {
     }
 
     fn validate(&self) -> Result<(), ConfigError> {
+        self.store.validate()?;
         if let Some(n) = &self.node {
             if n.is_empty() || n.len() > 253 {
                 return Err(ConfigError::Invalid(format!("node name {n:?} is invalid")));

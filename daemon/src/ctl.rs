@@ -393,6 +393,7 @@ mod tests {
                 rail: 0,
                 address: addr.parse().unwrap(),
                 gateway: None,
+                isolation_id: Some(7),
             }],
             vfs: vec![],
         }
@@ -411,6 +412,7 @@ mod tests {
                     rail: 0,
                     subnet: "10.0.0.0/24".parse().unwrap(),
                     gateway: Some("10.0.0.1".parse().unwrap()),
+                    isolation_id: Some(7),
                 }],
                 attachments: u32::try_from(members.len()).unwrap(),
             },

@@ -16,10 +16,11 @@ use std::time::Instant;
 
 use jobnet_api::{self as api, ApiError, ErrorCode};
 use jobnet_hw::{PciAddr, SysfsRoot};
+use jobnet_ipam::store::StoreError;
 use jobnet_ipam::{self as ipam, Clock, Ipam, IpamError, RailSelection, RecordWrite, Store};
 use serde::{Deserialize, Serialize};
 
-use crate::config::{Config, DaemonPool};
+use crate::config::{Config, DaemonPool, StoreBackend};
 use crate::inventory::{FirstFree, Inventory, PoolLayout, RailWant, VfBook, VfEntry, VfSelector};
 use crate::keylock::KeyLocks;
 use crate::metrics::Metrics;
@@ -114,10 +115,14 @@ fn api_err(e: IpamError) -> ApiError {
         | IpamError::RankOutOfRange { .. } => ErrorCode::PoolExhausted,
         IpamError::RankInUse { .. }
         | IpamError::KeyInUse { .. }
-        | IpamError::GangConflict { .. } => ErrorCode::Conflict,
+        | IpamError::GangConflict { .. }
+        | IpamError::NodeAlive(_) => ErrorCode::Conflict,
         IpamError::NotFound(_) => ErrorCode::UnknownAttachment,
         IpamError::RecordExists(_) => ErrorCode::DeviceBusy,
-        IpamError::Contention => ErrorCode::Unavailable,
+        // The cluster store cannot answer now (no quorum, deadline): retryable.
+        IpamError::Contention | IpamError::Store(StoreError::Unavailable(_)) => {
+            ErrorCode::Unavailable
+        }
         IpamError::Store(_) | IpamError::Corrupt { .. } => ErrorCode::StoreFailure,
     };
     ApiError::new(code, e.to_string())
@@ -169,6 +174,7 @@ fn rail_addresses(rails: &[ipam::RailAddresses]) -> Vec<api::RailAddress> {
                 rail: u32::from(r.rail),
                 address: *ip,
                 gateway: gateway_for(ip, &r.gateways),
+                isolation_id: r.isolation.map(|i| i.id),
             })
         })
         .collect()
@@ -182,6 +188,7 @@ fn rail_subnets(rails: &[ipam::RailSubnet]) -> Vec<api::RailSubnet> {
                 rail: u32::from(r.rail),
                 subnet: *net,
                 gateway: gateway_for(net, &r.gateways),
+                isolation_id: r.isolation.map(|i| i.id),
             })
         })
         .collect()
@@ -249,9 +256,16 @@ impl<S: Store> Engine<S> {
         let layouts: Vec<PoolLayout> = config.pools.iter().map(DaemonPool::layout).collect();
         let sysfs = config.sysfs();
         let inventory = Inventory::scan(&sysfs, &layouts)?;
+        let node = config.node_name();
+        // The embedded store is the node's own: its records must not depend on
+        // the node's name, which an operator may change.
+        let scope = match config.store.backend {
+            StoreBackend::Embedded => ipam::LOCAL_NODE.to_owned(),
+            StoreBackend::Etcd => node.clone(),
+        };
         let engine = Self {
-            node: config.node_name(),
-            ipam: Ipam::new(store, ipam_pools, clock.clone()),
+            node,
+            ipam: Ipam::new(store, ipam_pools, clock.clone()).on_node(scope),
             clock,
             pools,
             default_pool: config.default_pool_name().to_owned(),
@@ -813,7 +827,7 @@ impl<S: Store> Engine<S> {
             }
         }
         let j = found.ok_or_else(|| {
-            ApiError::new(ErrorCode::NotFound, format!("no job {name:?} on this node"))
+            ApiError::new(ErrorCode::NotFound, format!("no job {name:?} is recorded"))
         })?;
         let atts = self
             .ipam
@@ -821,9 +835,14 @@ impl<S: Store> Engine<S> {
             .await
             .map_err(api_err)?;
         let mut members = Vec::with_capacity(atts.len());
-        for a in &atts {
+        for (scope, a) in &atts {
             let key = to_api_key(&a.key);
-            let rec = self.att_record(&key).await?;
+            let rec = self
+                .ipam
+                .record_on(scope, &att_record_key(&key))
+                .await
+                .map_err(api_err)?
+                .and_then(|v| serde_json::from_value::<AttRecord>(v).ok());
             let v = self.view(a, rec.as_ref());
             members.push(api::JobMember {
                 rank: v.rank,

@@ -7,10 +7,10 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use jobnet_ipam::{RedbStore, SystemClock};
+use jobnet_ipam::{Clock, EtcdOptions, EtcdStore, EtcdTls, RedbStore, Store, SystemClock};
 use tokio::sync::watch;
 
-use crate::config::{Config, MetricsAddr};
+use crate::config::{Config, MetricsAddr, StoreBackend, StoreConfig};
 use crate::engine::{Engine, StartError};
 use crate::hints::HintStore;
 use crate::hints_handler::TopologyHandler;
@@ -66,14 +66,59 @@ fn make_dir(path: &Path, mode: u32) -> Result<(), RunError> {
         })
 }
 
+/// How long a node stays "alive" in the cluster store after its jobnetd stops
+/// renewing (etcd lease TTL).
+pub const NODE_LEASE: Duration = Duration::from_secs(10);
+
+/// The etcd client options of a `[store]` section.
+pub fn etcd_options(store: &StoreConfig) -> EtcdOptions {
+    let mut prefix = store.prefix.clone();
+    if !prefix.ends_with('/') {
+        // So that "/jobnet" and "/jobnet2" never see each other's keys.
+        prefix.push('/');
+    }
+    EtcdOptions {
+        prefix,
+        timeout: Duration::from_millis(store.timeout_ms),
+        tls: store.ca_file.as_ref().map(|ca| EtcdTls {
+            ca_file: ca.clone(),
+            cert_file: store.cert_file.clone(),
+            key_file: store.key_file.clone(),
+        }),
+        ..EtcdOptions::new(store.endpoints.clone())
+    }
+}
+
 /// Runs jobnetd until `shutdown` resolves, then drains and flushes.
 pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(), RunError> {
     make_dir(&config.state_dir, 0o700)?;
     make_dir(&config.run_dir, 0o755)?;
-    let store = RedbStore::open(&config.state_dir).map_err(|e| RunError::Store {
-        path: config.state_dir.display().to_string(),
-        message: e.to_string(),
-    })?;
+    match config.store.backend {
+        StoreBackend::Embedded => {
+            let store = RedbStore::open(&config.state_dir).map_err(|e| RunError::Store {
+                path: config.state_dir.display().to_string(),
+                message: e.to_string(),
+            })?;
+            run_with(config, store, shutdown).await
+        }
+        StoreBackend::Etcd => {
+            let store = EtcdStore::connect(etcd_options(&config.store))
+                .await
+                .map_err(|e| RunError::Store {
+                    path: config.store.endpoints.join(","),
+                    message: e.to_string(),
+                })?;
+            tracing::info!(endpoints = ?config.store.endpoints, prefix = %config.store.prefix, "cluster store: etcd");
+            run_with(config, store, shutdown).await
+        }
+    }
+}
+
+async fn run_with<S: Store>(
+    config: Config,
+    store: S,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), RunError> {
     let metrics = Arc::new(Metrics::new());
     let topo = Arc::new(NodeTopology::from_config(&config));
     let engine = Arc::new(
@@ -81,6 +126,15 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
             .await?
             .with_selector(Box::new(TopologySelector::new(topo.clone()))),
     );
+    let info = jobnet_ipam::NodeInfo {
+        version: env!("CARGO_PKG_VERSION").to_owned(),
+        started_ms: SystemClock.now_ms(),
+    };
+    match engine.ipam().register_node(&info, NODE_LEASE).await {
+        Ok(()) => tracing::info!(node = %engine.node(), "registered in the store"),
+        // Liveness is for operators; allocation works without it.
+        Err(e) => tracing::warn!(error = %e, "registering the node failed"),
+    }
     let pool_rails = config
         .pools
         .iter()

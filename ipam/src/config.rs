@@ -403,6 +403,18 @@ impl Pool {
         self.id_range
     }
 
+    /// How many isolation IDs a job of this pool holds: one per rail with
+    /// `vxlan` (a node carries each rail's tunnel over that rail's PF, and the
+    /// kernel allows one VXLAN device per VNI and port in a netns), one for the
+    /// whole job with the other isolating modes, none with `none`.
+    pub fn isolation_ids_per_job(&self) -> usize {
+        match (self.id_range, self.isolation_mode()) {
+            (None, _) => 0,
+            (Some(_), IsolationMode::Vxlan) => self.rail_names.len(),
+            (Some(_), _) => 1,
+        }
+    }
+
     /// Families the pool serves (IPv4 first).
     pub fn families(&self) -> Vec<Family> {
         self.families.iter().map(|f| f.family).collect()

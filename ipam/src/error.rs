@@ -123,13 +123,15 @@ pub enum IpamError {
         /// Number of ranks the job can hold.
         limit: u64,
     },
-    /// Another attachment holds this rank's address.
-    #[error("rank {rank} address is held by {holder}")]
+    /// Another attachment, on this node or another, holds this rank's address.
+    #[error("rank {rank} address is held by {holder} on node {node:?}")]
     RankInUse {
         /// Requested rank.
         rank: u32,
         /// Current holder (`rank: None` means an address given out next-free).
         holder: AttachmentKey,
+        /// The node of the holder.
+        node: String,
     },
     /// The attachment key is already reserved for another pool or job.
     #[error("{key} is already reserved for job {job:?} in pool {pool:?}")]
@@ -157,6 +159,9 @@ pub enum IpamError {
         /// The address in the rank range that is taken.
         address: std::net::IpAddr,
     },
+    /// The node's jobnetd is alive: forgetting it would release live pods' state.
+    #[error("node {0:?} is alive (its jobnetd holds its liveness lease); stop it first or force")]
+    NodeAlive(String),
     /// Too many concurrent conflicting updates; try again later.
     #[error("too much contention, try again")]
     Contention,

@@ -1,17 +1,28 @@
 //! Store key layout. Every variable component is escaped so that no caller
 //! string can contain `/` or leave its prefix; keys stay ASCII.
 //!
-//! | key | value |
-//! |---|---|
-//! | `a/<cid>/<ifname>` | attachment record |
-//! | `p/<deadline:016x>/<cid>/<ifname>` | pending (uncommitted) reservation index |
-//! | `j/<pool>/<job>` | job record |
-//! | `m/<pool>/<job>/<cid>/<ifname>` | job membership index |
-//! | `d/<pool>/<job>` | draining job index |
-//! | `ip/<pool>/<job>/<rail>/<4|6>/<!offset:016x>` | address holder (offset inverted: key order = highest first) |
-//! | `s/<pool>/<4|6>/<index:016x>` | job subnet claim |
-//! | `i/<pool>/<id:08x>` | isolation ID claim |
-//! | `r/<key>` | daemon record |
+//! Keys are either *cluster* keys, which every node of a cluster shares (the
+//! job's identity and its address space), or *node* keys under
+//! `nodes/<node>/`, which only that node's jobnetd writes. With the embedded
+//! store there is one node, `local`.
+//!
+//! | key | value | scope |
+//! |---|---|---|
+//! | `jobs/<pool>/<job>` | job record: subnets per rail and family, isolation IDs, world size | cluster |
+//! | `index/subnets/<pool>/<4\|6>/<index:016x>` | job holding that job subnet | cluster |
+//! | `index/ids/<pool>/<id:08x>` | job holding that isolation ID | cluster |
+//! | `draining/<pool>/<job>` | (empty) the job has no attachment left | cluster |
+//! | `addrs/<pool>/<job>/<rail>/<4\|6>/<!offset:016x>` | holder: node, attachment, rank (offset inverted: key order = highest first) | cluster |
+//! | `blocks/<pool>/<job>/<rail>/<4\|6>/<block:08x>` | node whose unranked addresses come from that block | cluster |
+//! | `members/<pool>/<job>/<node>/<cid>/<ifname>` | (empty) job membership, cluster-wide | cluster |
+//! | `nodes/<node>/attachments/<cid>/<ifname>` | attachment record | node |
+//! | `nodes/<node>/pending/<deadline:016x>/<cid>/<ifname>` | uncommitted reservation, by deadline | node |
+//! | `nodes/<node>/records/<key>` | daemon record (VF owner, attachment details) | node |
+//! | `registry/<node>` | the node's jobnetd: version, when it last started | cluster |
+//! | `alive/<node>` | liveness, bound to a lease that the node's jobnetd keeps alive | cluster |
+//!
+//! A rank's address is derived from the rank, so the `addrs/` key of a rank
+//! is the cluster-wide lock on that rank: two nodes cannot both hold it.
 
 use std::fmt::Write;
 
@@ -65,47 +76,96 @@ pub(crate) fn parse_att_tail(tail: &str) -> Option<AttachmentKey> {
     Some(AttachmentKey::new(unesc(c)?, unesc(i)?))
 }
 
-pub(crate) fn attachment(k: &AttachmentKey) -> String {
-    format!("a/{}", att_tail(k))
+/// The scope of one node's keys: `nodes/<node>/`.
+pub(crate) fn node_prefix(node: &str) -> String {
+    format!("{NODES_PREFIX}{}/", esc(node))
 }
 
-pub(crate) const ATTACHMENT_PREFIX: &str = "a/";
+/// Parent of every node's keys.
+pub(crate) const NODES_PREFIX: &str = "nodes/";
 
-pub(crate) const PENDING_PREFIX: &str = "p/";
+pub(crate) const REGISTRY_PREFIX: &str = "registry/";
 
-pub(crate) fn pending(deadline_ms: u64, k: &AttachmentKey) -> String {
-    format!("p/{deadline_ms:016x}/{}", att_tail(k))
+pub(crate) fn registry(node: &str) -> String {
+    format!("{REGISTRY_PREFIX}{}", esc(node))
 }
 
-/// Parses a pending key into (deadline, attachment).
-pub(crate) fn parse_pending(key: &str) -> Option<(u64, AttachmentKey)> {
-    let rest = key.strip_prefix(PENDING_PREFIX)?;
+pub(crate) fn attachments_prefix(node: &str) -> String {
+    format!("{}attachments/", node_prefix(node))
+}
+
+pub(crate) fn attachment(node: &str, k: &AttachmentKey) -> String {
+    format!("{}{}", attachments_prefix(node), att_tail(k))
+}
+
+pub(crate) fn pending_prefix(node: &str) -> String {
+    format!("{}pending/", node_prefix(node))
+}
+
+pub(crate) fn pending(node: &str, deadline_ms: u64, k: &AttachmentKey) -> String {
+    format!("{}{deadline_ms:016x}/{}", pending_prefix(node), att_tail(k))
+}
+
+/// Parses a pending key of `node` into (deadline, attachment).
+pub(crate) fn parse_pending(node: &str, key: &str) -> Option<(u64, AttachmentKey)> {
+    let rest = key.strip_prefix(&pending_prefix(node))?;
     let (d, tail) = rest.split_once('/')?;
     Some((u64::from_str_radix(d, 16).ok()?, parse_att_tail(tail)?))
 }
 
-pub(crate) const JOB_PREFIX: &str = "j/";
+pub(crate) fn records_prefix(node: &str) -> String {
+    format!("{}records/", node_prefix(node))
+}
+
+pub(crate) fn record(node: &str, key: &str) -> String {
+    format!("{}{}", records_prefix(node), esc(key))
+}
+
+pub(crate) const ALIVE_PREFIX: &str = "alive/";
+
+pub(crate) fn alive(node: &str) -> String {
+    format!("{ALIVE_PREFIX}{}", esc(node))
+}
+
+pub(crate) const JOB_PREFIX: &str = "jobs/";
 
 pub(crate) fn job(pool: &str, job: &str) -> String {
-    format!("j/{}/{}", esc(pool), esc(job))
+    format!("{JOB_PREFIX}{}/{}", esc(pool), esc(job))
 }
 
 pub(crate) fn job_prefix_of_pool(pool: &str) -> String {
-    format!("j/{}/", esc(pool))
+    format!("{JOB_PREFIX}{}/", esc(pool))
 }
 
-pub(crate) fn member(pool: &str, job: &str, k: &AttachmentKey) -> String {
-    format!("m/{}/{}/{}", esc(pool), esc(job), att_tail(k))
+/// Parses a job key into (pool, job).
+pub(crate) fn parse_job(key: &str) -> Option<(String, String)> {
+    let (p, j) = key.strip_prefix(JOB_PREFIX)?.split_once('/')?;
+    Some((unesc(p)?, unesc(j)?))
+}
+
+pub(crate) fn member(pool: &str, job: &str, node: &str, k: &AttachmentKey) -> String {
+    format!(
+        "{}{}/{}",
+        members_prefix(pool, job),
+        esc(node),
+        att_tail(k)
+    )
 }
 
 pub(crate) fn members_prefix(pool: &str, job: &str) -> String {
-    format!("m/{}/{}/", esc(pool), esc(job))
+    format!("members/{}/{}/", esc(pool), esc(job))
 }
 
-pub(crate) const DRAINING_PREFIX: &str = "d/";
+/// Parses the `<node>/<cid>/<ifname>` tail of a member key.
+pub(crate) fn parse_member_tail(tail: &str) -> Option<(String, AttachmentKey)> {
+    let (n, rest) = tail.split_once('/')?;
+    Some((unesc(n)?, parse_att_tail(rest)?))
+}
+
+pub(crate) const DRAINING_PREFIX: &str = "draining/";
 
 pub(crate) fn draining(pool: &str, job: &str) -> String {
-    format!("d/{}/{}", esc(pool), esc(job))
+    format!("{DRAINING_PREFIX}{}/{}", esc(pool), esc(job))
 }
 
 /// Parses a draining key into (pool, job).
@@ -123,11 +183,11 @@ pub(crate) fn addr(pool: &str, job: &str, rail: u16, f: Family, offset: u64) -> 
 }
 
 pub(crate) fn addr_prefix(pool: &str, job: &str, rail: u16, f: Family) -> String {
-    format!("ip/{}/{}/{rail}/{}/", esc(pool), esc(job), fam(f))
+    format!("addrs/{}/{}/{rail}/{}/", esc(pool), esc(job), fam(f))
 }
 
 pub(crate) fn job_addrs_prefix(pool: &str, job: &str) -> String {
-    format!("ip/{}/{}/", esc(pool), esc(job))
+    format!("addrs/{}/{}/", esc(pool), esc(job))
 }
 
 /// The host offset encoded at the end of an address key.
@@ -136,13 +196,31 @@ pub(crate) fn parse_addr_offset(key: &str) -> Option<u64> {
     u64::from_str_radix(hex, 16).ok().map(|inv| u64::MAX - inv)
 }
 
+pub(crate) fn block(pool: &str, job: &str, rail: u16, f: Family, block: u64) -> String {
+    format!("{}{block:08x}", block_prefix(pool, job, rail, f))
+}
+
+pub(crate) fn block_prefix(pool: &str, job: &str, rail: u16, f: Family) -> String {
+    format!("blocks/{}/{}/{rail}/{}/", esc(pool), esc(job), fam(f))
+}
+
+pub(crate) fn job_blocks_prefix(pool: &str, job: &str) -> String {
+    format!("blocks/{}/{}/", esc(pool), esc(job))
+}
+
 pub(crate) fn subnet(pool: &str, f: Family, index: u64) -> String {
-    format!("s/{}/{}/{index:016x}", esc(pool), fam(f))
+    format!("{}{index:016x}", subnets_prefix(pool, f))
 }
 
 pub(crate) fn subnets_prefix(pool: &str, f: Family) -> String {
-    format!("s/{}/{}/", esc(pool), fam(f))
+    format!("{SUBNET_INDEX_PREFIX}{}/{}/", esc(pool), fam(f))
 }
+
+/// Parent of every pool's subnet claims.
+pub(crate) const SUBNET_INDEX_PREFIX: &str = "index/subnets/";
+
+/// Parent of every pool's isolation ID claims.
+pub(crate) const ID_INDEX_PREFIX: &str = "index/ids/";
 
 pub(crate) fn parse_index(key: &str) -> Option<u64> {
     let (_, hex) = key.rsplit_once('/')?;
@@ -150,17 +228,11 @@ pub(crate) fn parse_index(key: &str) -> Option<u64> {
 }
 
 pub(crate) fn isolation(pool: &str, id: u32) -> String {
-    format!("i/{}/{id:08x}", esc(pool))
+    format!("{}{id:08x}", isolation_prefix(pool))
 }
 
 pub(crate) fn isolation_prefix(pool: &str) -> String {
-    format!("i/{}/", esc(pool))
-}
-
-pub(crate) const RECORD_PREFIX: &str = "r/";
-
-pub(crate) fn record(key: &str) -> String {
-    format!("r/{}", esc(key))
+    format!("{ID_INDEX_PREFIX}{}/", esc(pool))
 }
 
 #[cfg(test)]
@@ -175,7 +247,18 @@ mod tests {
             assert_eq!(unesc(&e).as_deref(), Some(s));
         }
         let k = AttachmentKey::new("c/1", "net1");
-        assert_eq!(parse_pending(&pending(42, &k)), Some((42, k)));
+        assert_eq!(parse_pending("n/1", &pending("n/1", 42, &k)), Some((42, k.clone())));
+        assert!(attachment("n/1", &k).starts_with(&node_prefix("n/1")));
+        let m = member("p", "j", "n/1", &k);
+        assert_eq!(
+            m.strip_prefix(&members_prefix("p", "j"))
+                .and_then(parse_member_tail),
+            Some(("n/1".to_string(), k))
+        );
+        assert_eq!(
+            parse_job(&job("p/1", "j")),
+            Some(("p/1".to_string(), "j".to_string()))
+        );
         assert_eq!(
             parse_addr_offset(&addr("p", "j", 0, Family::V4, 7)),
             Some(7)

@@ -126,8 +126,20 @@ impl SubnetLayout {
     }
 
     /// The highest allowed offset.
+    #[cfg(test)]
     pub(crate) fn top(&self) -> Option<u64> {
         self.prev_allowed(self.hi)
+    }
+
+    /// The offsets `(low, high)` of address block `b` (block 0 holds the
+    /// highest offsets); `None` past the bottom of the subnet.
+    pub(crate) fn block_range(&self, b: u64, size: u64) -> Option<(u64, u64)> {
+        let high = self.hi.checked_sub(b.checked_mul(size)?)?;
+        if high < self.lo {
+            return None;
+        }
+        let low = high.saturating_sub(size.saturating_sub(1)).max(self.lo);
+        Some((low, high))
     }
 
     /// How many offsets are allowed in total.

@@ -45,10 +45,11 @@ pub mod store;
 
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use config::{GatewayPolicy, IsolationConfig, IsolationMode, Pool, PoolConfig, Rails};
-pub use engine::{Ipam, PoolUsage};
+pub use engine::{Ipam, PoolUsage, BLOCK_SIZE, LOCAL_NODE};
 pub use error::{ConfigError, IpamError};
 pub use model::{
-    Attachment, AttachmentKey, AttachmentState, Family, Gang, GangRequest, Isolation, JobNetwork,
+    Attachment, AttachmentKey, AttachmentState, Family, ForgetReport, Gang, GangRequest, Isolation,
+    JobNetwork, NodeInfo, NodeStatus,
     RailAddresses, RailSelection, RailSubnet, RankAddresses, RecordWrite, ReserveRequest,
     SweepReport,
 };

@@ -133,6 +133,9 @@ pub struct RailAddresses {
     pub ips: Vec<IpNet>,
     /// Gateways of the job subnets (empty with gateway policy `none`).
     pub gateways: Vec<IpAddr>,
+    /// The job's isolation on this rail (None with mode `none`).
+    #[serde(default)]
+    pub isolation: Option<Isolation>,
 }
 
 /// Whether a reservation has been committed.
@@ -159,7 +162,8 @@ pub struct Attachment {
     pub job: String,
     /// Rank, when given.
     pub rank: Option<u32>,
-    /// The job's isolation (None with isolation mode `none`).
+    /// The job's isolation on the attachment's first rail (None with mode
+    /// `none`); each rail's own is in [`RailAddresses::isolation`].
     pub isolation: Option<Isolation>,
     /// Addresses per rail.
     pub rails: Vec<RailAddresses>,
@@ -182,6 +186,9 @@ pub struct RailSubnet {
     pub subnets: Vec<IpNet>,
     /// Gateways (empty with policy `none`).
     pub gateways: Vec<IpAddr>,
+    /// The job's isolation on this rail (None with mode `none`).
+    #[serde(default)]
+    pub isolation: Option<Isolation>,
 }
 
 /// A job's network in one pool.
@@ -191,7 +198,8 @@ pub struct JobNetwork {
     pub pool: String,
     /// Job name.
     pub job: String,
-    /// Isolation ID (None with mode `none`).
+    /// Isolation on the first rail (None with mode `none`); each rail's own
+    /// is in [`RailSubnet::isolation`].
     pub isolation: Option<Isolation>,
     /// Subnets per rail.
     pub rails: Vec<RailSubnet>,
@@ -239,4 +247,35 @@ pub struct SweepReport {
     pub expired_reservations: usize,
     /// Jobs whose subnets and isolation ID were released after the grace period.
     pub released_jobs: usize,
+}
+
+/// What a node's jobnetd says of itself in the registry.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeInfo {
+    /// jobnetd version.
+    pub version: String,
+    /// When it last started (ms since the Unix epoch).
+    pub started_ms: u64,
+}
+
+/// A registered node as the store sees it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeStatus {
+    /// Node name.
+    pub node: String,
+    /// Its registry entry (None if unreadable).
+    pub info: Option<NodeInfo>,
+    /// Whether its liveness key is present (its jobnetd runs).
+    pub alive: bool,
+    /// Attachments it holds.
+    pub attachments: u64,
+}
+
+/// What forgetting a node released.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ForgetReport {
+    /// Attachments released.
+    pub released: Vec<AttachmentKey>,
+    /// Whether the node's records and registry entry were removed.
+    pub removed: bool,
 }

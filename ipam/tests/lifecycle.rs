@@ -132,7 +132,7 @@ async fn pool_isolation_and_subnet_exhaustion() {
         .await
         .unwrap_err();
     assert!(
-        matches!(e, IpamError::RankInUse { rank: 1, ref holder } if holder.container_id == "n2"),
+        matches!(e, IpamError::RankInUse { rank: 1, ref holder, .. } if holder.container_id == "n2"),
         "{e:?}"
     );
     // Second job takes the other /29; third finds the pool exhausted.

@@ -6,7 +6,7 @@
 //! in-flight requests are about to write, so concurrent requests pick different
 //! candidates instead of colliding and retrying.
 
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use serde::de::DeserializeOwned;
@@ -36,10 +36,19 @@ const MAX_RECORDS: usize = 16;
 const MAX_RECORD_KEY: usize = 512;
 const MAX_WORLD_SIZE: u32 = 1 << 20;
 
+/// Node scope of the embedded (single-node) store.
+pub const LOCAL_NODE: &str = "local";
+/// Addresses per block: unranked addresses of a node come from blocks it
+/// claimed, so nodes of one job do not contend for the same next-free address.
+pub const BLOCK_SIZE: u64 = 16;
+
 /// A job as stored.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct JobRecord {
-    isolation_id: Option<u32>,
+    /// The job's isolation IDs: one for the whole job, or one per rail in
+    /// pools whose IDs are per rail (see [`Pool::isolation_ids_per_job`]).
+    #[serde(default)]
+    isolation_ids: Vec<u32>,
     subnets: Vec<StoredSubnet>,
     world_size: u32,
     draining_since_ms: Option<u64>,
@@ -66,6 +75,8 @@ struct StoredAttachment {
 /// Who holds an address.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct Holder {
+    #[serde(default)]
+    node: String,
     key: AttachmentKey,
     rank: Option<u32>,
 }
@@ -126,6 +137,8 @@ pub struct PoolUsage {
 /// The job-scoped IPAM over a store. Cheap to share behind an `Arc`.
 pub struct Ipam<S: Store> {
     store: S,
+    /// The node whose attachments this allocator writes (scope of node keys).
+    node: String,
     pools: HashMap<String, PoolRt>,
     clock: Arc<dyn Clock>,
     /// Address keys that in-flight requests are about to claim.
@@ -145,7 +158,7 @@ struct Claims<'a> {
     pool: &'a PoolRt,
     inflight_addrs: &'a Mutex<HashSet<String>>,
     subnets: Vec<(usize, u64)>,
-    isolation: Option<u64>,
+    isolation: Vec<u64>,
     addrs: Vec<String>,
     /// Held while this attempt creates a job, so concurrent first reservations wait for it.
     gate: Option<Gate<'a>>,
@@ -185,7 +198,7 @@ impl Drop for Claims<'_> {
                     }
                 }
             }
-            if let Some(v) = self.isolation {
+            for &v in &self.isolation {
                 idx.isolation.inflight.remove(&v);
                 if self.committed {
                     idx.isolation.taken.insert(v);
@@ -226,6 +239,7 @@ fn check_len(what: &str, s: &str, max: usize) -> Result<(), IpamError> {
     Ok(())
 }
 
+mod nodes;
 mod release;
 mod reserve;
 mod views;
@@ -252,11 +266,24 @@ impl<S: Store> Ipam<S> {
             .collect();
         Self {
             store,
+            node: LOCAL_NODE.to_string(),
             pools,
             clock,
             inflight_addrs: Mutex::new(HashSet::new()),
             creating: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// The same allocator writing as `node`: in a cluster store every node's
+    /// jobnetd uses its own, stable, cluster-unique node name.
+    pub fn on_node(mut self, node: impl Into<String>) -> Self {
+        self.node = node.into();
+        self
+    }
+
+    /// The node this allocator writes as.
+    pub fn node(&self) -> &str {
+        &self.node
     }
 
     /// The store underneath.
@@ -296,7 +323,7 @@ impl<S: Store> Ipam<S> {
             pool: rt,
             inflight_addrs: &self.inflight_addrs,
             subnets: Vec::new(),
-            isolation: None,
+            isolation: Vec::new(),
             addrs: Vec::new(),
             gate: None,
             committed: false,
@@ -305,7 +332,7 @@ impl<S: Store> Ipam<S> {
 
     /// After a conflict on a pool-wide key the in-memory index may be stale: reload it.
     fn on_conflict(&self, rt: &PoolRt, key: &str) {
-        if key.starts_with("s/") || key.starts_with("i/") {
+        if key.starts_with(keys::SUBNET_INDEX_PREFIX) || key.starts_with(keys::ID_INDEX_PREFIX) {
             lock(&rt.index).loaded = false;
         }
     }
@@ -363,8 +390,22 @@ fn layout_of(pool: &Pool, s: &StoredSubnet) -> SubnetLayout {
     SubnetLayout::new(s.net, pool.config().gateway, excluded)
 }
 
+/// The job's isolation on `rail` (the job's single ID when IDs are not per rail).
+fn isolation_on(pool: &Pool, job: &JobRecord, rail: u16) -> Option<Isolation> {
+    let id = match job.isolation_ids.as_slice() {
+        [] => None,
+        [one] => Some(*one),
+        per_rail => per_rail.get(usize::from(rail)).copied(),
+    };
+    id.map(|id| Isolation {
+        mode: pool.isolation_mode(),
+        id,
+    })
+}
+
+/// The job's isolation on its first rail (what a one-line summary shows).
 fn isolation_of(pool: &Pool, job: &JobRecord) -> Option<Isolation> {
-    job.isolation_id.map(|id| Isolation {
+    job.isolation_ids.first().map(|&id| Isolation {
         mode: pool.isolation_mode(),
         id,
     })

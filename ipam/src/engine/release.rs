@@ -5,7 +5,7 @@ use super::*;
 impl<S: Store> Ipam<S> {
     /// Commits a reservation. Idempotent; [`IpamError::NotFound`] if it was released or expired.
     pub async fn commit(&self, key: &AttachmentKey) -> Result<Attachment, IpamError> {
-        let akey = keys::attachment(key);
+        let akey = keys::attachment(&self.node, key);
         for _ in 0..MAX_ATTEMPTS {
             let v = self
                 .store
@@ -21,7 +21,7 @@ impl<S: Store> Ipam<S> {
                 compares: vec![Compare::ModRevision(akey.clone(), v.mod_revision)],
                 ops: vec![
                     Op::Put(akey.clone(), encode(&st)),
-                    Op::Delete(keys::pending(expires_at_ms, key)),
+                    Op::Delete(keys::pending(&self.node, expires_at_ms, key)),
                 ],
             };
             if let TxnOutcome::Committed(_) = self.store.txn(txn).await? {
@@ -34,15 +34,26 @@ impl<S: Store> Ipam<S> {
     /// Releases an attachment (reserved or committed) and the records it owns.
     /// Returns what was released; `None` if there was nothing (idempotent).
     pub async fn release(&self, key: &AttachmentKey) -> Result<Option<Attachment>, IpamError> {
-        self.release_if(key, |_| true).await
+        self.release_if(&self.node, key, |_| true).await
+    }
+
+    /// Releases an attachment that `node` recorded: for an operator removing a
+    /// node that will not come back (its pods are gone with it).
+    pub async fn release_on(
+        &self,
+        node: &str,
+        key: &AttachmentKey,
+    ) -> Result<Option<Attachment>, IpamError> {
+        self.release_if(node, key, |_| true).await
     }
 
     async fn release_if(
         &self,
+        node: &str,
         key: &AttachmentKey,
         cond: impl Fn(&Attachment) -> bool,
     ) -> Result<Option<Attachment>, IpamError> {
-        let akey = keys::attachment(key);
+        let akey = keys::attachment(node, key);
         for _ in 0..MAX_ATTEMPTS {
             let Some(v) = self.store.get(&akey).await? else {
                 return Ok(None);
@@ -53,13 +64,18 @@ impl<S: Store> Ipam<S> {
             }
             let mut ops = vec![
                 Op::Delete(akey.clone()),
-                Op::Delete(keys::member(&st.att.pool, &st.att.job, key)),
+                Op::Delete(keys::member(&st.att.pool, &st.att.job, node, key)),
             ];
             if let AttachmentState::Reserved { expires_at_ms } = st.att.state {
-                ops.push(Op::Delete(keys::pending(expires_at_ms, key)));
+                ops.push(Op::Delete(keys::pending(node, expires_at_ms, key)));
             }
             ops.extend(st.addr_keys.iter().cloned().map(Op::Delete));
-            ops.extend(st.att.records.iter().map(|r| Op::Delete(keys::record(r))));
+            ops.extend(
+                st.att
+                    .records
+                    .iter()
+                    .map(|r| Op::Delete(keys::record(node, r))),
+            );
             let txn = Txn {
                 compares: vec![Compare::ModRevision(akey.clone(), v.mod_revision)],
                 ops,
@@ -114,17 +130,15 @@ impl<S: Store> Ipam<S> {
     /// empty for their pool's grace period. The daemon calls this periodically.
     pub async fn expire(&self, now_ms: u64) -> Result<SweepReport, IpamError> {
         let mut report = SweepReport::default();
-        let end = format!("{}{:016x}", keys::PENDING_PREFIX, now_ms.saturating_add(1));
-        let due = self
-            .store
-            .range(keys::PENDING_PREFIX, &end, SWEEP_BATCH)
-            .await?;
+        let pp = keys::pending_prefix(&self.node);
+        let end = format!("{pp}{:016x}", now_ms.saturating_add(1));
+        let due = self.store.range(&pp, &end, SWEEP_BATCH).await?;
         for (k, _) in due {
-            let Some((_, key)) = keys::parse_pending(&k) else {
+            let Some((_, key)) = keys::parse_pending(&self.node, &k) else {
                 continue;
             };
             let expired = |a: &Attachment| matches!(a.state, AttachmentState::Reserved { expires_at_ms } if expires_at_ms <= now_ms);
-            if self.release_if(&key, expired).await?.is_some() {
+            if self.release_if(&self.node, &key, expired).await?.is_some() {
                 report.expired_reservations += 1;
             }
         }
@@ -175,11 +189,13 @@ impl<S: Store> Ipam<S> {
                 txn.ops.push(Op::Delete(jkey.clone()));
                 txn.ops
                     .push(Op::DeletePrefix(keys::job_addrs_prefix(pool, job)));
+                txn.ops
+                    .push(Op::DeletePrefix(keys::job_blocks_prefix(pool, job)));
                 for s in &rec.subnets {
                     txn.ops
                         .push(Op::Delete(keys::subnet(pool, s.family, s.index)));
                 }
-                if let Some(id) = rec.isolation_id {
+                for &id in &rec.isolation_ids {
                     txn.ops.push(Op::Delete(keys::isolation(pool, id)));
                 }
             } else {
@@ -197,7 +213,7 @@ impl<S: Store> Ipam<S> {
                         }
                     }
                 }
-                if let Some(id) = rec.isolation_id {
+                for &id in &rec.isolation_ids {
                     idx.isolation.taken.remove(&u64::from(id));
                 }
                 return Ok(true);

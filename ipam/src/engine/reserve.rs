@@ -41,7 +41,7 @@ impl<S: Store> Ipam<S> {
         req: &ReserveRequest,
     ) -> Result<Step<Attachment>, IpamError> {
         let pool = &rt.pool;
-        let akey = keys::attachment(&req.key);
+        let akey = keys::attachment(&self.node, &req.key);
         if let Some(v) = self.store.get(&akey).await? {
             let st: StoredAttachment = decode(&akey, &v)?;
             if st.att.pool == req.pool && st.att.job == req.job {
@@ -54,7 +54,7 @@ impl<S: Store> Ipam<S> {
             });
         }
         for r in req.records.iter().filter(|r| r.if_absent) {
-            if self.store.get(&keys::record(&r.key)).await?.is_some() {
+            if self.store.get(&keys::record(&self.node, &r.key)).await?.is_some() {
                 return Err(IpamError::RecordExists(r.key.clone()));
             }
         }
@@ -81,6 +81,7 @@ impl<S: Store> Ipam<S> {
             }
         }
         let holder = encode(&Holder {
+            node: self.node.clone(),
             key: req.key.clone(),
             rank: req.rank,
         });
@@ -92,6 +93,7 @@ impl<S: Store> Ipam<S> {
                 rail_name: rail_name(pool, rail),
                 ips: Vec::new(),
                 gateways: Vec::new(),
+                isolation: isolation_on(pool, &job, rail),
             };
             for s in subnets {
                 let layout = layout_of(pool, &s);
@@ -109,8 +111,14 @@ impl<S: Store> Ipam<S> {
                         }
                     }
                     None => {
-                        self.next_free(pool, &req.job, &job, &s, &layout, new_job, &mut claims)
-                            .await?
+                        let (offset, block) = self
+                            .next_free(pool, &req.job, &job, &s, &layout, new_job, &mut claims)
+                            .await?;
+                        if let Some(bk) = block {
+                            txn.compares.push(Compare::Absent(bk.clone()));
+                            txn.ops.push(Op::Put(bk, encode(&self.node)));
+                        }
+                        offset
                     }
                 };
                 let k = keys::addr(pool.name(), &req.job, rail, s.family, offset);
@@ -128,14 +136,14 @@ impl<S: Store> Ipam<S> {
             pool: req.pool.clone(),
             job: req.job.clone(),
             rank: req.rank,
-            isolation: isolation_of(pool, &job),
+            isolation: rails.first().and_then(|r| r.isolation),
             rails,
             state: AttachmentState::Reserved { expires_at_ms },
             records: req.records.iter().map(|r| r.key.clone()).collect(),
             created_ms: now,
         };
         for r in &req.records {
-            let rk = keys::record(&r.key);
+            let rk = keys::record(&self.node, &r.key);
             if r.if_absent {
                 txn.compares.push(Compare::Absent(rk.clone()));
             }
@@ -144,10 +152,12 @@ impl<S: Store> Ipam<S> {
         txn.compares.push(Compare::Absent(akey.clone()));
         let stored = StoredAttachment { att, addr_keys };
         txn.ops.push(Op::Put(akey, encode(&stored)));
-        txn.ops
-            .push(Op::Put(keys::pending(expires_at_ms, &req.key), Vec::new()));
         txn.ops.push(Op::Put(
-            keys::member(&req.pool, &req.job, &req.key),
+            keys::pending(&self.node, expires_at_ms, &req.key),
+            Vec::new(),
+        ));
+        txn.ops.push(Op::Put(
+            keys::member(&req.pool, &req.job, &self.node, &req.key),
             Vec::new(),
         ));
         match self.store.txn(txn).await? {
@@ -190,7 +200,7 @@ impl<S: Store> Ipam<S> {
             txn.compares.push(Compare::Absent(k.clone()));
             txn.ops.push(Op::Put(k, name.clone()));
         }
-        if let Some(id) = rec.isolation_id {
+        for &id in &rec.isolation_ids {
             let k = keys::isolation(rt.pool.name(), id);
             txn.compares.push(Compare::Absent(k.clone()));
             txn.ops.push(Op::Put(k, name.clone()));
@@ -241,19 +251,19 @@ impl<S: Store> Ipam<S> {
                 });
             }
         }
-        let isolation_id = match pool.isolation_range() {
-            None => None,
-            Some((first, last)) => {
+        let mut isolation_ids = Vec::new();
+        if let Some((first, last)) = pool.isolation_range() {
+            for _ in 0..pool.isolation_ids_per_job() {
                 let id = idx
                     .isolation
                     .pick(u64::from(first), u64::from(last), |_| true)
                     .ok_or_else(|| IpamError::IsolationExhausted(pool.name().to_string()))?;
-                claims.isolation = Some(id);
-                Some(u32::try_from(id).unwrap_or(u32::MAX))
+                claims.isolation.push(id);
+                isolation_ids.push(u32::try_from(id).unwrap_or(u32::MAX));
             }
-        };
+        }
         Ok(JobRecord {
-            isolation_id,
+            isolation_ids,
             subnets,
             world_size: 0,
             draining_since_ms: None,
@@ -284,13 +294,19 @@ impl<S: Store> Ipam<S> {
                 return Err(IpamError::RankInUse {
                     rank,
                     holder: h.key,
+                    node: h.node,
                 });
             }
         }
         Ok(offset)
     }
 
-    /// The highest free allowed offset above the job's rank range.
+    /// A free allowed offset above the job's rank range, preferring this
+    /// node's address blocks, then a block nobody holds yet (returned as the
+    /// block key to claim in the same transaction), then other nodes' blocks.
+    /// Within a block the highest free offset wins. Blocks only keep nodes from
+    /// contending for the same address; every address is still claimed with
+    /// its own compare, so a fallback into another node's block is safe.
     #[allow(clippy::too_many_arguments)]
     async fn next_free(
         &self,
@@ -301,7 +317,7 @@ impl<S: Store> Ipam<S> {
         layout: &SubnetLayout,
         new_job: bool,
         claims: &mut Claims<'_>,
-    ) -> Result<u64, IpamError> {
+    ) -> Result<(u64, Option<String>), IpamError> {
         let exhausted = || IpamError::SubnetExhausted {
             pool: pool.name().to_string(),
             job: job_name.to_string(),
@@ -312,31 +328,124 @@ impl<S: Store> Ipam<S> {
             0 => None,
             n => Some(layout.nth_allowed(u64::from(n) - 1).ok_or_else(exhausted)?),
         };
+        let above_floor = |o: u64| floor.is_none_or(|f| o > f);
+        let bprefix = keys::block_prefix(pool.name(), job_name, s.rail, s.family);
+        let owners: BTreeMap<u64, String> = if new_job {
+            BTreeMap::new()
+        } else {
+            self.store
+                .range(&bprefix, &prefix_end(&bprefix), usize::MAX)
+                .await?
+                .iter()
+                .filter_map(|(k, v)| Some((keys::parse_index(k)?, decode::<String>(k, v).ok()?)))
+                .collect()
+        };
+        let inflight_block = |b: u64| {
+            lock(&self.inflight_addrs).contains(&keys::block(
+                pool.name(),
+                job_name,
+                s.rail,
+                s.family,
+                b,
+            ))
+        };
+        // This node's blocks: recorded, or being claimed by a concurrent request here.
+        let mut mine: Vec<u64> = owners
+            .iter()
+            .filter(|(_, n)| **n == self.node)
+            .map(|(b, _)| *b)
+            .collect();
+        let mut b = 0u64;
+        let mut unowned = None;
+        while let Some((_, high)) = layout.block_range(b, BLOCK_SIZE) {
+            if !above_floor(high) {
+                break;
+            }
+            if !owners.contains_key(&b) {
+                if inflight_block(b) {
+                    mine.push(b);
+                } else if unowned.is_none() {
+                    unowned = Some(b);
+                }
+            }
+            if unowned.is_some() {
+                break;
+            }
+            b += 1;
+        }
+        mine.sort_unstable();
+        for b in mine {
+            if let Some(o) = self
+                .free_in_block(pool, job_name, s, layout, b, new_job, &above_floor, claims)
+                .await?
+            {
+                return Ok((o, None));
+            }
+        }
+        if let Some(b) = unowned {
+            let bk = keys::block(pool.name(), job_name, s.rail, s.family, b);
+            if lock(&self.inflight_addrs).insert(bk.clone()) {
+                claims.addrs.push(bk.clone());
+                if let Some(o) = self
+                    .free_in_block(pool, job_name, s, layout, b, new_job, &above_floor, claims)
+                    .await?
+                {
+                    return Ok((o, Some(bk)));
+                }
+            }
+        }
+        for (b, _) in owners.iter().filter(|(_, n)| **n != self.node) {
+            if let Some(o) = self
+                .free_in_block(pool, job_name, s, layout, *b, new_job, &above_floor, claims)
+                .await?
+            {
+                return Ok((o, None));
+            }
+        }
+        Err(exhausted())
+    }
+
+    /// The highest free allowed offset of block `b` above the rank floor,
+    /// claimed in memory for this request.
+    #[allow(clippy::too_many_arguments)]
+    async fn free_in_block(
+        &self,
+        pool: &Pool,
+        job_name: &str,
+        s: &StoredSubnet,
+        layout: &SubnetLayout,
+        b: u64,
+        new_job: bool,
+        above_floor: &impl Fn(u64) -> bool,
+        claims: &mut Claims<'_>,
+    ) -> Result<Option<u64>, IpamError> {
+        let Some((low, high)) = layout.block_range(b, BLOCK_SIZE) else {
+            return Ok(None);
+        };
         let taken: HashSet<u64> = if new_job {
             HashSet::new()
         } else {
-            let prefix = keys::addr_prefix(pool.name(), job_name, s.rail, s.family);
+            // Offsets are inverted in keys: the block's highest offset sorts first.
+            let first = keys::addr(pool.name(), job_name, s.rail, s.family, high);
+            let last = keys::addr(pool.name(), job_name, s.rail, s.family, low);
             self.store
-                .range(&prefix, &prefix_end(&prefix), usize::MAX)
+                .range(&first, &key_after(&last), usize::MAX)
                 .await?
                 .iter()
                 .filter_map(|(k, _)| keys::parse_addr_offset(k))
                 .collect()
         };
-        let mut cand = layout.top();
+        let mut cand = layout.prev_allowed(high);
         let mut inflight = lock(&self.inflight_addrs);
-        while let Some(c) = cand {
-            if floor.is_some_and(|f| c <= f) {
-                break;
-            }
+        while let Some(c) = cand.filter(|c| *c >= low && above_floor(*c)) {
             let k = keys::addr(pool.name(), job_name, s.rail, s.family, c);
             if !taken.contains(&c) && inflight.insert(k.clone()) {
                 claims.addrs.push(k);
-                return Ok(c);
+                return Ok(Some(c));
             }
             cand = c.checked_sub(1).and_then(|p| layout.prev_allowed(p));
         }
-        Err(exhausted())
+        Ok(None)
     }
 
     /// Reserves a whole job up front: subnets, isolation ID and the addresses of ranks

@@ -5,44 +5,57 @@ use super::*;
 impl<S: Store> Ipam<S> {
     /// One attachment.
     pub async fn attachment(&self, key: &AttachmentKey) -> Result<Option<Attachment>, IpamError> {
-        let akey = keys::attachment(key);
+        self.attachment_on(&self.node, key).await
+    }
+
+    /// One attachment that `node` recorded.
+    pub async fn attachment_on(
+        &self,
+        node: &str,
+        key: &AttachmentKey,
+    ) -> Result<Option<Attachment>, IpamError> {
+        let akey = keys::attachment(node, key);
         match self.store.get(&akey).await? {
             None => Ok(None),
             Some(v) => Ok(Some(decode::<StoredAttachment>(&akey, &v)?.att)),
         }
     }
 
-    /// All attachments (at most `limit`), in key order.
+    /// All attachments of this node (at most `limit`), in key order.
     pub async fn attachments(&self, limit: usize) -> Result<Vec<Attachment>, IpamError> {
-        let p = keys::ATTACHMENT_PREFIX;
-        self.store
-            .range(p, &prefix_end(p), limit)
-            .await?
-            .iter()
-            .map(|(k, v)| decode::<StoredAttachment>(k, v).map(|s| s.att))
-            .collect()
+        self.attachments_page_on(&self.node, None, limit).await
     }
 
-    /// At most `limit` attachments in key order, starting after `after` (paging).
+    /// At most `limit` attachments of this node in key order, starting after `after` (paging).
     pub async fn attachments_page(
         &self,
         after: Option<&AttachmentKey>,
         limit: usize,
     ) -> Result<Vec<Attachment>, IpamError> {
-        let p = keys::ATTACHMENT_PREFIX;
-        let start = after.map_or_else(|| p.to_string(), |k| key_after(&keys::attachment(k)));
+        self.attachments_page_on(&self.node, after, limit).await
+    }
+
+    /// At most `limit` attachments that `node` recorded, in key order, after `after`.
+    pub async fn attachments_page_on(
+        &self,
+        node: &str,
+        after: Option<&AttachmentKey>,
+        limit: usize,
+    ) -> Result<Vec<Attachment>, IpamError> {
+        let p = keys::attachments_prefix(node);
+        let start = after.map_or_else(|| p.clone(), |k| key_after(&keys::attachment(node, k)));
         self.store
-            .range(&start, &prefix_end(p), limit)
+            .range(&start, &prefix_end(&p), limit)
             .await?
             .iter()
             .map(|(k, v)| decode::<StoredAttachment>(k, v).map(|s| s.att))
             .collect()
     }
 
-    /// Number of attachments (reserved and committed), without reading them.
+    /// Number of this node's attachments (reserved and committed), without reading them.
     pub async fn count_attachments(&self) -> Result<u64, IpamError> {
-        let p = keys::ATTACHMENT_PREFIX;
-        Ok(self.store.count(p, &prefix_end(p)).await?)
+        let p = keys::attachments_prefix(&self.node);
+        Ok(self.store.count(&p, &prefix_end(&p)).await?)
     }
 
     /// Number of job networks of a pool (or of every pool), without reading them.
@@ -54,26 +67,26 @@ impl<S: Store> Ipam<S> {
         Ok(self.store.count(&prefix, &prefix_end(&prefix)).await?)
     }
 
-    /// Number of attachments of one job, without reading them.
+    /// Number of attachments of one job on every node, without reading them.
     pub async fn count_job_attachments(&self, pool: &str, job: &str) -> Result<u64, IpamError> {
         let mp = keys::members_prefix(pool, job);
         Ok(self.store.count(&mp, &prefix_end(&mp)).await?)
     }
 
-    /// The attachments of one job.
+    /// The attachments of one job on every node, each with its node.
     pub async fn job_attachments(
         &self,
         pool: &str,
         job: &str,
-    ) -> Result<Vec<Attachment>, IpamError> {
+    ) -> Result<Vec<(String, Attachment)>, IpamError> {
         let mp = keys::members_prefix(pool, job);
         let mut out = Vec::new();
         for (k, _) in self.store.range(&mp, &prefix_end(&mp), usize::MAX).await? {
-            let Some(key) = k.strip_prefix(&mp).and_then(keys::parse_att_tail) else {
+            let Some((node, key)) = k.strip_prefix(&mp).and_then(keys::parse_member_tail) else {
                 continue;
             };
-            if let Some(a) = self.attachment(&key).await? {
-                out.push(a);
+            if let Some(a) = self.attachment_on(&node, &key).await? {
+                out.push((node, a));
             }
         }
         Ok(out)
@@ -101,11 +114,7 @@ impl<S: Store> Ipam<S> {
             .range(&prefix, &prefix_end(&prefix), usize::MAX)
             .await?
         {
-            let Some((p, j)) = k
-                .strip_prefix(keys::JOB_PREFIX)
-                .and_then(|r| r.split_once('/'))
-                .and_then(|(p, j)| Some((keys::unesc(p)?, keys::unesc(j)?)))
-            else {
+            let Some((p, j)) = keys::parse_job(&k) else {
                 continue;
             };
             let Ok(rt) = self.rt(&p) else {
@@ -121,7 +130,7 @@ impl<S: Store> Ipam<S> {
         let mut txn = Txn::default();
         for w in writes {
             check_len("record key", &w.key, MAX_RECORD_KEY)?;
-            let k = keys::record(&w.key);
+            let k = keys::record(&self.node, &w.key);
             if w.if_absent {
                 txn.compares.push(Compare::Absent(k.clone()));
             }
@@ -130,7 +139,7 @@ impl<S: Store> Ipam<S> {
         match self.store.txn(txn).await? {
             TxnOutcome::Committed(_) => Ok(()),
             TxnOutcome::Conflict(k) => Err(IpamError::RecordExists(
-                k.strip_prefix(keys::RECORD_PREFIX)
+                k.strip_prefix(&keys::records_prefix(&self.node))
                     .and_then(keys::unesc)
                     .unwrap_or(k),
             )),
@@ -141,7 +150,7 @@ impl<S: Store> Ipam<S> {
     pub async fn delete_records(&self, keys_to_delete: &[String]) -> Result<(), IpamError> {
         let ops = keys_to_delete
             .iter()
-            .map(|k| Op::Delete(keys::record(k)))
+            .map(|k| Op::Delete(keys::record(&self.node, k)))
             .collect();
         self.store
             .txn(Txn {
@@ -152,9 +161,18 @@ impl<S: Store> Ipam<S> {
         Ok(())
     }
 
-    /// Reads a daemon record.
+    /// Reads a daemon record of this node.
     pub async fn record(&self, key: &str) -> Result<Option<serde_json::Value>, IpamError> {
-        let k = keys::record(key);
+        self.record_on(&self.node, key).await
+    }
+
+    /// Reads a daemon record that `node` wrote.
+    pub async fn record_on(
+        &self,
+        node: &str,
+        key: &str,
+    ) -> Result<Option<serde_json::Value>, IpamError> {
+        let k = keys::record(node, key);
         match self.store.get(&k).await? {
             None => Ok(None),
             Some(v) => decode(&k, &v).map(Some),
@@ -166,10 +184,11 @@ impl<S: Store> Ipam<S> {
         &self,
         prefix: &str,
     ) -> Result<Vec<(String, serde_json::Value)>, IpamError> {
-        let p = keys::record(prefix);
+        let p = keys::record(&self.node, prefix);
+        let rp = keys::records_prefix(&self.node);
         let mut out = Vec::new();
         for (k, v) in self.store.range(&p, &prefix_end(&p), usize::MAX).await? {
-            let Some(key) = k.strip_prefix(keys::RECORD_PREFIX).and_then(keys::unesc) else {
+            let Some(key) = k.strip_prefix(&rp).and_then(keys::unesc) else {
                 continue;
             };
             out.push((key, decode(&k, &v)?));
@@ -185,11 +204,12 @@ impl<S: Store> Ipam<S> {
         after: Option<&str>,
         limit: usize,
     ) -> Result<Vec<(String, serde_json::Value)>, IpamError> {
-        let p = keys::record(prefix);
-        let start = after.map_or_else(|| p.clone(), |a| key_after(&keys::record(a)));
+        let p = keys::record(&self.node, prefix);
+        let rp = keys::records_prefix(&self.node);
+        let start = after.map_or_else(|| p.clone(), |a| key_after(&keys::record(&self.node, a)));
         let mut out = Vec::new();
         for (k, v) in self.store.range(&start, &prefix_end(&p), limit).await? {
-            let Some(key) = k.strip_prefix(keys::RECORD_PREFIX).and_then(keys::unesc) else {
+            let Some(key) = k.strip_prefix(&rp).and_then(keys::unesc) else {
                 continue;
             };
             out.push((key, decode(&k, &v)?));
@@ -231,6 +251,7 @@ fn job_view(pool: &Pool, job: &str, rec: &JobRecord) -> JobNetwork {
                 rail_name: rail_name(pool, rail),
                 subnets: layouts.iter().map(SubnetLayout::net).collect(),
                 gateways: layouts.iter().filter_map(SubnetLayout::gateway).collect(),
+                isolation: isolation_on(pool, rec, rail),
             }
         })
         .collect();
@@ -264,6 +285,7 @@ pub(super) fn gang_view(pool: &Pool, job: &str, rec: &JobRecord, world_size: u32
                         .filter_map(|l| l.nth_allowed(u64::from(rank)).map(|o| l.host(o)))
                         .collect(),
                     gateways: ls.iter().filter_map(SubnetLayout::gateway).collect(),
+                    isolation: isolation_on(pool, rec, *rail),
                 })
                 .collect(),
         })

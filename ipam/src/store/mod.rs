@@ -111,6 +111,28 @@ pub trait Store: Send + Sync + 'static {
     /// Applies a transaction; returns once it is durable (or known not applied).
     fn txn(&self, txn: Txn) -> StoreFuture<'_, TxnOutcome>;
 
+    /// Keeps `key` = `value` in the store while this process lives. Backends
+    /// with leases (etcd) bind the key to a lease of `ttl` that they renew in
+    /// the background, so the key vanishes about `ttl` after the process dies;
+    /// the default writes it plainly (a single-node store has no one else to
+    /// tell that the node is gone).
+    fn put_alive<'a>(
+        &'a self,
+        key: &'a str,
+        value: Vec<u8>,
+        ttl: std::time::Duration,
+    ) -> StoreFuture<'a, ()> {
+        let _ = ttl;
+        Box::pin(async move {
+            self.txn(Txn {
+                compares: Vec::new(),
+                ops: vec![Op::Put(key.to_string(), value)],
+            })
+            .await
+            .map(|_| ())
+        })
+    }
+
     /// Number of keys in `[start, end)`. The default pages through [`Store::range`];
     /// backends that can count without reading values should.
     fn count<'a>(&'a self, start: &'a str, end: &'a str) -> StoreFuture<'a, u64> {
@@ -146,4 +168,38 @@ pub fn prefix_end(prefix: &str) -> String {
         }
     }
     "\u{7f}".to_string()
+}
+
+/// One store shared by several allocators (several simulated nodes in one
+/// process, or a bench): each call goes to the shared store.
+impl<S: Store> Store for std::sync::Arc<S> {
+    fn get<'a>(&'a self, key: &'a str) -> StoreFuture<'a, Option<Versioned>> {
+        (**self).get(key)
+    }
+
+    fn range<'a>(
+        &'a self,
+        start: &'a str,
+        end: &'a str,
+        limit: usize,
+    ) -> StoreFuture<'a, Vec<(String, Versioned)>> {
+        (**self).range(start, end, limit)
+    }
+
+    fn txn(&self, txn: Txn) -> StoreFuture<'_, TxnOutcome> {
+        (**self).txn(txn)
+    }
+
+    fn put_alive<'a>(
+        &'a self,
+        key: &'a str,
+        value: Vec<u8>,
+        ttl: std::time::Duration,
+    ) -> StoreFuture<'a, ()> {
+        (**self).put_alive(key, value, ttl)
+    }
+
+    fn count<'a>(&'a self, start: &'a str, end: &'a str) -> StoreFuture<'a, u64> {
+        (**self).count(start, end)
+    }
 }
