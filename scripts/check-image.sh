@@ -15,7 +15,7 @@
 # Uses its own podman storage, so the host's images are untouched; everything
 # it makes is removed on exit. Needs root.
 set -uo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/.." || exit 1
 
 SKIP=77
 skip() { echo "check-image: SKIP: $*"; exit "$SKIP"; }
@@ -105,21 +105,31 @@ pass=0
 fail=0
 ok() { echo "ok - $*"; pass=$((pass + 1)); }
 not_ok() { echo "not ok - $*"; fail=$((fail + 1)); }
+# judge STATUS OK_MESSAGE FAIL_MESSAGE
+judge() { if [ "$1" = 0 ]; then ok "$2"; else not_ok "$3"; fi; }
 run() { podman run --rm --name "$ctr" --network none "$@"; }
 
-[ "$tag" = "localhost/jobnet:$version" ] && ok "image.sh tagged $tag" ||
+if [ "$tag" = "localhost/jobnet:$version" ]; then
+  ok "image.sh tagged $tag"
+else
   not_ok "image.sh printed '$tag', expected localhost/jobnet:$version"
-podman image exists localhost/jobnet:latest && ok "localhost/jobnet:latest exists" ||
-  not_ok "localhost/jobnet:latest is missing"
+fi
+podman image exists localhost/jobnet:latest
+judge $? "localhost/jobnet:latest exists" "localhost/jobnet:latest is missing"
 entry=$(podman image inspect --format '{{json .Config.Entrypoint}}' "$tag" 2>&1)
-[ "$entry" = '["/usr/local/bin/jobnetd","--install-cni","/host/opt/cni/bin"]' ] &&
-  ok "entrypoint installs into /host/opt/cni/bin, then runs jobnetd" ||
+if [ "$entry" = '["/usr/local/bin/jobnetd","--install-cni","/host/opt/cni/bin"]' ]; then
+  ok "entrypoint installs into /host/opt/cni/bin, then runs jobnetd"
+else
   not_ok "unexpected entrypoint: $entry"
+fi
 
 for b in jobnetctl jobnetd; do
   out=$(run --entrypoint "/usr/local/bin/$b" "$tag" --version 2>&1)
-  [ "$out" = "$b $version" ] && ok "$b --version: $out" ||
+  if [ "$out" = "$b $version" ]; then
+    ok "$b --version: $out"
+  else
     not_ok "$b --version printed '$out', expected '$b $version'"
+  fi
 done
 
 cat >"$work/jobnetd.toml" <<'TOML'
@@ -143,9 +153,8 @@ fi
 printf 'no_such_key = 1\n' >"$work/bad.toml"
 out=$(run -v "$work/bad.toml:/etc/jobnet/jobnetd.toml:ro" "$tag" --check-config 2>&1)
 rc=$?
-[ "$rc" = 2 ] && grep -q 'no_such_key' <<<"$out" &&
-  ok "jobnetd --check-config rejects an unknown key (exit 2)" ||
-  not_ok "bad config: exit $rc, output: $out"
+[ "$rc" = 2 ] && grep -q 'no_such_key' <<<"$out"
+judge $? "jobnetd --check-config rejects an unknown key (exit 2)" "bad config: exit $rc, output: $out"
 
 # kubectl reads a field of a manifest offline with --local.
 if command -v kubectl >/dev/null; then
@@ -154,8 +163,8 @@ if command -v kubectl >/dev/null; then
      [ -s "$work/deploy.toml" ]; then
     out=$(run -v "$work/deploy.toml:/etc/jobnet/jobnetd.toml:ro" "$tag" --check-config 2>&1)
     rc=$?
-    [ "$rc" = 0 ] && ok "deploy/config.yaml's jobnetd.toml passes jobnetd --check-config" ||
-      not_ok "deploy/config.yaml's jobnetd.toml: exit $rc: $out"
+    judge "$rc" "deploy/config.yaml's jobnetd.toml passes jobnetd --check-config" \
+      "deploy/config.yaml's jobnetd.toml: exit $rc: $out"
   else
     not_ok "cannot read jobnetd.toml from deploy/config.yaml: $(cat "$work/kubectl.log")"
   fi
@@ -175,11 +184,14 @@ if [ "$rc" = 0 ] && [ -f "$plugin" ] && [ -x "$plugin" ]; then
 else
   not_ok "--install-only exited $rc ($out); plugin: $(ls -l "$plugin" 2>&1)"
 fi
-cmp -s "$plugin" "$built/jobnet" && ok "installed plugin is the built $built/jobnet" ||
-  not_ok "installed plugin differs from $built/jobnet"
+cmp -s "$plugin" "$built/jobnet"
+judge $? "installed plugin is the built $built/jobnet" "installed plugin differs from $built/jobnet"
 entries=$(ls -A "$work/cni-bin")
-[ "$entries" = jobnet ] && ok "no temporary file left in the CNI directory" ||
+if [ "$entries" = jobnet ]; then
+  ok "no temporary file left in the CNI directory"
+else
   not_ok "CNI directory holds: $(tr '\n' ' ' <<<"$entries")"
+fi
 answer=$(CNI_COMMAND=VERSION "$plugin" </dev/null 2>&1)
 if jq -e '(.cniVersion | type == "string") and (.supportedVersions | index("1.0.0") != null)' \
     <<<"$answer" >/dev/null 2>&1; then
@@ -190,9 +202,8 @@ fi
 
 out=$(run "$tag" --install-only 2>&1)
 rc=$?
-[ "$rc" != 0 ] && grep -q 'CNI directory /host/opt/cni/bin' <<<"$out" &&
-  ok "without the host mount the install fails: $out" ||
-  not_ok "install without a mount: exit $rc: $out"
+[ "$rc" != 0 ] && grep -q 'CNI directory /host/opt/cni/bin' <<<"$out"
+judge $? "without the host mount the install fails: $out" "install without a mount: exit $rc: $out"
 
 echo "check-image: ${pass} passed, ${fail} failed"
 [ "$fail" = 0 ]
