@@ -69,6 +69,11 @@ struct UpArgs {
     /// server's NIC slots. Implies --rdma.
     #[arg(long, value_parser = parse_gpus)]
     gpus: Option<GpuLayout>,
+    /// A management network: `mgmt0` in every node (10.254.0.<node+1>/24)
+    /// on a bridge in the netns `jf<id>-mgmt`, which holds 10.254.0.254,
+    /// for services the nodes reach (etcd).
+    #[arg(long)]
+    mgmt: bool,
     /// Print JSON instead of text.
     #[arg(long)]
     json: bool,
@@ -85,7 +90,7 @@ fn parse_id(s: &str) -> Result<FabricId, FabricError> {
 fn print_layout(l: &FabricLayout) {
     let s = &l.spec;
     println!(
-        "fabric {}: {} node(s) x {} NIC(s) x {} VF(s){}{}{}{}{}",
+        "fabric {}: {} node(s) x {} NIC(s) x {} VF(s){}{}{}{}{}{}",
         l.id,
         s.nodes,
         s.nics_per_node,
@@ -96,6 +101,7 @@ fn print_layout(l: &FabricLayout) {
         if s.host_node { ", host node" } else { "" },
         if s.rdma { ", rdma" } else { "" },
         if s.switchdev { ", switchdev" } else { "" },
+        if s.mgmt { ", mgmt" } else { "" },
         if s.dpdk_vfs > 0 {
             format!(", {} DPDK VF(s) per NIC", s.dpdk_vfs)
         } else {
@@ -105,6 +111,12 @@ fn print_layout(l: &FabricLayout) {
     for r in &l.rails {
         println!("  rail {}: netns {} bridge {}", r.index, r.netns, r.bridge);
     }
+    if let Some(m) = &l.mgmt {
+        println!(
+            "  mgmt: netns {} bridge {} address {}/{}",
+            m.netns, m.bridge, m.address, m.prefix_len
+        );
+    }
     for n in &l.nodes {
         println!(
             "  node {}: netns {} JOBNET_SYSFS_ROOT={}",
@@ -112,6 +124,9 @@ fn print_layout(l: &FabricLayout) {
             n.netns.as_deref().unwrap_or("(host)"),
             n.sysfs_root.display()
         );
+        if let Some(nm) = &n.mgmt {
+            println!("    {} {}", nm.ifname, nm.address);
+        }
         for (i, g) in n.gpus.iter().enumerate() {
             println!("    GPU{i} {g}");
         }
@@ -175,6 +190,7 @@ fn run(cli: Cli) -> Result<(), FabricError> {
                 dpdk_vfs: a.dpdk,
                 switchdev: a.switchdev,
                 gpus: a.gpus,
+                mgmt: a.mgmt,
             };
             let layout = Fabric::build(spec)?.persist()?;
             if a.json {
@@ -239,8 +255,14 @@ fn run(cli: Cli) -> Result<(), FabricError> {
                 };
                 let s = &st.layout.spec;
                 let gpus = s.gpus.map(|g| format!(", {g} GPUs")).unwrap_or_default();
+                let mgmt = st
+                    .layout
+                    .mgmt
+                    .as_ref()
+                    .map(|m| format!(", mgmt {} at {}", m.netns, m.address))
+                    .unwrap_or_default();
                 println!(
-                    "{}: {}x{}x{}{gpus} ({owner})",
+                    "{}: {}x{}x{}{gpus}{mgmt} ({owner})",
                     st.layout.id, s.nodes, s.nics_per_node, s.vfs_per_nic
                 );
             }

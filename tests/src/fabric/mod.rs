@@ -19,6 +19,10 @@
 //!   ([`plan::UNDERLAY_MTU`]) so VXLAN tunnels carrying full 1500-byte VF
 //!   frames run between nodes over the rail switch. Rail bridges never snoop
 //!   multicast, so VXLAN's multicast groups flood to every node.
+//! - With [`FabricSpec::mgmt`] a management network joins every node (the
+//!   cluster's host network, apart from the rails; see [`mgmt`]): `mgmt0`
+//!   in each node on one bridge in the netns `jf<id>-mgmt`, which holds
+//!   `10.254.0.254/24`; nodes are `10.254.0.<node + 1>`.
 //! - The fake sysfs tree ([`FabricNode::sysfs`]) lays out every function as
 //!   the kernel does (see [`sysfs`]); representors appear under the PF's
 //!   `net/` with `phys_port_name` `pf<P>vf<V>` and the NIC's `phys_switch_id`
@@ -50,6 +54,7 @@
 //! after the last, so `jobnet-fabric down --all` cleans up after crashed runs.
 
 pub mod ip;
+pub mod mgmt;
 pub mod names;
 pub mod plan;
 pub mod probe;
@@ -64,6 +69,7 @@ use jobnet_hw::sriov::{validate_netdev_name, SriovError};
 use jobnet_hw::{PciAddr, SysfsRoot};
 
 pub use ip::{IpLink, Netns};
+pub use mgmt::{FabricMgmt, NodeMgmt};
 pub use names::FabricId;
 pub use plan::FabricSpec;
 
@@ -217,6 +223,9 @@ pub struct FabricNode {
     /// `gpus: ["3"]`); empty without a GPU layout.
     #[serde(default)]
     pub gpus: Vec<PciAddr>,
+    /// Its end of the management network, when the fabric has one.
+    #[serde(default)]
+    pub mgmt: Option<NodeMgmt>,
 }
 
 impl FabricNode {
@@ -268,6 +277,9 @@ pub struct FabricLayout {
     pub rails: Vec<FabricRail>,
     /// Every VF, ordered by node, NIC, index.
     pub vfs: Vec<FabricVf>,
+    /// The management network, when the spec asked for one.
+    #[serde(default)]
+    pub mgmt: Option<FabricMgmt>,
 }
 
 /// Where a VF's netdev is right now.
@@ -380,9 +392,11 @@ fn plan_layout(id: FabricId, spec: &FabricSpec) -> Result<FabricLayout, FabricEr
             sysfs_root: base_dir.join(format!("node{n}")).join("sys"),
             pfs,
             gpus: gpus.clone(),
+            mgmt: mgmt::plan_node(&id, spec, n),
         });
     }
     Ok(FabricLayout {
+        mgmt: mgmt::plan_fabric(&id, spec),
         id,
         spec: spec.clone(),
         base_dir,
@@ -507,7 +521,14 @@ impl Fabric {
                 ));
             }
         }
+        if let Some(m) = &l.mgmt {
+            host.extend(mgmt::host_lines(m, &l.nodes));
+        }
         ip::batch(&Netns::Host, &host, false, false)?;
+        if let Some(m) = &l.mgmt {
+            let ns = Netns::Named(m.netns.clone());
+            ip::batch(&ns, &mgmt::mgmt_netns_lines(m, &l.nodes), false, false)?;
+        }
 
         let mut rail_links = Vec::new();
         for r in &l.rails {
@@ -548,6 +569,9 @@ impl Fabric {
                         pf.netdev
                     ));
                 }
+            }
+            if let (Some(m), Some(nm)) = (&l.mgmt, &n.mgmt) {
+                lines.extend(mgmt::node_lines(m, nm));
             }
             for vf in l.vfs.iter().filter(|v| v.id.node == n.index) {
                 if let Some(nd) = &vf.netdev {
@@ -752,6 +776,11 @@ impl Fabric {
         &self.layout.rails
     }
 
+    /// The management network, when the spec asked for one.
+    pub fn mgmt(&self) -> Option<&FabricMgmt> {
+        self.layout.mgmt.as_ref()
+    }
+
     /// Every VF, ordered by node, NIC, index.
     pub fn vfs(&self) -> &[FabricVf] {
         &self.layout.vfs
@@ -780,7 +809,14 @@ impl Fabric {
             return Err(FabricError::NoNetdev(id));
         }
         let alias = vf_alias(&self.layout.id, id);
-        let own_rails: Vec<&str> = self.layout.rails.iter().map(|r| r.netns.as_str()).collect();
+        // No VF is ever in the fabric's own switch or mgmt netns.
+        let own_rails: Vec<&str> = self
+            .layout
+            .rails
+            .iter()
+            .map(|r| r.netns.as_str())
+            .chain(self.layout.mgmt.iter().map(|m| m.netns.as_str()))
+            .collect();
         let node_ns = self.layout.nodes[id.node].ip_netns();
         let others = ip::named_netns()
             .into_iter()
@@ -967,6 +1003,9 @@ pub fn teardown_layout(layout: &FabricLayout) -> Result<(), FabricError> {
     }
     for r in &layout.rails {
         host.push(format!("netns del {}", r.netns));
+    }
+    if let Some(m) = &layout.mgmt {
+        host.push(format!("netns del {}", m.netns));
     }
     let ip_result = ip::batch(&Netns::Host, &host, false, true);
     let dir_result = match std::fs::remove_dir_all(&layout.base_dir) {

@@ -25,6 +25,9 @@ pub fn tree_parents() -> Vec<std::path::PathBuf> {
     }
 }
 
+/// Tail of the management netns name (`jf<id>-mgmt`).
+const MGMT_SUFFIX: &str = "mgmt";
+
 /// Length of a fabric id.
 const ID_LEN: usize = 4;
 
@@ -71,14 +74,16 @@ impl FabricId {
         &self.0
     }
 
-    /// The id of a netns name this module made (`jf<id>-n3`, `jf<id>-r0`).
+    /// The id of a netns name this module made (`jf<id>-n3`, `jf<id>-r0`,
+    /// `jf<id>-mgmt`).
     pub fn of_netns(name: &str) -> Option<Self> {
         let rest = name.strip_prefix(PREFIX)?;
         let (id, tail) = rest.split_once('-')?;
-        let kind_ok = tail
-            .strip_prefix('n')
-            .or_else(|| tail.strip_prefix('r'))
-            .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()));
+        let kind_ok = tail == MGMT_SUFFIX
+            || tail
+                .strip_prefix('n')
+                .or_else(|| tail.strip_prefix('r'))
+                .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()));
         if kind_ok {
             Self::parse(id)
         } else {
@@ -94,6 +99,21 @@ impl FabricId {
     /// Netns of the switch of rail `m`.
     pub fn rail_netns(&self, m: usize) -> String {
         format!("{PREFIX}{}-r{m}", self.0)
+    }
+
+    /// Netns of the management network.
+    pub fn mgmt_netns(&self) -> String {
+        format!("{PREFIX}{}-{MGMT_SUFFIX}", self.0)
+    }
+
+    /// The management bridge inside [`Self::mgmt_netns`].
+    pub fn mgmt_bridge(&self) -> String {
+        format!("{PREFIX}{}mb", self.0)
+    }
+
+    /// Management bridge port (mgmt side) of node `n`'s `mgmt0`.
+    pub fn mgmt_port(&self, n: usize) -> String {
+        format!("{PREFIX}{}m{n}", self.0)
     }
 
     /// The bridge inside each rail switch netns.
@@ -159,10 +179,19 @@ mod tests {
         assert_eq!(FabricId::parse(a.as_str()), Some(a.clone()));
         assert_eq!(FabricId::of_netns(&a.node_netns(12)), Some(a.clone()));
         assert_eq!(FabricId::of_netns(&a.rail_netns(0)), Some(a.clone()));
+        assert_eq!(FabricId::of_netns(&a.mgmt_netns()), Some(a.clone()));
         for bad in ["", "abc", "abcde", "ABCD", "ab/d", "ab-d"] {
             assert!(FabricId::parse(bad).is_none(), "{bad}");
         }
-        for bad in ["jfabcd", "jfabcd-x1", "jfabcd-n", "xxabcd-n1", "jfab-n1"] {
+        for bad in [
+            "jfabcd",
+            "jfabcd-x1",
+            "jfabcd-n",
+            "xxabcd-n1",
+            "jfab-n1",
+            "jfabcd-mgmt0",
+            "jfabcd-mg",
+        ] {
             assert!(FabricId::of_netns(bad).is_none(), "{bad}");
         }
     }
@@ -177,6 +206,8 @@ mod tests {
             id.pf_netdev(99),
             id.uplink_port(99),
             id.bridge(),
+            id.mgmt_bridge(),
+            id.mgmt_port(99),
         ] {
             assert!(name.len() <= 15, "{name}");
         }

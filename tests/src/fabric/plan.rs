@@ -59,6 +59,12 @@ pub struct FabricSpec {
     /// NIC slots. None: each NIC alone behind its own switch, no GPUs.
     #[serde(default)]
     pub gpus: Option<GpuLayout>,
+    /// A management network: every node gets [`MGMT_IFNAME`] on one bridge
+    /// in the fabric's mgmt netns, which holds [`MGMT_HOST_ADDR`] (see
+    /// [`mgmt_node_addr`]), so node processes reach services there (etcd)
+    /// as a real cluster's host network does.
+    #[serde(default)]
+    pub mgmt: bool,
 }
 
 /// A GPU server layout from [`crate::topo_layouts`] that fabric nodes take.
@@ -127,6 +133,7 @@ impl Default for FabricSpec {
             dpdk_vfs: 0,
             switchdev: false,
             gpus: None,
+            mgmt: false,
         }
     }
 }
@@ -148,6 +155,11 @@ impl FabricSpec {
         }
         if self.host_node && self.nodes != 1 {
             return Err("a host-node fabric has exactly one node".into());
+        }
+        // The host netns already reaches host services, and a shared
+        // `mgmt0` there would collide between fabrics.
+        if self.host_node && self.mgmt {
+            return Err("a host-node fabric has no management network".into());
         }
         if let Some(g) = self.gpus {
             if self.nics_per_node != g.nic_count() {
@@ -203,6 +215,24 @@ pub const UNDERLAY_PREFIX: u8 = 24;
 pub fn underlay_addr(rail: usize, node: usize) -> std::net::Ipv4Addr {
     // validate() keeps rail < 64 and node + 1 < 100, so both fit an octet.
     std::net::Ipv4Addr::new(198, 19, rail as u8, (node + 1) as u8)
+}
+
+/// Netdev of the management network in every node netns.
+pub const MGMT_IFNAME: &str = "mgmt0";
+
+/// Prefix length of the management subnet `10.254.0.0/24`, the same in
+/// every fabric: each fabric's management network is its own bridge in its
+/// own netns, so fabrics built in parallel never meet.
+pub const MGMT_PREFIX: u8 = 24;
+
+/// Address of the management bridge in the mgmt netns, where services for
+/// the nodes (etcd members) listen.
+pub const MGMT_HOST_ADDR: std::net::Ipv4Addr = std::net::Ipv4Addr::new(10, 254, 0, 254);
+
+/// Management address of node `node`: `10.254.0.<node + 1>/24`.
+pub fn mgmt_node_addr(node: usize) -> std::net::Ipv4Addr {
+    // validate() keeps node + 1 < 100, below the bridge's .254.
+    std::net::Ipv4Addr::new(10, 254, 0, (node + 1) as u8)
 }
 
 /// Where one NIC's PF and VFs sit in a node's sysfs, and what the PCI and
@@ -451,6 +481,11 @@ mod tests {
             FabricSpec {
                 nics_per_node: 8,
                 gpus: Some(GpuLayout::EightByEight),
+                ..Default::default()
+            },
+            FabricSpec {
+                host_node: true,
+                mgmt: true,
                 ..Default::default()
             },
         ];
