@@ -82,7 +82,7 @@ impl Client {
         self.post(paths::GC, req).await
     }
 
-    /// Jobs known to this node.
+    /// Jobs known to the store (cluster-wide with etcd).
     pub async fn jobs(&self) -> Result<Vec<JobSummary>, ApiError> {
         self.get(paths::JOBS).await
     }
@@ -108,6 +108,19 @@ impl Client {
         req: &GangReserveRequest,
     ) -> Result<GangReservation, ApiError> {
         self.post(paths::GANG, req).await
+    }
+
+    /// The nodes of the store, alive or stale.
+    pub async fn nodes(&self) -> Result<Vec<NodeView>, ApiError> {
+        self.get(paths::NODES).await
+    }
+
+    /// Releases everything a node that will not return holds.
+    pub async fn forget_node(
+        &self,
+        req: &ForgetNodeRequest,
+    ) -> Result<ForgetNodeResponse, ApiError> {
+        self.post(paths::FORGET_NODE, req).await
     }
 
     async fn get<Resp: DeserializeOwned>(&self, path: &str) -> Result<Resp, ApiError> {
@@ -298,6 +311,16 @@ impl BlockingClient {
     /// See [`Client::gang_reserve`].
     pub fn gang_reserve(&self, req: &GangReserveRequest) -> Result<GangReservation, ApiError> {
         self.rt.block_on(self.inner.gang_reserve(req))
+    }
+
+    /// See [`Client::nodes`].
+    pub fn nodes(&self) -> Result<Vec<NodeView>, ApiError> {
+        self.rt.block_on(self.inner.nodes())
+    }
+
+    /// See [`Client::forget_node`].
+    pub fn forget_node(&self, req: &ForgetNodeRequest) -> Result<ForgetNodeResponse, ApiError> {
+        self.rt.block_on(self.inner.forget_node(req))
     }
 }
 

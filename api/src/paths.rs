@@ -24,6 +24,10 @@ pub const VFS: &str = "/v1/vfs";
 pub const GANG: &str = "/v1/gang";
 /// `GET`: the node's GPU/NIC topology (matrix view).
 pub const TOPOLOGY: &str = "/v1/topology";
+/// `GET`: the nodes of the store (one with the embedded store), alive or stale.
+pub const NODES: &str = "/v1/nodes";
+/// `POST`: release everything a node that will not return holds.
+pub const FORGET_NODE: &str = "/v1/nodes/forget";
 /// Last segment of an attachment's hints path (see [`hints`]).
 pub const HINTS_SUFFIX: &str = "/hints";
 

@@ -536,3 +536,45 @@ mod tests {
         assert_eq!(i.id, Some(42));
     }
 }
+
+/// One node of the store, as `GET /v1/nodes` lists it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct NodeView {
+    /// Node name.
+    pub node: String,
+    /// Whether its jobnetd holds its liveness lease; a stale node's records
+    /// stay (its pods may still run) until it returns or is forgotten.
+    pub alive: bool,
+    /// jobnetd version it last registered with.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
+    /// When its jobnetd last started (ms since the Unix epoch).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started_ms: Option<u64>,
+    /// Attachments it holds.
+    pub attachments: u64,
+    /// Whether this is the answering jobnetd's own node.
+    pub this_node: bool,
+}
+
+/// `POST /v1/nodes/forget`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ForgetNodeRequest {
+    /// The node to forget.
+    pub node: String,
+    /// Forget it even though its jobnetd is alive.
+    #[serde(default)]
+    pub force: bool,
+}
+
+/// What forgetting a node released.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ForgetNodeResponse {
+    /// The node.
+    pub node: String,
+    /// Attachments released.
+    pub released: Vec<AttachmentKey>,
+}

@@ -154,7 +154,10 @@ impl StoreConfig {
         match self.backend {
             StoreBackend::Embedded => {
                 if !self.endpoints.is_empty() {
-                    return bad("endpoints given but backend is \"embedded\" (set backend = \"etcd\")".into());
+                    return bad(
+                        "endpoints given but backend is \"embedded\" (set backend = \"etcd\")"
+                            .into(),
+                    );
                 }
             }
             StoreBackend::Etcd => {
@@ -163,9 +166,7 @@ impl StoreConfig {
                 }
                 for e in &self.endpoints {
                     if !(e.starts_with("http://") || e.starts_with("https://")) || e.len() > 512 {
-                        return bad(format!(
-                            "endpoint {e:?} must be an http:// or https:// URL"
-                        ));
+                        return bad(format!("endpoint {e:?} must be an http:// or https:// URL"));
                     }
                 }
                 if !self.prefix.starts_with('/') || self.prefix.len() > 128 {
@@ -504,6 +505,41 @@ pub fn hostname() -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn store_section_selects_and_validates_the_backend() {
+        let c = Config::from_toml("").unwrap();
+        assert_eq!(c.store.backend, StoreBackend::Embedded);
+        let c = Config::from_toml(
+            "[store]\nbackend = \"etcd\"\nendpoints = [\"http://10.0.0.1:2379\", \"http://10.0.0.2:2379\"]\nprefix = \"/jobnet\"\ntimeout_ms = 2000\n",
+        )
+        .unwrap();
+        assert_eq!(c.store.backend, StoreBackend::Etcd);
+        assert_eq!(c.store.endpoints.len(), 2);
+        assert_eq!(c.store.timeout_ms, 2000);
+        for (bad, why) in [
+            ("backend = \"etcd\"", "needs at least one endpoint"),
+            ("endpoints = [\"http://a:1\"]", "backend is \"embedded\""),
+            ("backend = \"etcd\"\nendpoints = [\"a:1\"]", "http://"),
+            (
+                "backend = \"etcd\"\nendpoints = [\"http://a:1\"]\ntimeout_ms = 0",
+                "timeout_ms",
+            ),
+            (
+                "backend = \"etcd\"\nendpoints = [\"http://a:1\"]\nprefix = \"x\"",
+                "prefix",
+            ),
+            (
+                "backend = \"etcd\"\nendpoints = [\"https://a:1\"]\ncert_file = \"c\"",
+                "key_file",
+            ),
+            ("backend = \"zookeeper\"", "unknown variant"),
+            ("endpoint = [\"http://a:1\"]", "unknown field"),
+        ] {
+            let e = Config::from_toml(&format!("[store]\n{bad}\n")).unwrap_err();
+            assert!(e.to_string().contains(why), "{bad}: {e}");
+        }
+    }
 
     #[test]
     fn empty_config_gets_a_default_pool() {

@@ -7,9 +7,9 @@ use std::path::Path;
 use std::time::Duration;
 
 use jobnet_api::{
-    ApiError, Attachment, AttachmentKey, AttachmentState, ErrorCode, GcResponse, Isolation,
-    IsolationMode, JobDetail, JobMember, JobSummary, RailAddress, StatusResponse, VfAssignment,
-    VfInfo, VfState,
+    ApiError, Attachment, AttachmentKey, AttachmentState, ErrorCode, ForgetNodeResponse,
+    GcResponse, Isolation, IsolationMode, JobDetail, JobMember, JobSummary, NodeView, RailAddress,
+    StatusResponse, VfAssignment, VfInfo, VfState,
 };
 use serde::de::DeserializeOwned;
 
@@ -101,6 +101,42 @@ fn vfs(v: &[VfAssignment]) -> String {
 
 fn opt<T: ToString>(v: Option<T>) -> String {
     v.map(|x| x.to_string()).unwrap_or_else(|| "-".into())
+}
+
+/// `jobnetctl nodes`: one line per node, stale ones flagged.
+pub fn nodes_table(nodes: &[NodeView]) -> String {
+    let rows: Vec<Vec<String>> = nodes
+        .iter()
+        .map(|n| {
+            vec![
+                format!("{}{}", n.node, if n.this_node { " (this)" } else { "" }),
+                if n.alive { "alive" } else { "STALE" }.into(),
+                n.attachments.to_string(),
+                n.version.clone().unwrap_or_else(|| "-".into()),
+            ]
+        })
+        .collect();
+    let mut out = table(&["NODE", "STATE", "ATTACHMENTS", "VERSION"], &rows);
+    if nodes.iter().any(|n| !n.alive) {
+        out.push_str(
+            "\nSTALE: its jobnetd holds no liveness lease. Its records stay (its pods may still run);\n\
+             if the node will not return: jobnetctl node forget <node>\n",
+        );
+    }
+    out
+}
+
+/// `jobnetctl node forget`.
+pub fn forget_text(r: &ForgetNodeResponse) -> String {
+    let mut out = format!(
+        "node {} forgotten: {} attachment(s) released\n",
+        r.node,
+        r.released.len()
+    );
+    for k in &r.released {
+        let _ = writeln!(out, "  {}/{}", k.container_id, k.ifname);
+    }
+    out
 }
 
 /// `jobnetctl status`.

@@ -933,6 +933,62 @@ impl<S: Store> Engine<S> {
         })
     }
 
+    /// The nodes of the store, alive or stale (with the embedded store: this one).
+    pub async fn nodes(&self) -> Result<Vec<api::NodeView>, ApiError> {
+        let scope = self.ipam.node();
+        Ok(self
+            .ipam
+            .nodes()
+            .await
+            .map_err(api_err)?
+            .into_iter()
+            .map(|n| api::NodeView {
+                this_node: n.node == scope,
+                // The embedded store records its one node as `local`.
+                node: if n.node == ipam::LOCAL_NODE && scope == ipam::LOCAL_NODE {
+                    self.node.clone()
+                } else {
+                    n.node
+                },
+                alive: n.alive,
+                version: n.info.as_ref().map(|i| i.version.clone()),
+                started_ms: n.info.map(|i| i.started_ms),
+                attachments: n.attachments,
+            })
+            .collect())
+    }
+
+    /// Releases everything `req.node` holds, for a node that will not return
+    /// (its pods are gone with it). Refuses this node and, unless forced, a
+    /// node whose jobnetd is alive.
+    pub async fn forget_node(
+        &self,
+        req: api::ForgetNodeRequest,
+    ) -> Result<api::ForgetNodeResponse, ApiError> {
+        validate::job(&req.node).map_err(|_| {
+            ApiError::new(
+                ErrorCode::InvalidArgument,
+                format!("bad node name {:?}", req.node),
+            )
+        })?;
+        if req.node == self.ipam.node() || req.node == self.node {
+            return Err(ApiError::new(
+                ErrorCode::InvalidArgument,
+                "a node cannot forget itself: release its attachments with GC instead",
+            ));
+        }
+        let report = self
+            .ipam
+            .forget_node(&req.node, req.force)
+            .await
+            .map_err(api_err)?;
+        tracing::warn!(node = %req.node, released = report.released.len(), "node forgotten");
+        Ok(api::ForgetNodeResponse {
+            node: req.node,
+            released: report.released.iter().map(to_api_key).collect(),
+        })
+    }
+
     /// True when the attachment is young enough that its netns may not exist yet.
     fn in_grace(&self, a: &ipam::Attachment) -> bool {
         self.clock.now_ms().saturating_sub(a.created_ms) < self.netns_grace_ms
@@ -1064,5 +1120,14 @@ impl<S: Store> crate::server::ApiHandler for Engine<S> {
         req: api::GangReserveRequest,
     ) -> Result<api::GangReservation, ApiError> {
         Engine::gang_reserve(self, req).await
+    }
+    async fn nodes(&self) -> Result<Vec<api::NodeView>, ApiError> {
+        Engine::nodes(self).await
+    }
+    async fn forget_node(
+        &self,
+        req: api::ForgetNodeRequest,
+    ) -> Result<api::ForgetNodeResponse, ApiError> {
+        Engine::forget_node(self, req).await
     }
 }

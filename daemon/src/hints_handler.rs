@@ -18,9 +18,10 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use jobnet_api::{
-    ApiError, Attachment, AttachmentKey, AttachmentState, ErrorCode, GangReservation,
-    GangReserveRequest, GcRequest, GcResponse, JobDetail, JobSummary, PodHints, ReleaseResponse,
-    ReserveRequest, StatusResponse, VfInfo, VfState,
+    ApiError, Attachment, AttachmentKey, AttachmentState, ErrorCode, ForgetNodeRequest,
+    ForgetNodeResponse, GangReservation, GangReserveRequest, GcRequest, GcResponse, JobDetail,
+    JobSummary, NodeView, PodHints, ReleaseResponse, ReserveRequest, StatusResponse, VfInfo,
+    VfState,
 };
 use jobnet_hw::topology::TopoView;
 use jobnet_hw::PciAddr;
@@ -358,6 +359,14 @@ impl<H: ApiHandler + AttachmentIndex> ApiHandler for TopologyHandler<H> {
 
     async fn gang_reserve(&self, req: GangReserveRequest) -> Result<GangReservation, ApiError> {
         self.inner.gang_reserve(req).await
+    }
+
+    async fn nodes(&self) -> Result<Vec<NodeView>, ApiError> {
+        self.inner.nodes().await
+    }
+
+    async fn forget_node(&self, req: ForgetNodeRequest) -> Result<ForgetNodeResponse, ApiError> {
+        self.inner.forget_node(req).await
     }
 
     async fn topology(&self) -> Result<TopoView, ApiError> {

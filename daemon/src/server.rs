@@ -19,9 +19,9 @@ use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use jobnet_api::paths;
 use jobnet_api::{
-    ApiError, Attachment, AttachmentKey, ErrorCode, GangReservation, GangReserveRequest, GcRequest,
-    GcResponse, JobDetail, JobSummary, PodHints, ReleaseResponse, ReserveRequest, StatusResponse,
-    VfInfo,
+    ApiError, Attachment, AttachmentKey, ErrorCode, ForgetNodeRequest, ForgetNodeResponse,
+    GangReservation, GangReserveRequest, GcRequest, GcResponse, JobDetail, JobSummary, NodeView,
+    PodHints, ReleaseResponse, ReserveRequest, StatusResponse, VfInfo,
 };
 use jobnet_hw::topology::TopoView;
 use serde::de::DeserializeOwned;
@@ -76,6 +76,13 @@ pub trait ApiHandler: Send + Sync + 'static {
         &self,
         req: GangReserveRequest,
     ) -> impl Future<Output = Result<GangReservation, ApiError>> + Send;
+    /// The nodes of the store.
+    fn nodes(&self) -> impl Future<Output = Result<Vec<NodeView>, ApiError>> + Send;
+    /// Forgets a node that will not return.
+    fn forget_node(
+        &self,
+        req: ForgetNodeRequest,
+    ) -> impl Future<Output = Result<ForgetNodeResponse, ApiError>> + Send;
     /// The node's GPU/NIC topology (handlers without one answer not-found).
     fn topology(&self) -> impl Future<Output = Result<TopoView, ApiError>> + Send {
         async {
@@ -334,6 +341,8 @@ fn endpoint_name(method: &Method, path: &str) -> &'static str {
         (&Method::GET, paths::VFS) => "vfs",
         (&Method::POST, paths::GANG) => "gang",
         (&Method::GET, paths::TOPOLOGY) => "topology",
+        (&Method::GET, paths::NODES) => "nodes",
+        (&Method::POST, paths::FORGET_NODE) => "forget-node",
         (&Method::GET, p) if p.starts_with("/v1/jobs/") => "job",
         (&Method::GET, p) if paths::parse_hints(p).is_some() => "hints",
         _ => "other",
@@ -355,6 +364,8 @@ async fn route<H: ApiHandler>(
         paths::CHECK if is_post => to_json(&h.check(parse(&body)?).await?),
         paths::GC if is_post => to_json(&h.gc(parse(&body)?).await?),
         paths::GANG if is_post => to_json(&h.gang_reserve(parse(&body)?).await?),
+        paths::FORGET_NODE if is_post => to_json(&h.forget_node(parse(&body)?).await?),
+        paths::NODES if is_get => to_json(&h.nodes().await?),
         paths::STATUS if is_get => to_json(&h.status().await?),
         paths::JOBS if is_get => to_json(&h.jobs().await?),
         paths::ATTACHMENTS if is_get => to_json(&h.attachments().await?),
@@ -384,6 +395,8 @@ async fn route<H: ApiHandler>(
         | paths::JOBS
         | paths::ATTACHMENTS
         | paths::VFS
+        | paths::NODES
+        | paths::FORGET_NODE
         | paths::TOPOLOGY => Err(ApiError::new(
             ErrorCode::MethodNotAllowed,
             format!("{method} is not allowed on {path}"),

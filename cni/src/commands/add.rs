@@ -112,7 +112,7 @@ fn add_with_delegated_ipam(
         std::slice::from_ref(&spec),
         result,
         None,
-        None,
+        &[],
     ))??;
     release.disarm();
     Ok(result)
@@ -173,8 +173,9 @@ async fn attach_reserved(
             "jobnetd reserved no VF",
         ));
     }
-    // vxlan is done in the node after the attach; other modes shape the spec.
-    let vxlan = isolation::vni_of(&reservation.isolation).map_err(|e| e.to_cni())?;
+    // vxlan is done in the node after the attach (each rail has its own
+    // VNI); other modes shape the spec.
+    let mut vnis = Vec::with_capacity(reservation.vfs.len());
     let mut result: Option<CniResult> = None;
     let mut specs = Vec::with_capacity(reservation.vfs.len());
     // One pod interface per reserved VF (one per rail with `rails: all`),
@@ -231,14 +232,17 @@ async fn attach_reserved(
             );
         }
         spec.mtu = spec.mtu.or(reservation.mtu);
-        if vxlan.is_none() {
-            daemon::apply_isolation(&mut spec, &reservation.isolation)?;
+        let rail_isolation = reservation.isolation_on(vf.rail);
+        let vni = isolation::vni_of(&rail_isolation).map_err(|e| e.to_cni())?;
+        if vni.is_none() {
+            daemon::apply_isolation(&mut spec, &rail_isolation)?;
         }
+        vnis.push(vni);
         specs.push(spec);
         result = Some(r);
     }
     let result = result.unwrap_or_default();
-    attach_and_commit(env, ctx, &specs, result, Some((client, key)), vxlan).await
+    attach_and_commit(env, ctx, &specs, result, Some((client, key)), &vnis).await
 }
 
 /// Attaches every spec (one per rail), joins the job's VXLAN bridge (with
@@ -251,7 +255,7 @@ async fn attach_and_commit(
     specs: &[sriov::AttachSpec],
     mut result: CniResult,
     daemon: Option<(&jobnet_api::Client, &AttachmentKey)>,
-    vxlan: Option<Vni>,
+    vnis: &[Option<Vni>],
 ) -> Result<CniResult, CniError> {
     let mut attached: Vec<sriov::Attachment> = Vec::with_capacity(specs.len());
     for spec in specs {
@@ -279,8 +283,8 @@ async fn attach_and_commit(
         return Ok(prev);
     }
     let mut joined = Vec::new();
-    if let Some(vni) = vxlan {
-        for spec in specs {
+    for (spec, vni) in specs.iter().zip(vnis) {
+        if let Some(vni) = *vni {
             match isolation::join_vf(&env.sysfs, env.state.root(), spec.pci, vni).await {
                 Ok(_) => joined.push(spec.pci),
                 Err(e) => {

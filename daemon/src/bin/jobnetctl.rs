@@ -4,11 +4,13 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use jobnet_api::{paths, ApiError, BlockingClient, ErrorCode, GcRequest, PodHints};
+use jobnet_api::{
+    paths, ApiError, BlockingClient, ErrorCode, ForgetNodeRequest, GcRequest, PodHints,
+};
 use jobnet_daemon::ctl;
 use jobnet_hw::topology::{render_dot, render_matrix, TopoView};
 
-/// Inspect a node's job networks through jobnetd's API.
+/// Inspect job networks through the local jobnetd's API.
 #[derive(Debug, Parser)]
 #[command(name = "jobnetctl", version, about)]
 struct Cli {
@@ -26,7 +28,7 @@ struct Cli {
 enum Cmd {
     /// Daemon health, pools and free VFs.
     Status,
-    /// Jobs with a network on this node.
+    /// Jobs with a network (every node's with the etcd store).
     Jobs,
     /// One job: show its members or print a host file.
     Job {
@@ -37,6 +39,13 @@ enum Cmd {
     Vfs,
     /// Every recorded attachment.
     Attachments,
+    /// Nodes of the cluster store: alive, or stale (jobnetd gone, records kept).
+    Nodes,
+    /// Act on a node of the cluster store.
+    Node {
+        #[command(subcommand)]
+        cmd: NodeCmd,
+    },
     /// The node's GPU/NIC matrix (`nvidia-smi topo -m` style) with the NIC legend.
     Topo {
         /// Print a Graphviz picture of the PCI tree instead.
@@ -58,6 +67,20 @@ enum Cmd {
         /// Only consider attachments of this CNI network.
         #[arg(long)]
         network: Option<String>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum NodeCmd {
+    /// Release every attachment a node that will not return holds (addresses,
+    /// ranks, VF records) and drop it from the store. Refused for a node whose
+    /// jobnetd is alive unless --force.
+    Forget {
+        /// Node name, as `jobnetctl nodes` lists it.
+        node: String,
+        /// Forget it even though its jobnetd is alive.
+        #[arg(long)]
+        force: bool,
     },
 }
 
@@ -206,6 +229,27 @@ fn run(cli: &Cli) -> Result<String, ApiError> {
                 json(&a)
             } else {
                 ctl::attachments_table(&a)
+            }
+        }
+        Cmd::Nodes => {
+            let n = client()?.nodes()?;
+            if cli.json {
+                json(&n)
+            } else {
+                ctl::nodes_table(&n)
+            }
+        }
+        Cmd::Node {
+            cmd: NodeCmd::Forget { node, force },
+        } => {
+            let r = client()?.forget_node(&ForgetNodeRequest {
+                node: node.clone(),
+                force: *force,
+            })?;
+            if cli.json {
+                json(&r)
+            } else {
+                ctl::forget_text(&r)
             }
         }
         Cmd::Gc { keep, network } => {
