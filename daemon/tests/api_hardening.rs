@@ -92,7 +92,10 @@ fn unknown_version_path_and_method() {
 #[test]
 fn socket_is_0600_and_non_root_peer_is_refused() {
     if !nix::unistd::geteuid().is_root() {
-        eprintln!("skipped: needs root to drop to nobody");
+        jobnet_tests::skip(
+            "api_hardening::socket_is_0600_and_non_root_peer_is_refused",
+            "needs root to drop to nobody",
+        );
         return;
     }
     let d = Daemon::start(sysfs(1, 1));
