@@ -10,7 +10,7 @@
 //! on start and on every reconciliation) and the VFs that in-flight reserves
 //! have claimed but not yet written.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
 
@@ -90,6 +90,9 @@ pub struct Engine<S: Store> {
     metrics: Arc<Metrics>,
     started: Instant,
     netns_grace_ms: u64,
+    /// Releases the store could not take (no quorum, deadline): retried by
+    /// every reconciliation until they land. The plugin queues them too.
+    retry_releases: Mutex<BTreeSet<api::AttachmentKey>>,
 }
 
 impl<S: Store> std::fmt::Debug for Engine<S> {
@@ -277,6 +280,7 @@ impl<S: Store> Engine<S> {
             metrics,
             started: Instant::now(),
             netns_grace_ms: config.netns_grace_secs.saturating_mul(1000),
+            retry_releases: Mutex::new(BTreeSet::new()),
         };
         engine.reload_owners().await.map_err(StartError::State)?;
         engine.update_gauges();
@@ -660,7 +664,32 @@ impl<S: Store> Engine<S> {
     pub async fn release(&self, key: api::AttachmentKey) -> Result<api::ReleaseResponse, ApiError> {
         validate::key(&key)?;
         let _g = self.key_locks.lock(key.clone()).await;
-        self.release_locked(&key).await
+        let r = self.release_locked(&key).await;
+        if r.as_ref().is_err_and(|e| e.code == ErrorCode::Unavailable) {
+            tracing::warn!(attachment = %key, "store unavailable: release queued for retry");
+            lock(&self.retry_releases).insert(key);
+        }
+        r
+    }
+
+    /// Retries the releases the store could not take; keeps those that fail again.
+    async fn retry_queued_releases(&self) -> usize {
+        let queued = std::mem::take(&mut *lock(&self.retry_releases));
+        let mut landed = 0;
+        for key in queued {
+            let _g = self.key_locks.lock(key.clone()).await;
+            match self.release_locked(&key).await {
+                Ok(_) => {
+                    landed += 1;
+                    tracing::info!(attachment = %key, "queued release landed");
+                }
+                Err(e) => {
+                    tracing::debug!(attachment = %key, error = %e, "queued release still failing");
+                    lock(&self.retry_releases).insert(key);
+                }
+            }
+        }
+        landed
     }
 
     async fn release_locked(
@@ -1027,7 +1056,10 @@ impl<S: Store> Engine<S> {
     /// One reconciliation pass: expire reservations and drained jobs, re-read
     /// devices and owners, release attachments whose netns is gone.
     pub async fn reconcile(&self) -> Result<ReconcileReport, ApiError> {
-        let mut report = ReconcileReport::default();
+        let mut report = ReconcileReport {
+            retried_releases: self.retry_queued_releases().await,
+            ..ReconcileReport::default()
+        };
         let sweep = self.ipam.sweep().await.map_err(api_err)?;
         report.expired = sweep.expired_reservations;
         report.jobs_released = sweep.released_jobs;
@@ -1082,6 +1114,8 @@ pub struct ReconcileReport {
     pub jobs_released: usize,
     /// Attachments released because their netns no longer exists.
     pub netns_gone: usize,
+    /// Releases queued while the store was unavailable that landed now.
+    pub retried_releases: usize,
 }
 
 impl<S: Store> crate::server::ApiHandler for Engine<S> {

@@ -146,6 +146,7 @@ async fn run_with<S: Store>(
         Ok(r) => tracing::info!(
             expired = r.expired,
             netns_gone = r.netns_gone,
+            retried_releases = r.retried_releases,
             jobs_released = r.jobs_released,
             "startup reconciliation done"
         ),
@@ -194,6 +195,7 @@ async fn run_with<S: Store>(
                     Ok(r) if r != Default::default() => tracing::info!(
                         expired = r.expired,
                         netns_gone = r.netns_gone,
+                        retried_releases = r.retried_releases,
                         jobs_released = r.jobs_released,
                         "reconciled"
                     ),
