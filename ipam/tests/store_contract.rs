@@ -12,24 +12,11 @@ use jobnet_ipam::store::{
 };
 use jobnet_ipam::{EtcdOptions, EtcdStore, EtcdTls};
 use jobnet_tests::etcd::{EtcdCluster, EtcdError, EtcdSpec, TestPki};
+use jobnet_tests::skip;
 
 const TIMEOUT: Duration = Duration::from_secs(2);
 /// Slack over the store timeout for a failing call: it checks for hangs, not speed.
 const SLACK: Duration = Duration::from_secs(1);
-
-fn skip(test: &str, reason: &str) {
-    use std::io::Write;
-    eprintln!("SKIP {test}: {reason}");
-    if let Some(log) = std::env::var_os("JOBNET_SKIP_LOG").filter(|p| !p.is_empty()) {
-        let line = format!("{test}\t{}\n", reason.replace(['\t', '\n'], " "));
-        std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(log)
-            .and_then(|mut f| f.write_all(line.as_bytes()))
-            .expect("append to JOBNET_SKIP_LOG");
-    }
-}
 
 /// Starts a cluster from a tokio test; `None` (after reporting the skip) when etcd is not installed.
 fn cluster(test: &str, spec: EtcdSpec) -> Option<EtcdCluster> {
@@ -512,7 +499,7 @@ async fn all_succeed(store: &dyn Store, prefix: &str, n: usize) {
 /// and take a conflict on the key itself as "an earlier attempt applied".
 /// Each failing attempt must be Unavailable within the timeout. Returns the
 /// time to the first success and the number of failed attempts.
-async fn write_through_election(store: &dyn Store, key: &str) -> (Duration, usize) {
+async fn write_through_loss(store: &dyn Store, key: &str) -> (Duration, usize) {
     let started = Instant::now();
     let mut failed = 0;
     loop {
@@ -520,11 +507,11 @@ async fn write_through_election(store: &dyn Store, key: &str) -> (Duration, usiz
             compares: vec![Compare::Absent(key.into())],
             ops: vec![put(key, "x")],
         };
-        match bounded("write during an election", store.txn(txn)).await.0 {
+        match bounded("write after a member loss", store.txn(txn)).await.0 {
             Ok(TxnOutcome::Committed(_)) => return (started.elapsed(), failed),
             Ok(TxnOutcome::Conflict(k)) if k == key => return (started.elapsed(), failed),
             Err(StoreError::Unavailable(_)) => failed += 1,
-            other => panic!("write during an election: {other:?}"),
+            other => panic!("write after a member loss: {other:?}"),
         }
         assert!(
             started.elapsed() < Duration::from_secs(15),
@@ -552,9 +539,13 @@ async fn etcd_member_loss_quorum_loss_and_restart() {
         }
     };
 
-    // A follower gone: every call still succeeds, without a single error.
+    // A follower gone: a write the client sends on the dead member's
+    // connection before it notices the close may fail (at once, as
+    // Unavailable); after that every call succeeds.
     let follower = (blocking(|| leader(&c)) + 1) % 3;
     blocking(|| c.kill_member(follower)).unwrap();
+    let (first, failures) = write_through_loss(&store, "f/follower-gone").await;
+    eprintln!("{test}: follower killed: first write after {first:?} ({failures} failed attempts)");
     all_succeed(&store, "f/follower-down/", 20).await;
     blocking(|| {
         c.restart_member(follower)?;
@@ -566,7 +557,7 @@ async fn etcd_member_loss_quorum_loss_and_restart() {
     // elect a new one, then everything succeeds again.
     let old_leader = blocking(|| leader(&c));
     blocking(|| c.kill_member(old_leader)).unwrap();
-    let (recovered, failures) = write_through_election(&store, "f/election").await;
+    let (recovered, failures) = write_through_loss(&store, "f/election").await;
     eprintln!(
         "{test}: leader killed: first write after {recovered:?} ({failures} failed attempts)"
     );
@@ -603,7 +594,7 @@ async fn etcd_member_loss_quorum_loss_and_restart() {
         c.wait_ready()
     })
     .unwrap();
-    let (recovered, _) = write_through_election(&store, "f/quorum-back").await;
+    let (recovered, _) = write_through_loss(&store, "f/quorum-back").await;
     eprintln!("{test}: quorum back: first write after {recovered:?}");
     let after = commit(&store, vec![], vec![put("f/after", "1")]).await;
     assert!(after > before);

@@ -696,7 +696,7 @@ mod tests {
     fn installed(test: &str) -> bool {
         let ok = Path::new(ETCD_BIN).exists() && nix::unistd::Uid::effective().is_root();
         if !ok {
-            eprintln!("SKIP {test}: needs root and {ETCD_BIN}");
+            crate::skip(test, &format!("needs root and {ETCD_BIN}"));
         }
         ok
     }
