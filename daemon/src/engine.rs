@@ -282,6 +282,14 @@ impl<S: Store> Engine<S> {
             netns_grace_ms: config.netns_grace_secs.saturating_mul(1000),
             retry_releases: Mutex::new(BTreeSet::new()),
         };
+        if config.store.backend == StoreBackend::Embedded {
+            // A state dir from before the cluster key layout keeps its records.
+            engine
+                .ipam
+                .migrate_legacy_layout()
+                .await
+                .map_err(|e| StartError::State(api_err(e)))?;
+        }
         engine.reload_owners().await.map_err(StartError::State)?;
         engine.update_gauges();
         Ok(engine)

@@ -239,6 +239,7 @@ fn check_len(what: &str, s: &str, max: usize) -> Result<(), IpamError> {
     Ok(())
 }
 
+mod migrate;
 mod nodes;
 mod release;
 mod reserve;
