@@ -126,7 +126,7 @@ fn classify(e: &etcd_client::Error) -> Failure {
     use tonic::Code;
     let E::GRpcStatus(status) = e else {
         return match e {
-            E::TransportError(_) | E::IoError(_) => Failure::NotSent(e.to_string()),
+            E::TransportError(_) | E::IoError(_) => Failure::Unknown(e.to_string()),
             _ => Failure::Rejected(e.to_string()),
         };
     };
@@ -493,8 +493,12 @@ impl EtcdStore {
             })
             .await?;
         if resp.succeeded() {
-            let rev = resp.header().map(|h| revision(h.revision())).unwrap_or(0);
-            return Ok(TxnOutcome::Committed(rev));
+            return resp
+                .header()
+                .map(|h| TxnOutcome::Committed(revision(h.revision())))
+                .ok_or_else(|| {
+                    StoreError::Backend("etcd txn: committed without a revision".into())
+                });
         }
         let mut seen: BTreeMap<String, Option<Revision>> = BTreeMap::new();
         for (key, op) in compared.into_iter().zip(resp.op_responses()) {
