@@ -6,7 +6,9 @@
 #   - the entrypoint with --install-only replaces the plugin in a host
 #     directory mounted at /host/opt/cni/bin (executable, byte-identical to
 #     the built one, no temporary file left), and the installed plugin
-#     answers CNI_COMMAND=VERSION; without the mount it fails.
+#     answers CNI_COMMAND=VERSION; without the mount it fails;
+#   - the default entrypoint installs the plugin, then jobnetd serves
+#     `jobnetctl status` and stops cleanly on SIGTERM.
 #
 #   scripts/check-image.sh                  # release build
 #   scripts/check-image.sh --profile debug  # reuse the debug build: faster
@@ -26,7 +28,7 @@ case "${1:-}" in
   "") ;;
   --profile) profile=${2:-} ;;
   --profile=*) profile=${1#--profile=} ;;
-  -h|--help) sed -n '2,17s/^# \{0,1\}//p' "$0"; exit 0 ;;
+  -h|--help) awk 'NR > 1 && !/^#/ { exit } NR > 1 { sub(/^# ?/, ""); print }' "$0"; exit 0 ;;
   *) die "unknown argument '$1' (see --help)" ;;
 esac
 case "$profile" in
@@ -53,7 +55,7 @@ work=$(mktemp -d /tmp/jobnet-check-image.XXXXXX)
 ctr="jobnet-check-image-$$"
 cleanup() {
   set +e
-  podman rm -f -t 0 "$ctr" >/dev/null 2>&1
+  podman rm -f -t 0 "$ctr" "$ctr-serve" >/dev/null 2>&1
   podman rmi -f localhost/jobnet:latest "localhost/jobnet:$version" localhost/jobnet-check-probe \
     >/dev/null 2>&1
   rm -rf "$work" 2>/dev/null || { umount -R "$work/storage" 2>/dev/null; rm -rf "$work"; }
@@ -204,6 +206,34 @@ out=$(run "$tag" --install-only 2>&1)
 rc=$?
 [ "$rc" != 0 ] && grep -q 'CNI directory /host/opt/cni/bin' <<<"$out"
 judge $? "without the host mount the install fails: $out" "install without a mount: exit $rc: $out"
+
+# The entrypoint's whole path, as a plain `podman run` takes it: install,
+# then serve the API, then stop cleanly on SIGTERM.
+mkdir -p "$work/cni-bin-serve"
+printf 'metrics_addr = "off"\n' >"$work/serve.toml"
+if podman run -d --name "$ctr-serve" --network none -v "$work/cni-bin-serve:/host/opt/cni/bin" \
+    -v "$work/serve.toml:/etc/jobnet/jobnetd.toml:ro" "$tag" >/dev/null 2>"$work/serve.log"; then
+  up=1
+  for _ in $(seq 1 40); do
+    if podman exec "$ctr-serve" /usr/local/bin/jobnetctl status >"$work/status.out" 2>&1; then
+      up=0
+      break
+    fi
+    sleep 0.25
+  done
+  if [ "$up" = 0 ] && [ -x "$work/cni-bin-serve/jobnet" ]; then
+    ok "default entrypoint installed the plugin and jobnetd answers jobnetctl status"
+  else
+    not_ok "default entrypoint: plugin dir: $(find "$work/cni-bin-serve" -mindepth 1 -printf "%M %f " 2>&1); status: $(cat "$work/status.out"); logs: $(podman logs "$ctr-serve" 2>&1 | tail -5)"
+  fi
+  podman stop -t 10 "$ctr-serve" >/dev/null 2>&1
+  code=$(podman inspect --format '{{.State.ExitCode}}' "$ctr-serve" 2>&1)
+  judge "$code" "SIGTERM stops jobnetd cleanly (exit 0)" \
+    "jobnetd exited $code on SIGTERM: $(podman logs "$ctr-serve" 2>&1 | tail -5)"
+  podman rm -f -t 0 "$ctr-serve" >/dev/null 2>&1
+else
+  not_ok "default entrypoint did not start: $(cat "$work/serve.log")"
+fi
 
 echo "check-image: ${pass} passed, ${fail} failed"
 [ "$fail" = 0 ]
