@@ -2,6 +2,7 @@
 //! pod network namespaces, a real jobnetd, and running the `jobnet` plugin
 //! inside a node the way a container runtime does.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -50,10 +51,14 @@ pub fn binaries() -> &'static Binaries {
         let workspace = Path::new(env!("CARGO_MANIFEST_DIR"))
             .parent()
             .expect("workspace root");
-        let status = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()))
+        let out = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()))
             .current_dir(workspace)
             .env("CARGO_TARGET_DIR", &build.target_dir)
-            .args(["build", "--quiet"])
+            .args([
+                "build",
+                "--quiet",
+                "--message-format=json-render-diagnostics",
+            ])
             .args(build.profile_args())
             .args(["-p", "jobnet-cni", "--bin", "jobnet"])
             .args([
@@ -64,19 +69,51 @@ pub fn binaries() -> &'static Binaries {
                 "--bin",
                 "jobnetctl",
             ])
-            .status()
+            .stderr(Stdio::inherit())
+            .output()
             .expect("run cargo build");
         assert!(
-            status.success(),
+            out.status.success(),
             "building jobnet, jobnetd and jobnetctl ({:?}) failed",
             build.profile_args()
         );
+        // The paths cargo reports, not ones guessed from the profile: a
+        // wrong guess would otherwise run stale binaries without a word.
+        let mut built = built_executables(&String::from_utf8_lossy(&out.stdout));
+        let mut take = |name: &str| {
+            let path = built
+                .remove(name)
+                .unwrap_or_else(|| panic!("cargo build reported no executable {name}"));
+            assert_eq!(
+                path.parent(),
+                Some(build.profile_dir.as_path()),
+                "cargo built {name} outside the profile dir of this test executable ({:?})",
+                build.profile_args()
+            );
+            path
+        };
         Binaries {
-            jobnet: build.profile_dir.join("jobnet"),
-            jobnetd: build.profile_dir.join("jobnetd"),
-            jobnetctl: build.profile_dir.join("jobnetctl"),
+            jobnet: take("jobnet"),
+            jobnetd: take("jobnetd"),
+            jobnetctl: take("jobnetctl"),
         }
     })
+}
+
+/// The executables (by target name) in cargo's `--message-format=json`
+/// output; fresh units are reported too. Lines that are not artifact
+/// messages are ignored.
+pub fn built_executables(json_lines: &str) -> HashMap<String, PathBuf> {
+    json_lines
+        .lines()
+        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+        .filter(|m| m["reason"] == "compiler-artifact")
+        .filter_map(|m| {
+            let name = m["target"]["name"].as_str()?.to_owned();
+            let exe = m["executable"].as_str()?;
+            Some((name, PathBuf::from(exe)))
+        })
+        .collect()
 }
 
 /// Where the build that produced a test executable put its outputs.
@@ -292,6 +329,23 @@ mod tests {
             args("/w/target/ci-fast/deps/fabric-0123abcd"),
             ["--profile", "ci-fast"]
         );
+    }
+
+    #[test]
+    fn executables_come_from_artifact_messages() {
+        let out = concat!(
+            r#"{"reason":"compiler-artifact","target":{"kind":["lib"],"name":"jobnet_hw"},"#,
+            r#""filenames":["/t/release/deps/libjobnet_hw.rlib"],"executable":null,"fresh":true}"#,
+            "\n",
+            r#"{"reason":"compiler-artifact","target":{"kind":["bin"],"name":"jobnetd"},"#,
+            r#""filenames":["/t/release/jobnetd"],"executable":"/t/release/jobnetd","fresh":false}"#,
+            "\nnot json\n",
+            r#"{"reason":"build-finished","success":true}"#,
+            "\n",
+        );
+        let exes = built_executables(out);
+        assert_eq!(exes.len(), 1, "{exes:?}");
+        assert_eq!(exes["jobnetd"], Path::new("/t/release/jobnetd"));
     }
 
     #[test]
