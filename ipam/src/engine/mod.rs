@@ -22,7 +22,9 @@ use crate::model::{
     RailAddresses, RailSelection, RailSubnet, RankAddresses, RecordWrite, ReserveRequest,
     SweepReport,
 };
-use crate::store::{key_after, prefix_end, Compare, Op, Store, Txn, TxnOutcome, Versioned};
+use crate::store::{
+    key_after, prefix_end, Compare, Op, Revision, Store, Txn, TxnOutcome, Versioned,
+};
 
 /// Attempts before a request gives up with [`IpamError::Contention`].
 const MAX_ATTEMPTS: usize = 64;
@@ -145,7 +147,19 @@ pub struct Ipam<S: Store> {
     inflight_addrs: Mutex<HashSet<String>>,
     /// Per-job creation gates (job key -> lock), present only while a job is being created.
     creating: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    /// Job records with the revision they were read or written at. A reserve
+    /// uses them without a read: its transaction compares the revision, so a
+    /// stale entry costs one conflict and a reload, never a wrong answer.
+    jobs: Mutex<HashMap<String, (JobRecord, Revision)>>,
+    /// Reservations this process made and has not committed: commit writes
+    /// them without reading them back (its compare catches any change).
+    reserved: Mutex<HashMap<AttachmentKey, (StoredAttachment, Revision)>>,
 }
+
+/// Most job records [`Ipam`] keeps in memory (a cache: cleared when full).
+const JOB_CACHE_MAX: usize = 4096;
+/// Most uncommitted reservations remembered for commit (cleared when full).
+const RESERVED_CACHE_MAX: usize = 65_536;
 
 /// What one attempt of a request decided.
 enum Step<T> {
@@ -272,6 +286,8 @@ impl<S: Store> Ipam<S> {
             clock,
             inflight_addrs: Mutex::new(HashSet::new()),
             creating: Mutex::new(HashMap::new()),
+            jobs: Mutex::new(HashMap::new()),
+            reserved: Mutex::new(HashMap::new()),
         }
     }
 
@@ -331,8 +347,40 @@ impl<S: Store> Ipam<S> {
         }
     }
 
+    fn cached_job(&self, jkey: &str) -> Option<(JobRecord, Revision)> {
+        lock(&self.jobs).get(jkey).cloned()
+    }
+
+    fn put_cached_job(&self, jkey: &str, rec: &JobRecord, rev: Revision) {
+        let mut jobs = lock(&self.jobs);
+        if jobs.len() >= JOB_CACHE_MAX && !jobs.contains_key(jkey) {
+            jobs.clear();
+        }
+        jobs.insert(jkey.to_string(), (rec.clone(), rev));
+    }
+
+    /// Drops a job's cached record (after this process changed or deleted it).
+    fn forget_job(&self, jkey: &str) {
+        lock(&self.jobs).remove(jkey);
+    }
+
+    fn remember_reservation(&self, key: &AttachmentKey, st: &StoredAttachment, rev: Revision) {
+        let mut r = lock(&self.reserved);
+        if r.len() >= RESERVED_CACHE_MAX {
+            r.clear();
+        }
+        r.insert(key.clone(), (st.clone(), rev));
+    }
+
+    fn take_reservation(&self, key: &AttachmentKey) -> Option<(StoredAttachment, Revision)> {
+        lock(&self.reserved).remove(key)
+    }
+
     /// After a conflict on a pool-wide key the in-memory index may be stale: reload it.
     fn on_conflict(&self, rt: &PoolRt, key: &str) {
+        if key.starts_with(keys::JOB_PREFIX) {
+            self.forget_job(key);
+        }
         if key.starts_with(keys::SUBNET_INDEX_PREFIX) || key.starts_with(keys::ID_INDEX_PREFIX) {
             lock(&rt.index).loaded = false;
         }

@@ -23,10 +23,12 @@ impl<S: Store> Ipam<S> {
             .await?
         {
             TxnOutcome::Committed(_) => {}
-            TxnOutcome::Conflict(k) => return Err(IpamError::Corrupt {
-                key: k,
-                reason: "unconditional write reported a conflict".into(),
-            }),
+            TxnOutcome::Conflict(k) => {
+                return Err(IpamError::Corrupt {
+                    key: k,
+                    reason: "unconditional write reported a conflict".into(),
+                })
+            }
         }
         self.store
             .put_alive(&keys::alive(&self.node), value, ttl)
@@ -40,7 +42,11 @@ impl<S: Store> Ipam<S> {
         let rp = keys::REGISTRY_PREFIX;
         let alive: HashSet<String> = self
             .store
-            .range(keys::ALIVE_PREFIX, &prefix_end(keys::ALIVE_PREFIX), usize::MAX)
+            .range(
+                keys::ALIVE_PREFIX,
+                &prefix_end(keys::ALIVE_PREFIX),
+                usize::MAX,
+            )
             .await?
             .into_iter()
             .filter_map(|(k, _)| keys::unesc(k.strip_prefix(keys::ALIVE_PREFIX)?))

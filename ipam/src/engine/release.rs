@@ -6,19 +6,26 @@ impl<S: Store> Ipam<S> {
     /// Commits a reservation. Idempotent; [`IpamError::NotFound`] if it was released or expired.
     pub async fn commit(&self, key: &AttachmentKey) -> Result<Attachment, IpamError> {
         let akey = keys::attachment(&self.node, key);
+        // The reservation as this process wrote it, if it did: no read needed.
+        let mut remembered = self.take_reservation(key);
         for _ in 0..MAX_ATTEMPTS {
-            let v = self
-                .store
-                .get(&akey)
-                .await?
-                .ok_or_else(|| IpamError::NotFound(key.clone()))?;
-            let mut st: StoredAttachment = decode(&akey, &v)?;
+            let (mut st, rev) = match remembered.take() {
+                Some(r) => r,
+                None => {
+                    let v = self
+                        .store
+                        .get(&akey)
+                        .await?
+                        .ok_or_else(|| IpamError::NotFound(key.clone()))?;
+                    (decode::<StoredAttachment>(&akey, &v)?, v.mod_revision)
+                }
+            };
             let AttachmentState::Reserved { expires_at_ms } = st.att.state else {
                 return Ok(st.att);
             };
             st.att.state = AttachmentState::Committed;
             let txn = Txn {
-                compares: vec![Compare::ModRevision(akey.clone(), v.mod_revision)],
+                compares: vec![Compare::ModRevision(akey.clone(), rev)],
                 ops: vec![
                     Op::Put(akey.clone(), encode(&st)),
                     Op::Delete(keys::pending(&self.node, expires_at_ms, key)),
@@ -54,6 +61,9 @@ impl<S: Store> Ipam<S> {
         cond: impl Fn(&Attachment) -> bool,
     ) -> Result<Option<Attachment>, IpamError> {
         let akey = keys::attachment(node, key);
+        if node == self.node {
+            self.take_reservation(key);
+        }
         for _ in 0..MAX_ATTEMPTS {
             let Some(v) = self.store.get(&akey).await? else {
                 return Ok(None);
@@ -114,7 +124,8 @@ impl<S: Store> Ipam<S> {
                     Op::Put(keys::draining(pool, job), Vec::new()),
                 ],
             };
-            if let TxnOutcome::Committed(_) = self.store.txn(txn).await? {
+            if let TxnOutcome::Committed(rev) = self.store.txn(txn).await? {
+                self.put_cached_job(&jkey, &rec, rev);
                 return Ok(());
             }
         }
@@ -202,6 +213,7 @@ impl<S: Store> Ipam<S> {
                 return Ok(false);
             }
             if let TxnOutcome::Committed(_) = self.store.txn(txn).await? {
+                self.forget_job(&jkey);
                 if has_members {
                     return Ok(false);
                 }

@@ -40,27 +40,18 @@ impl<S: Store> Ipam<S> {
         rt: &PoolRt,
         req: &ReserveRequest,
     ) -> Result<Step<Attachment>, IpamError> {
+        // Optimistic: no pre-reads of the attachment, its records or its rank
+        // addresses. The transaction's compares decide, and only a failed
+        // compare costs a read (to answer a repeat, or to name the holder).
+        // The attachment's compare comes first, so a repeated reserve is
+        // recognised as such whatever else it would collide with.
         let pool = &rt.pool;
         let akey = keys::attachment(&self.node, &req.key);
-        if let Some(v) = self.store.get(&akey).await? {
-            let st: StoredAttachment = decode(&akey, &v)?;
-            if st.att.pool == req.pool && st.att.job == req.job {
-                return Ok(Step::Done(st.att));
-            }
-            return Err(IpamError::KeyInUse {
-                key: req.key.clone(),
-                pool: st.att.pool,
-                job: st.att.job,
-            });
-        }
-        for r in req.records.iter().filter(|r| r.if_absent) {
-            if self.store.get(&keys::record(&self.node, &r.key)).await?.is_some() {
-                return Err(IpamError::RecordExists(r.key.clone()));
-            }
-        }
         let now = self.clock.now_ms();
         let mut claims = self.claims(rt);
         let mut txn = Txn::default();
+        txn.compares.push(Compare::Absent(akey.clone()));
+        let mut rank_keys = Vec::new();
         let (job, new_job) = self
             .job_for_write(rt, &req.job, now, &mut claims, &mut txn)
             .await?;
@@ -99,16 +90,10 @@ impl<S: Store> Ipam<S> {
                 let layout = layout_of(pool, &s);
                 let offset = match req.rank {
                     Some(rank) => {
-                        match self
-                            .rank_offset(pool, &req.job, &s, &layout, rank, new_job)
-                            .await
-                        {
-                            // Our own concurrent duplicate won: the retry finds the attachment.
-                            Err(IpamError::RankInUse { holder, .. }) if holder == req.key => {
-                                return Ok(Step::Retry)
-                            }
-                            other => other?,
-                        }
+                        let o = rank_offset(&layout, rank)?;
+                        rank_keys
+                            .push((rank, keys::addr(pool.name(), &req.job, rail, s.family, o)));
+                        o
                     }
                     None => {
                         let (offset, block) = self
@@ -149,9 +134,8 @@ impl<S: Store> Ipam<S> {
             }
             txn.ops.push(Op::Put(rk, encode(&r.value)));
         }
-        txn.compares.push(Compare::Absent(akey.clone()));
         let stored = StoredAttachment { att, addr_keys };
-        txn.ops.push(Op::Put(akey, encode(&stored)));
+        txn.ops.push(Op::Put(akey.clone(), encode(&stored)));
         txn.ops.push(Op::Put(
             keys::pending(&self.node, expires_at_ms, &req.key),
             Vec::new(),
@@ -160,16 +144,65 @@ impl<S: Store> Ipam<S> {
             keys::member(&req.pool, &req.job, &self.node, &req.key),
             Vec::new(),
         ));
+        let jkey = keys::job(&req.pool, &req.job);
+        let job_put = written(&txn, &jkey);
         match self.store.txn(txn).await? {
-            TxnOutcome::Committed(_) => {
+            TxnOutcome::Committed(rev) => {
                 claims.committed = true;
+                if let Some(rec) = job_put.and_then(|v| serde_json::from_slice(&v).ok()) {
+                    self.put_cached_job(&jkey, &rec, rev);
+                }
+                self.remember_reservation(&req.key, &stored, rev);
                 Ok(Step::Done(stored.att))
             }
+            TxnOutcome::Conflict(k) if k == akey => self.existing(&akey, req).await,
             TxnOutcome::Conflict(k) => {
+                if let Some(r) = req
+                    .records
+                    .iter()
+                    .find(|r| r.if_absent && keys::record(&self.node, &r.key) == k)
+                {
+                    return Err(IpamError::RecordExists(r.key.clone()));
+                }
+                if let Some((rank, _)) = rank_keys.iter().find(|(_, rk)| *rk == k) {
+                    if let Some(v) = self.store.get(&k).await? {
+                        let h: Holder = decode(&k, &v)?;
+                        // Our own concurrent duplicate won: the retry finds the attachment.
+                        if h.key != req.key {
+                            return Err(IpamError::RankInUse {
+                                rank: *rank,
+                                holder: h.key,
+                                node: h.node,
+                            });
+                        }
+                    }
+                }
                 self.on_conflict(rt, &k);
                 Ok(Step::Retry)
             }
         }
+    }
+
+    /// A reserve met an existing attachment with its key: the same answer
+    /// for the same job, a conflict for another.
+    async fn existing(
+        &self,
+        akey: &str,
+        req: &ReserveRequest,
+    ) -> Result<Step<Attachment>, IpamError> {
+        let Some(v) = self.store.get(akey).await? else {
+            // Released in between: try again from scratch.
+            return Ok(Step::Retry);
+        };
+        let st: StoredAttachment = decode(akey, &v)?;
+        if st.att.pool == req.pool && st.att.job == req.job {
+            return Ok(Step::Done(st.att));
+        }
+        Err(IpamError::KeyInUse {
+            key: req.key.clone(),
+            pool: st.att.pool,
+            job: st.att.job,
+        })
     }
 
     /// Reads the job for a write, or carves a new one; adds the matching compares and ops.
@@ -182,12 +215,17 @@ impl<S: Store> Ipam<S> {
         txn: &mut Txn,
     ) -> Result<(JobRecord, bool), IpamError> {
         let jkey = keys::job(rt.pool.name(), job);
+        if let Some((rec, rev)) = self.cached_job(&jkey) {
+            txn.compares.push(Compare::ModRevision(jkey, rev));
+            return Ok((rec, false));
+        }
         for gated in [false, true] {
             if gated {
                 claims.gate = Some(self.gate(&jkey).await);
             }
             if let Some(v) = self.store.get(&jkey).await? {
                 let rec: JobRecord = decode(&jkey, &v)?;
+                self.put_cached_job(&jkey, &rec, v.mod_revision);
                 txn.compares
                     .push(Compare::ModRevision(jkey, v.mod_revision));
                 return Ok((rec, false));
@@ -269,36 +307,6 @@ impl<S: Store> Ipam<S> {
             draining_since_ms: None,
             created_ms: now,
         })
-    }
-
-    /// The offset of a rank's address; fails if another attachment holds it.
-    async fn rank_offset(
-        &self,
-        pool: &Pool,
-        job: &str,
-        s: &StoredSubnet,
-        layout: &SubnetLayout,
-        rank: u32,
-        new_job: bool,
-    ) -> Result<u64, IpamError> {
-        let offset = layout
-            .nth_allowed(u64::from(rank))
-            .ok_or(IpamError::RankOutOfRange {
-                rank,
-                limit: layout.capacity(),
-            })?;
-        if !new_job {
-            let k = keys::addr(pool.name(), job, s.rail, s.family, offset);
-            if let Some(v) = self.store.get(&k).await? {
-                let h: Holder = decode(&k, &v)?;
-                return Err(IpamError::RankInUse {
-                    rank,
-                    holder: h.key,
-                    node: h.node,
-                });
-            }
-        }
-        Ok(offset)
     }
 
     /// A free allowed offset above the job's rank range, preferring this
@@ -522,10 +530,11 @@ impl<S: Store> Ipam<S> {
         let jkey = keys::job(pool.name(), &req.job);
         txn.ops
             .retain(|op| !matches!(op, Op::Put(k, _) if *k == jkey));
-        txn.ops.push(Op::Put(jkey, encode(&job)));
+        txn.ops.push(Op::Put(jkey.clone(), encode(&job)));
         match self.store.txn(txn).await? {
-            TxnOutcome::Committed(_) => {
+            TxnOutcome::Committed(rev) => {
                 claims.committed = true;
+                self.put_cached_job(&jkey, &job, rev);
                 Ok(Step::Done(gang_view(pool, &req.job, &job, req.world_size)))
             }
             TxnOutcome::Conflict(k) => {
@@ -534,4 +543,22 @@ impl<S: Store> Ipam<S> {
             }
         }
     }
+}
+
+/// The offset of a rank's address in a job subnet.
+fn rank_offset(layout: &SubnetLayout, rank: u32) -> Result<u64, IpamError> {
+    layout
+        .nth_allowed(u64::from(rank))
+        .ok_or(IpamError::RankOutOfRange {
+            rank,
+            limit: layout.capacity(),
+        })
+}
+
+/// The value `txn` writes to `key`, if it writes one.
+fn written(txn: &Txn, key: &str) -> Option<Vec<u8>> {
+    txn.ops.iter().rev().find_map(|op| match op {
+        Op::Put(k, v) if k == key => Some(v.clone()),
+        _ => None,
+    })
 }
