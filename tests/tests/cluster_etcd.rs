@@ -1247,42 +1247,44 @@ fn quorum_loss_fails_add_fast_and_keeps_del_and_reads_working() {
         "the failed ADD changed VFs or representors"
     );
 
-    // Reads are still served, within a bound.
+    // Reads are still served, within a bound. Recorded rather than
+    // asserted at once, so the DEL and release checks below still run.
+    let mut broken: Vec<String> = Vec::new();
     for d in &w.daemons {
-        let st = d.ctl(&["--json", "status"]);
-        eprintln!(
-            "{test}: status on node{} without quorum: ok={} in {:?}",
-            d.node,
-            st.ok(),
-            st.took
-        );
-        assert!(
-            st.ok(),
-            "status on node{}: {}{}",
-            d.node,
-            st.stdout,
-            st.stderr
-        );
-        assert!(st.took <= bound, "status took {:?}", st.took);
-        let js = d.ctl(&["--json", "job", "show", job]);
-        eprintln!(
-            "{test}: job show on node{} without quorum: ok={} in {:?}",
-            d.node,
-            js.ok(),
-            js.took
-        );
-        assert!(
-            js.ok(),
-            "job show on node{}: {}{}",
-            d.node,
-            js.stdout,
-            js.stderr
-        );
-        assert!(js.took <= bound, "job show took {:?}", js.took);
-        let detail: JobDetail = serde_json::from_value(js.json()).expect("job detail");
-        assert_eq!(detail.members, shown_before.members, "stale but whole");
+        for args in [vec!["--json", "status"], vec!["--json", "job", "show", job]] {
+            let r = d.ctl(&args);
+            eprintln!(
+                "{test}: {args:?} on node{} without quorum: ok={} in {:.2?}",
+                d.node,
+                r.ok(),
+                r.took
+            );
+            if !r.ok() {
+                broken.push(format!(
+                    "{args:?} on node{} without quorum failed in {:.2?}: {}",
+                    d.node,
+                    r.took,
+                    r.stderr.trim()
+                ));
+                continue;
+            }
+            if r.took > bound {
+                broken.push(format!(
+                    "{args:?} on node{} took {:.2?} (bound {bound:?})",
+                    d.node, r.took
+                ));
+            }
+            if args.contains(&"show") {
+                let detail: JobDetail = serde_json::from_value(r.json()).expect("job detail");
+                if detail.members != shown_before.members {
+                    broken.push(format!(
+                        "job show on node{} without quorum: {:?}, before: {:?}",
+                        d.node, detail.members, shown_before.members
+                    ));
+                }
+            }
+        }
     }
-
     laps.lap("failed ADD and reads without quorum");
     // DEL of an existing pod completes: exit 0, its VFs back in the node.
     let r = w.cni(0, "DEL", &a.cid, &a.pod, job, 0);
@@ -1366,6 +1368,7 @@ fn quorum_loss_fails_add_fast_and_keeps_del_and_reads_working() {
     }
     assert_reach(&same_job_probes(&[again, b]));
     laps.lap("quorum back");
+    assert!(broken.is_empty(), "without quorum:\n{}", broken.join("\n"));
 }
 
 #[test]
