@@ -819,6 +819,15 @@ fn detach_all(w: &World, members: &[Member]) {
     });
 }
 
+/// One member as `job show` lists it: rank, node, addresses and VFs by rail.
+#[derive(Debug, PartialEq, Eq)]
+struct Shown {
+    rank: Option<u32>,
+    node: String,
+    addresses: Vec<(u32, String)>,
+    vfs: Vec<String>,
+}
+
 /// `jobnetctl job show` and `job hostfile` on every node list every rank of
 /// every job cluster-wide, on the right node with the pods' addresses and
 /// VFs; `jobs` gives each job the same subnets and VNIs on every node, and
@@ -834,37 +843,36 @@ fn assert_cluster_view(w: &World, jobs: &[&str], members: &[Member]) -> BTreeMap
                 .map(|m| (m.rank, m))
                 .collect();
             let detail = d.job(job);
-            let shown: Vec<(Option<u32>, String, Vec<(u32, String)>, Vec<String>)> = detail
+            let shown: Vec<Shown> = detail
                 .members
                 .iter()
-                .map(|m| {
-                    (
-                        m.rank,
-                        m.node.clone(),
-                        m.addresses
-                            .iter()
-                            .map(|a| (a.rail, a.address.to_string()))
-                            .collect(),
-                        m.vfs.iter().map(|v| v.pci.to_string()).collect(),
-                    )
+                .map(|m| Shown {
+                    rank: m.rank,
+                    node: m.node.clone(),
+                    addresses: m
+                        .addresses
+                        .iter()
+                        .map(|a| (a.rail, a.address.to_string()))
+                        .collect(),
+                    vfs: m.vfs.iter().map(|v| v.pci.to_string()).collect(),
                 })
                 .collect();
-            let want: Vec<(Option<u32>, String, Vec<(u32, String)>, Vec<String>)> = ranks
+            let want: Vec<Shown> = ranks
                 .values()
-                .map(|m| {
-                    (
-                        Some(m.rank),
-                        format!("node{}", m.node),
-                        m.rails
-                            .iter()
-                            .enumerate()
-                            .map(|(r, ri)| (r as u32, format!("{}/{}", ri.addr, ri.prefix)))
-                            .collect(),
-                        m.rails
-                            .iter()
-                            .map(|ri| w.fabric.vf(ri.vf).expect("vf").pci.to_string())
-                            .collect(),
-                    )
+                .map(|m| Shown {
+                    rank: Some(m.rank),
+                    node: format!("node{}", m.node),
+                    addresses: m
+                        .rails
+                        .iter()
+                        .enumerate()
+                        .map(|(r, ri)| (r as u32, format!("{}/{}", ri.addr, ri.prefix)))
+                        .collect(),
+                    vfs: m
+                        .rails
+                        .iter()
+                        .map(|ri| w.fabric.vf(ri.vf).expect("vf").pci.to_string())
+                        .collect(),
                 })
                 .collect();
             assert_eq!(shown, want, "job show {job} on node{}", d.node);
