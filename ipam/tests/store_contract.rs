@@ -586,6 +586,20 @@ async fn etcd_member_loss_quorum_loss_and_restart() {
     let late = r.unwrap_or_else(|e| panic!("connect without quorum: {e}"));
     let (r, _) = bounded("count without quorum", late.count("f/", "f0")).await;
     assert!(matches!(r, Err(StoreError::Unavailable(_))), "{r:?}");
+    // Relaxed reads are served by the live member's own copy.
+    let (r, took_relaxed) =
+        bounded("relaxed get without quorum", store.get_relaxed("f/before")).await;
+    assert_eq!(
+        r.expect("relaxed get").map(|v| v.value),
+        Some(b"1".to_vec())
+    );
+    let (r, _) = bounded(
+        "relaxed count without quorum",
+        late.count_relaxed("f/", "f0"),
+    )
+    .await;
+    assert!(r.expect("relaxed count") >= 1);
+    eprintln!("{test}: no quorum: relaxed get answered after {took_relaxed:?}");
     eprintln!("{test}: no quorum: txn failed after {took_txn:?}, get after {took_get:?}");
 
     // Quorum back.
@@ -621,6 +635,32 @@ async fn etcd_member_loss_quorum_loss_and_restart() {
     assert_eq!(fresh.range("f/", "f0", usize::MAX).await.unwrap(), snapshot);
     let last = commit(&fresh, vec![], vec![put("f/last", "1")]).await;
     assert!(last > after);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn etcd_liveness_key_lives_with_its_store() {
+    let test = "etcd_liveness_key_lives_with_its_store";
+    let Some(c) = cluster(test, EtcdSpec::members(1)) else {
+        return;
+    };
+    let watcher = etcd(&c, "/jobnet/").await;
+    let ttl = Duration::from_secs(2);
+    {
+        let holder = etcd(&c, "/jobnet/").await;
+        holder
+            .put_alive("alive/n1", b"up".to_vec(), ttl)
+            .await
+            .expect("liveness key written");
+        // Renewed: still there after several TTLs.
+        tokio::time::sleep(ttl * 3).await;
+        assert_eq!(value(&watcher, "alive/n1").await.as_deref(), Some("up"));
+    }
+    // The holder is gone: the lease runs out and the key with it.
+    let deadline = Instant::now() + ttl * 4;
+    while value(&watcher, "alive/n1").await.is_some() {
+        assert!(Instant::now() < deadline, "liveness key outlived its store");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

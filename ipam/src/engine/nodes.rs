@@ -42,7 +42,7 @@ impl<S: Store> Ipam<S> {
         let rp = keys::REGISTRY_PREFIX;
         let alive: HashSet<String> = self
             .store
-            .range(
+            .range_relaxed(
                 keys::ALIVE_PREFIX,
                 &prefix_end(keys::ALIVE_PREFIX),
                 usize::MAX,
@@ -52,13 +52,17 @@ impl<S: Store> Ipam<S> {
             .filter_map(|(k, _)| keys::unesc(k.strip_prefix(keys::ALIVE_PREFIX)?))
             .collect();
         let mut out = Vec::new();
-        for (k, v) in self.store.range(rp, &prefix_end(rp), usize::MAX).await? {
+        for (k, v) in self
+            .store
+            .range_relaxed(rp, &prefix_end(rp), usize::MAX)
+            .await?
+        {
             let Some(node) = k.strip_prefix(rp).and_then(keys::unesc) else {
                 continue;
             };
             let info: Option<NodeInfo> = decode(&k, &v).ok();
             let ap = keys::attachments_prefix(&node);
-            let attachments = self.store.count(&ap, &prefix_end(&ap)).await?;
+            let attachments = self.store.count_relaxed(&ap, &prefix_end(&ap)).await?;
             out.push(NodeStatus {
                 alive: alive.contains(&node),
                 node,
@@ -78,14 +82,24 @@ impl<S: Store> Ipam<S> {
             return Err(IpamError::NodeAlive(node.to_string()));
         }
         let mut report = ForgetReport::default();
+        let ap = keys::attachments_prefix(node);
+        let mut start = ap.clone();
         loop {
-            let page = self.attachments_page_on(node, None, FORGET_PAGE).await?;
-            if page.is_empty() {
+            // Linearizable and by cursor: every attachment is seen once.
+            let page = self
+                .store
+                .range(&start, &prefix_end(&ap), FORGET_PAGE)
+                .await?;
+            let Some((last, _)) = page.last() else {
                 break;
-            }
-            for a in page {
-                if self.release_on(node, &a.key).await?.is_some() {
-                    report.released.push(a.key);
+            };
+            start = key_after(last);
+            for (k, _) in &page {
+                let Some(key) = k.strip_prefix(&ap).and_then(keys::parse_att_tail) else {
+                    continue;
+                };
+                if self.release_on(node, &key).await?.is_some() {
+                    report.released.push(key);
                 }
             }
         }

@@ -15,7 +15,7 @@ impl<S: Store> Ipam<S> {
         key: &AttachmentKey,
     ) -> Result<Option<Attachment>, IpamError> {
         let akey = keys::attachment(node, key);
-        match self.store.get(&akey).await? {
+        match self.store.get_relaxed(&akey).await? {
             None => Ok(None),
             Some(v) => Ok(Some(decode::<StoredAttachment>(&akey, &v)?.att)),
         }
@@ -45,7 +45,7 @@ impl<S: Store> Ipam<S> {
         let p = keys::attachments_prefix(node);
         let start = after.map_or_else(|| p.clone(), |k| key_after(&keys::attachment(node, k)));
         self.store
-            .range(&start, &prefix_end(&p), limit)
+            .range_relaxed(&start, &prefix_end(&p), limit)
             .await?
             .iter()
             .map(|(k, v)| decode::<StoredAttachment>(k, v).map(|s| s.att))
@@ -55,7 +55,7 @@ impl<S: Store> Ipam<S> {
     /// Number of this node's attachments (reserved and committed), without reading them.
     pub async fn count_attachments(&self) -> Result<u64, IpamError> {
         let p = keys::attachments_prefix(&self.node);
-        Ok(self.store.count(&p, &prefix_end(&p)).await?)
+        Ok(self.store.count_relaxed(&p, &prefix_end(&p)).await?)
     }
 
     /// Number of job networks of a pool (or of every pool), without reading them.
@@ -64,13 +64,16 @@ impl<S: Store> Ipam<S> {
             Some(p) => keys::job_prefix_of_pool(p),
             None => keys::JOB_PREFIX.to_string(),
         };
-        Ok(self.store.count(&prefix, &prefix_end(&prefix)).await?)
+        Ok(self
+            .store
+            .count_relaxed(&prefix, &prefix_end(&prefix))
+            .await?)
     }
 
     /// Number of attachments of one job on every node, without reading them.
     pub async fn count_job_attachments(&self, pool: &str, job: &str) -> Result<u64, IpamError> {
         let mp = keys::members_prefix(pool, job);
-        Ok(self.store.count(&mp, &prefix_end(&mp)).await?)
+        Ok(self.store.count_relaxed(&mp, &prefix_end(&mp)).await?)
     }
 
     /// The attachments of one job on every node, each with its node.
@@ -81,7 +84,11 @@ impl<S: Store> Ipam<S> {
     ) -> Result<Vec<(String, Attachment)>, IpamError> {
         let mp = keys::members_prefix(pool, job);
         let mut out = Vec::new();
-        for (k, _) in self.store.range(&mp, &prefix_end(&mp), usize::MAX).await? {
+        for (k, _) in self
+            .store
+            .range_relaxed(&mp, &prefix_end(&mp), usize::MAX)
+            .await?
+        {
             let Some((node, key)) = k.strip_prefix(&mp).and_then(keys::parse_member_tail) else {
                 continue;
             };
@@ -96,7 +103,7 @@ impl<S: Store> Ipam<S> {
     pub async fn job(&self, pool: &str, job: &str) -> Result<Option<JobNetwork>, IpamError> {
         let rt = self.rt(pool)?;
         let jkey = keys::job(pool, job);
-        match self.store.get(&jkey).await? {
+        match self.store.get_relaxed(&jkey).await? {
             None => Ok(None),
             Some(v) => Ok(Some(job_view(&rt.pool, job, &decode(&jkey, &v)?))),
         }
@@ -111,7 +118,7 @@ impl<S: Store> Ipam<S> {
         let mut out = Vec::new();
         for (k, v) in self
             .store
-            .range(&prefix, &prefix_end(&prefix), usize::MAX)
+            .range_relaxed(&prefix, &prefix_end(&prefix), usize::MAX)
             .await?
         {
             let Some((p, j)) = keys::parse_job(&k) else {
@@ -173,7 +180,7 @@ impl<S: Store> Ipam<S> {
         key: &str,
     ) -> Result<Option<serde_json::Value>, IpamError> {
         let k = keys::record(node, key);
-        match self.store.get(&k).await? {
+        match self.store.get_relaxed(&k).await? {
             None => Ok(None),
             Some(v) => decode(&k, &v).map(Some),
         }
@@ -187,7 +194,11 @@ impl<S: Store> Ipam<S> {
         let p = keys::record(&self.node, prefix);
         let rp = keys::records_prefix(&self.node);
         let mut out = Vec::new();
-        for (k, v) in self.store.range(&p, &prefix_end(&p), usize::MAX).await? {
+        for (k, v) in self
+            .store
+            .range_relaxed(&p, &prefix_end(&p), usize::MAX)
+            .await?
+        {
             let Some(key) = k.strip_prefix(&rp).and_then(keys::unesc) else {
                 continue;
             };
@@ -208,7 +219,11 @@ impl<S: Store> Ipam<S> {
         let rp = keys::records_prefix(&self.node);
         let start = after.map_or_else(|| p.clone(), |a| key_after(&keys::record(&self.node, a)));
         let mut out = Vec::new();
-        for (k, v) in self.store.range(&start, &prefix_end(&p), limit).await? {
+        for (k, v) in self
+            .store
+            .range_relaxed(&start, &prefix_end(&p), limit)
+            .await?
+        {
             let Some(key) = k.strip_prefix(&rp).and_then(keys::unesc) else {
                 continue;
             };

@@ -24,11 +24,12 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use etcd_client::{
     Certificate, Client, CompareOp, ConnectOptions, DeleteOptions, GetOptions, Identity,
-    KvClientPrefix, TlsOptions, TxnOp, TxnOpResponse,
+    KvClientPrefix, PutOptions, TlsOptions, TxnOp, TxnOpResponse,
 };
 use tokio::time::{sleep, timeout, Instant};
 
@@ -93,9 +94,37 @@ impl EtcdOptions {
 #[derive(Clone)]
 pub struct EtcdStore {
     client: Client,
+    /// Same members without "require leader", for serializable reads that a
+    /// member answers from its own copy while the cluster has no quorum.
+    relaxed: Client,
     prefix: Vec<u8>,
     timeout: Duration,
     max_txn_ops: usize,
+    /// Background lease keepers of [`Store::put_alive`] keys; stopped when the
+    /// last clone of the store is dropped.
+    keepers: Arc<Keepers>,
+}
+
+/// Lease keeper tasks, aborted on drop.
+#[derive(Default)]
+struct Keepers(std::sync::Mutex<Vec<tokio::task::AbortHandle>>);
+
+impl Drop for Keepers {
+    fn drop(&mut self) {
+        let tasks = std::mem::take(&mut *self.0.lock().unwrap_or_else(|e| e.into_inner()));
+        for t in tasks {
+            t.abort();
+        }
+    }
+}
+
+/// Which client a call goes through.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Via {
+    /// Linearizable, refused by a member without a leader.
+    Leader,
+    /// Serializable, from the member's own copy.
+    Replica,
 }
 
 impl std::fmt::Debug for EtcdStore {
@@ -312,17 +341,21 @@ impl EtcdStore {
         }
         let mut connect = ConnectOptions::new()
             .with_connect_timeout(options.timeout)
-            .with_keep_alive(KEEPALIVE_INTERVAL, options.timeout)
-            .with_require_leader(true);
+            .with_keep_alive(KEEPALIVE_INTERVAL, options.timeout);
         if let Some(tls) = &options.tls {
             connect = connect.with_tls(tls_options(tls)?);
         }
         // Connecting is lazy: no member is contacted until the first request.
-        let client = Client::connect(&options.endpoints, Some(connect))
+        let relaxed = Client::connect(&options.endpoints, Some(connect.clone()))
+            .await
+            .map_err(backend)?;
+        let client = Client::connect(&options.endpoints, Some(connect.with_require_leader(true)))
             .await
             .map_err(backend)?;
         let store = Self {
             client,
+            relaxed,
+            keepers: Arc::new(Keepers::default()),
             prefix: options.prefix.into_bytes(),
             timeout: options.timeout,
             max_txn_ops: options.max_txn_ops,
@@ -353,13 +386,27 @@ impl EtcdStore {
         std::str::from_utf8(&self.prefix).unwrap_or_default()
     }
 
-    fn kv(&self) -> KvClientPrefix {
-        KvClientPrefix::new(self.client.kv_client(), self.prefix.clone())
+    fn kv(&self, via: Via) -> KvClientPrefix {
+        let client = match via {
+            Via::Leader => &self.client,
+            Via::Replica => &self.relaxed,
+        };
+        KvClientPrefix::new(client.kv_client(), self.prefix.clone())
     }
 
     /// Runs `attempt` until it succeeds, fails for good, or the timeout passes.
-    async fn call<T, F, Fut>(
+    async fn call<T, F, Fut>(&self, what: &str, retry: Retry, attempt: F) -> Result<T, StoreError>
+    where
+        F: FnMut(KvClientPrefix) -> Fut,
+        Fut: std::future::Future<Output = Result<T, etcd_client::Error>>,
+    {
+        self.call_via(Via::Leader, what, retry, attempt).await
+    }
+
+    /// [`EtcdStore::call`] through the chosen client.
+    async fn call_via<T, F, Fut>(
         &self,
+        via: Via,
         what: &str,
         retry: Retry,
         mut attempt: F,
@@ -373,7 +420,7 @@ impl EtcdStore {
         let attempts = async {
             let mut backoff = FIRST_BACKOFF;
             loop {
-                let e = match attempt(self.kv()).await {
+                let e = match attempt(self.kv(via)).await {
                     Ok(v) => return Ok(v),
                     Err(e) => e,
                 };
@@ -413,6 +460,7 @@ impl EtcdStore {
 
     async fn range_impl(
         &self,
+        via: Via,
         start: &str,
         end: &str,
         limit: usize,
@@ -420,11 +468,14 @@ impl EtcdStore {
         if limit == 0 || empty_range(start, end) {
             return Ok(Vec::new());
         }
-        let options = GetOptions::new()
+        let mut options = GetOptions::new()
             .with_range(end)
             .with_limit(etcd_limit(limit));
+        if via == Via::Replica {
+            options = options.with_serializable();
+        }
         let mut resp = self
-            .call("range", Retry::Transient, |mut kv| {
+            .call_via(via, "range", Retry::Transient, |mut kv| {
                 let options = options.clone();
                 async move { kv.get(start, Some(options)).await }
             })
@@ -520,23 +571,119 @@ impl EtcdStore {
     }
 }
 
+impl EtcdStore {
+    async fn get_impl(&self, via: Via, key: &str) -> Result<Option<Versioned>, StoreError> {
+        let options = (via == Via::Replica).then(|| GetOptions::new().with_serializable());
+        let mut resp = self
+            .call_via(via, "get", Retry::Transient, |mut kv| {
+                let options = options.clone();
+                async move { kv.get(key, options).await }
+            })
+            .await?;
+        Ok(resp.take_kvs().into_iter().next().map(|kv| {
+            let mod_revision = revision(kv.mod_revision());
+            let (_, value) = kv.into_key_value();
+            Versioned {
+                value,
+                mod_revision,
+            }
+        }))
+    }
+
+    async fn count_impl(&self, via: Via, start: &str, end: &str) -> Result<u64, StoreError> {
+        if empty_range(start, end) {
+            return Ok(0);
+        }
+        let mut options = GetOptions::new().with_range(end).with_count_only();
+        if via == Via::Replica {
+            options = options.with_serializable();
+        }
+        let resp = self
+            .call_via(via, "count", Retry::Transient, |mut kv| {
+                let options = options.clone();
+                async move { kv.get(start, Some(options)).await }
+            })
+            .await?;
+        Ok(u64::try_from(resp.count()).unwrap_or(0))
+    }
+
+    /// Puts `key` under a fresh lease of `ttl`, then renews the lease every
+    /// third of it until the store is dropped; a lease lost (expired during an
+    /// outage) is granted again and the key written again.
+    async fn hold_alive(
+        client: Client,
+        prefix: Vec<u8>,
+        key: String,
+        value: Vec<u8>,
+        ttl: Duration,
+        first: Option<tokio::sync::oneshot::Sender<Result<(), StoreError>>>,
+    ) {
+        let mut first = first;
+        let secs = i64::try_from(ttl.as_secs().max(1)).unwrap_or(i64::MAX);
+        let every = (ttl / 3).max(Duration::from_millis(200));
+        let mut backoff = FIRST_BACKOFF;
+        loop {
+            let held = async {
+                let mut lease = client.lease_client();
+                let mut kv = KvClientPrefix::new(client.kv_client(), prefix.clone());
+                let id = timeout(ttl, lease.grant(secs, None))
+                    .await
+                    .map_err(|_| StoreError::Unavailable("etcd lease grant: no answer".into()))?
+                    .map_err(|e| StoreError::Unavailable(format!("etcd lease grant: {e}")))?
+                    .id();
+                timeout(
+                    ttl,
+                    kv.put(
+                        key.clone(),
+                        value.clone(),
+                        Some(PutOptions::new().with_lease(id)),
+                    ),
+                )
+                .await
+                .map_err(|_| StoreError::Unavailable("etcd put: no answer".into()))?
+                .map_err(|e| StoreError::Unavailable(format!("etcd put: {e}")))?;
+                let (mut keeper, mut stream) = lease
+                    .keep_alive(id)
+                    .await
+                    .map_err(|e| StoreError::Unavailable(format!("etcd keep-alive: {e}")))?;
+                Ok::<_, StoreError>((keeper.id(), async move {
+                    loop {
+                        sleep(every).await;
+                        if keeper.keep_alive().await.is_err() {
+                            return;
+                        }
+                        match timeout(ttl, stream.message()).await {
+                            // TTL 0: the lease expired meanwhile; start over.
+                            Ok(Ok(Some(r))) if r.ttl() > 0 => {}
+                            _ => return,
+                        }
+                    }
+                }))
+            }
+            .await;
+            match held {
+                Ok((_, renew)) => {
+                    if let Some(tx) = first.take() {
+                        let _ = tx.send(Ok(()));
+                    }
+                    backoff = FIRST_BACKOFF;
+                    renew.await;
+                }
+                Err(e) => {
+                    if let Some(tx) = first.take() {
+                        let _ = tx.send(Err(e));
+                    }
+                    sleep(backoff).await;
+                    backoff = (backoff * 2).min(every);
+                }
+            }
+        }
+    }
+}
+
 impl Store for EtcdStore {
     fn get<'a>(&'a self, key: &'a str) -> StoreFuture<'a, Option<Versioned>> {
-        Box::pin(async move {
-            let mut resp = self
-                .call("get", Retry::Transient, |mut kv| async move {
-                    kv.get(key, None).await
-                })
-                .await?;
-            Ok(resp.take_kvs().into_iter().next().map(|kv| {
-                let mod_revision = revision(kv.mod_revision());
-                let (_, value) = kv.into_key_value();
-                Versioned {
-                    value,
-                    mod_revision,
-                }
-            }))
-        })
+        Box::pin(self.get_impl(Via::Leader, key))
     }
 
     fn range<'a>(
@@ -545,7 +692,7 @@ impl Store for EtcdStore {
         end: &'a str,
         limit: usize,
     ) -> StoreFuture<'a, Vec<(String, Versioned)>> {
-        Box::pin(self.range_impl(start, end, limit))
+        Box::pin(self.range_impl(Via::Leader, start, end, limit))
     }
 
     fn txn(&self, txn: Txn) -> StoreFuture<'_, TxnOutcome> {
@@ -553,18 +700,50 @@ impl Store for EtcdStore {
     }
 
     fn count<'a>(&'a self, start: &'a str, end: &'a str) -> StoreFuture<'a, u64> {
+        Box::pin(self.count_impl(Via::Leader, start, end))
+    }
+
+    fn get_relaxed<'a>(&'a self, key: &'a str) -> StoreFuture<'a, Option<Versioned>> {
+        Box::pin(self.get_impl(Via::Replica, key))
+    }
+
+    fn range_relaxed<'a>(
+        &'a self,
+        start: &'a str,
+        end: &'a str,
+        limit: usize,
+    ) -> StoreFuture<'a, Vec<(String, Versioned)>> {
+        Box::pin(self.range_impl(Via::Replica, start, end, limit))
+    }
+
+    fn count_relaxed<'a>(&'a self, start: &'a str, end: &'a str) -> StoreFuture<'a, u64> {
+        Box::pin(self.count_impl(Via::Replica, start, end))
+    }
+
+    fn put_alive<'a>(&'a self, key: &'a str, value: Vec<u8>, ttl: Duration) -> StoreFuture<'a, ()> {
         Box::pin(async move {
-            if empty_range(start, end) {
-                return Ok(0);
+            let (tx, rx) = tokio::sync::oneshot::channel();
+            let task = tokio::spawn(Self::hold_alive(
+                self.client.clone(),
+                self.prefix.clone(),
+                key.to_string(),
+                value,
+                ttl,
+                Some(tx),
+            ));
+            self.keepers
+                .0
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push(task.abort_handle());
+            // The keeper goes on trying in the background whatever the first try says.
+            match timeout(self.timeout.max(ttl), rx).await {
+                Ok(Ok(r)) => r,
+                _ => Err(StoreError::Unavailable(format!(
+                    "etcd: liveness key {key} not written within {:?}; retrying in the background",
+                    self.timeout.max(ttl)
+                ))),
             }
-            let options = GetOptions::new().with_range(end).with_count_only();
-            let resp = self
-                .call("count", Retry::Transient, |mut kv| {
-                    let options = options.clone();
-                    async move { kv.get(start, Some(options)).await }
-                })
-                .await?;
-            Ok(u64::try_from(resp.count()).unwrap_or(0))
         })
     }
 }

@@ -111,6 +111,28 @@ pub trait Store: Send + Sync + 'static {
     /// Applies a transaction; returns once it is durable (or known not applied).
     fn txn(&self, txn: Txn) -> StoreFuture<'_, TxnOutcome>;
 
+    /// Reads one key as the nearest replica has it: possibly a moment behind,
+    /// but answered without a quorum (views keep working in an outage). Never
+    /// use it to decide a write.
+    fn get_relaxed<'a>(&'a self, key: &'a str) -> StoreFuture<'a, Option<Versioned>> {
+        self.get(key)
+    }
+
+    /// [`Store::range`] as the nearest replica has it (see [`Store::get_relaxed`]).
+    fn range_relaxed<'a>(
+        &'a self,
+        start: &'a str,
+        end: &'a str,
+        limit: usize,
+    ) -> StoreFuture<'a, Vec<(String, Versioned)>> {
+        self.range(start, end, limit)
+    }
+
+    /// [`Store::count`] as the nearest replica has it (see [`Store::get_relaxed`]).
+    fn count_relaxed<'a>(&'a self, start: &'a str, end: &'a str) -> StoreFuture<'a, u64> {
+        self.count(start, end)
+    }
+
     /// Keeps `key` = `value` in the store while this process lives. Backends
     /// with leases (etcd) bind the key to a lease of `ttl` that they renew in
     /// the background, so the key vanishes about `ttl` after the process dies;
@@ -201,5 +223,22 @@ impl<S: Store> Store for std::sync::Arc<S> {
 
     fn count<'a>(&'a self, start: &'a str, end: &'a str) -> StoreFuture<'a, u64> {
         (**self).count(start, end)
+    }
+
+    fn get_relaxed<'a>(&'a self, key: &'a str) -> StoreFuture<'a, Option<Versioned>> {
+        (**self).get_relaxed(key)
+    }
+
+    fn range_relaxed<'a>(
+        &'a self,
+        start: &'a str,
+        end: &'a str,
+        limit: usize,
+    ) -> StoreFuture<'a, Vec<(String, Versioned)>> {
+        (**self).range_relaxed(start, end, limit)
+    }
+
+    fn count_relaxed<'a>(&'a self, start: &'a str, end: &'a str) -> StoreFuture<'a, u64> {
+        (**self).count_relaxed(start, end)
     }
 }
