@@ -346,13 +346,31 @@ impl Drop for Jobnetd {
     }
 }
 
+/// Where the plugin writes the device-info files of rails the runtime
+/// gave no path for (every rail after the first).
+const DEVINFO_DIR: &str = "/var/run/k8s.cni.cncf.io/devinfo/cni";
+
 /// A fabric, its etcd and one jobnetd per node. Fields drop in order:
 /// daemons, plugin state, etcd members, then the fabric.
 struct World {
+    /// The CNI network name, unique to this world: it starts the name of
+    /// every device-info file its plugin runs write.
+    network: String,
     daemons: Vec<Jobnetd>,
     states: Vec<tempfile::TempDir>,
     etcd: Mutex<EtcdCluster>,
     fabric: Fabric,
+}
+
+impl Drop for World {
+    fn drop(&mut self) {
+        // A test that failed before DEL leaves its pods' device-info files
+        // behind; only this world's plugin runs wrote files with its name.
+        let mine = format!("{}-", self.network);
+        for p in self.default_devinfo(|name| name.starts_with(&mine)) {
+            let _ = std::fs::remove_file(p);
+        }
+    }
 }
 
 /// One rail of an attached pod.
@@ -408,6 +426,7 @@ impl World {
             .collect();
         laps.lap("jobnetds");
         Self {
+            network: unique("jcn"),
             daemons,
             states,
             etcd: Mutex::new(etcd),
@@ -428,7 +447,7 @@ impl World {
     fn cni(&self, node: usize, command: &str, cid: &str, pod: &Pod, job: &str, rank: u32) -> Ran {
         let n = self.fabric.node(node).expect("node");
         let conf = json!({
-            "cniVersion": "1.1.0", "name": "cluster-net", "type": "jobnet",
+            "cniVersion": "1.1.0", "name": self.network, "type": "jobnet",
             "rails": "all",
             "daemonSocket": self.daemons[node].socket,
             "args": {"cni": {"job": job, "rank": rank}},
@@ -499,7 +518,35 @@ impl World {
         for ri in &m.rails {
             self.fabric.sync_vf_sysfs(ri.vf).expect("sync sysfs");
         }
+        let left = self.devinfo_files(&m.cid);
+        assert!(left.is_empty(), "DEL left device-info files: {left:?}");
         r.took
+    }
+
+    /// Device-info files of container `cid` in the runtime's spot and in
+    /// the default directory.
+    fn devinfo_files(&self, cid: &str) -> Vec<PathBuf> {
+        let mut v: Vec<PathBuf> = self
+            .states
+            .iter()
+            .map(|s| s.path().join(format!("devinfo-{cid}.json")))
+            .filter(|p| p.exists())
+            .collect();
+        let mine = format!("{}-{cid}-", self.network);
+        v.extend(self.default_devinfo(|name| name.starts_with(&mine)));
+        v
+    }
+
+    /// Files in [`DEVINFO_DIR`] whose names pass `keep`.
+    fn default_devinfo(&self, keep: impl Fn(&str) -> bool) -> Vec<PathBuf> {
+        std::fs::read_dir(DEVINFO_DIR)
+            .map(|rd| {
+                rd.filter_map(|e| e.ok())
+                    .filter(|e| e.file_name().to_str().is_some_and(&keep))
+                    .map(|e| e.path())
+                    .collect()
+            })
+            .unwrap_or_default()
     }
 
     /// The rails of an ADD result, by rail: interface, VF and address.
@@ -1202,6 +1249,7 @@ fn quorum_loss_fails_add_fast_and_keeps_del_and_reads_working() {
     }
     let mut laps = Laps::new(test);
     let w = World::start(2, 2, 3, &mut laps);
+    let clean = all_ports(&w);
     let job = "quorum";
     let a = w.add(0, job, 0);
     let b = w.add(1, job, 1);
@@ -1317,6 +1365,8 @@ fn quorum_loss_fails_add_fast_and_keeps_del_and_reads_working() {
         assert_eq!(ports[&rep].master, None, "representor {rep} still bridged");
     }
     assert_eq!(pod_links(&a.pod), Vec::<String>::new());
+    let left = w.devinfo_files(&a.cid);
+    assert!(left.is_empty(), "DEL without quorum left {left:?}");
 
     laps.lap("DEL without quorum");
     // Quorum back: the queued release lands, the rank is free again.
@@ -1374,7 +1424,10 @@ fn quorum_loss_fails_add_fast_and_keeps_del_and_reads_working() {
         let ranks: Vec<Option<u32>> = detail.members.iter().map(|m| m.rank).collect();
         assert_eq!(ranks, [Some(0), Some(1)]);
     }
-    assert_reach(&same_job_probes(&[again, b]));
+    let rest = [again, b];
+    assert_reach(&same_job_probes(&rest));
+    detach_all(&w, &rest);
+    assert_all_clean(&w, &clean);
     laps.lap("quorum back");
     assert!(broken.is_empty(), "without quorum:\n{}", broken.join("\n"));
 }
