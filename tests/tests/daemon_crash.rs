@@ -31,8 +31,13 @@ use jobnet_tests::harness::{
 };
 use serde_json::json;
 
-/// How long ADD/DEL traffic runs while jobnetd is being killed.
+/// How long ADD/DEL traffic runs at least while jobnetd is being killed.
 const STREAM: Duration = Duration::from_secs(12);
+/// The stream goes on past [`STREAM`] until jobnetd was killed and ADDs
+/// committed this many times each (a busy machine gets through less in
+/// the same time), but never past [`STREAM_CAP`].
+const ENOUGH: usize = 5;
+const STREAM_CAP: Duration = Duration::from_secs(60);
 /// Pod netns slots (fewer than VFs, so lingering reservations rarely exhaust the pool).
 const PODS: usize = 6;
 const VFS: usize = 8;
@@ -270,7 +275,7 @@ fn sigkill_during_add_del_stream_keeps_invariants() {
     let mut rng = Rng(seed);
     let mut held: BTreeMap<usize, Held> = BTreeMap::new();
     let (mut adds_ok, mut adds_failed, mut dels) = (0, 0, 0);
-    while started.elapsed() < STREAM + Duration::from_secs(3) {
+    loop {
         let free: Vec<usize> = (0..PODS).filter(|p| !held.contains_key(p)).collect();
         let add = !free.is_empty() && (held.is_empty() || rng.below(100) < 60);
         if add {
@@ -302,7 +307,8 @@ fn sigkill_during_add_del_stream_keeps_invariants() {
             world.del(&h.cid, pod, Some(h.vf));
             dels += 1;
         }
-        if started.elapsed() > STREAM {
+        let enough = adds_ok >= ENOUGH && kills.load(Ordering::Relaxed) >= ENOUGH;
+        if (enough && started.elapsed() > STREAM) || started.elapsed() > STREAM_CAP {
             break;
         }
     }
@@ -310,8 +316,8 @@ fn sigkill_during_add_del_stream_keeps_invariants() {
     killer.join().unwrap();
     let kills = kills.load(Ordering::Relaxed);
     println!("adds_ok={adds_ok} adds_failed={adds_failed} dels={dels} kills={kills}");
-    assert!(kills >= 5, "jobnetd was killed only {kills} times");
-    assert!(adds_ok >= 5, "only {adds_ok} ADDs succeeded");
+    assert!(kills >= ENOUGH, "jobnetd was killed only {kills} times");
+    assert!(adds_ok >= ENOUGH, "only {adds_ok} ADDs succeeded");
     world.daemon.lock().unwrap().wait_up();
 
     // Deliver the releases queued while the daemon was down (any plugin run does).
@@ -453,5 +459,4 @@ fn sigkill_during_add_del_stream_keeps_invariants() {
         world.daemon.lock().unwrap().starts,
         started.elapsed()
     );
-    assert!(started.elapsed() < Duration::from_secs(60));
 }
