@@ -5,7 +5,7 @@
 #     a bad one, and accepts the jobnetd.toml that deploy/config.yaml ships;
 #   - the entrypoint with --install-only replaces the plugin in a host
 #     directory mounted at /host/opt/cni/bin (executable, byte-identical to
-#     the built one, no temporary file left), and the installed plugin
+#     the image's copy, no temporary file left), and the installed plugin
 #     answers CNI_COMMAND=VERSION; without the mount it fails;
 #   - the default entrypoint installs the plugin, then jobnetd serves
 #     `jobnetctl status` and stops cleanly on SIGTERM.
@@ -55,7 +55,7 @@ work=$(mktemp -d /tmp/jobnet-check-image.XXXXXX)
 ctr="jobnet-check-image-$$"
 cleanup() {
   set +e
-  podman rm -f -t 0 "$ctr" "$ctr-serve" >/dev/null 2>&1
+  podman rm -f -t 0 "$ctr" "$ctr-serve" "$ctr-copy" >/dev/null 2>&1
   podman rmi -f localhost/jobnet:latest "localhost/jobnet:$version" localhost/jobnet-check-probe \
     >/dev/null 2>&1
   rm -rf "$work" 2>/dev/null || { umount -R "$work/storage" 2>/dev/null; rm -rf "$work"; }
@@ -180,14 +180,19 @@ printf 'old plugin\n' >"$work/cni-bin/jobnet"
 out=$(run -v "$work/cni-bin:/host/opt/cni/bin" "$tag" --install-only 2>&1)
 rc=$?
 plugin="$work/cni-bin/jobnet"
-built="${CARGO_TARGET_DIR:-target}/$profile"
 if [ "$rc" = 0 ] && [ -f "$plugin" ] && [ -x "$plugin" ]; then
   ok "--install-only installed an executable $(stat -c %a "$plugin") jobnet"
 else
   not_ok "--install-only exited $rc ($out); plugin: $(ls -l "$plugin" 2>&1)"
 fi
-cmp -s "$plugin" "$built/jobnet"
-judge $? "installed plugin is the built $built/jobnet" "installed plugin differs from $built/jobnet"
+# Compared with the image's own copy, not target/: the shared target
+# directory may have been rebuilt since.
+podman create --name "$ctr-copy" "$tag" >/dev/null 2>&1 &&
+  podman cp "$ctr-copy:/usr/local/bin/jobnet" "$work/image-jobnet" >/dev/null 2>&1
+podman rm -f "$ctr-copy" >/dev/null 2>&1
+cmp -s "$plugin" "$work/image-jobnet"
+judge $? "installed plugin is byte-identical to the image's /usr/local/bin/jobnet" \
+  "installed plugin differs from the image's /usr/local/bin/jobnet (or it could not be read)"
 entries=$(ls -A "$work/cni-bin")
 if [ "$entries" = jobnet ]; then
   ok "no temporary file left in the CNI directory"
