@@ -144,12 +144,7 @@ pub(crate) fn parse_job(key: &str) -> Option<(String, String)> {
 }
 
 pub(crate) fn member(pool: &str, job: &str, node: &str, k: &AttachmentKey) -> String {
-    format!(
-        "{}{}/{}",
-        members_prefix(pool, job),
-        esc(node),
-        att_tail(k)
-    )
+    format!("{}{}/{}", members_prefix(pool, job), esc(node), att_tail(k))
 }
 
 pub(crate) fn members_prefix(pool: &str, job: &str) -> String {
@@ -247,7 +242,10 @@ mod tests {
             assert_eq!(unesc(&e).as_deref(), Some(s));
         }
         let k = AttachmentKey::new("c/1", "net1");
-        assert_eq!(parse_pending("n/1", &pending("n/1", 42, &k)), Some((42, k.clone())));
+        assert_eq!(
+            parse_pending("n/1", &pending("n/1", 42, &k)),
+            Some((42, k.clone()))
+        );
         assert!(attachment("n/1", &k).starts_with(&node_prefix("n/1")));
         let m = member("p", "j", "n/1", &k);
         assert_eq!(

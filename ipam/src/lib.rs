@@ -49,9 +49,8 @@ pub use engine::{Ipam, PoolUsage, BLOCK_SIZE, LOCAL_NODE};
 pub use error::{ConfigError, IpamError};
 pub use model::{
     Attachment, AttachmentKey, AttachmentState, Family, ForgetReport, Gang, GangRequest, Isolation,
-    JobNetwork, NodeInfo, NodeStatus,
-    RailAddresses, RailSelection, RailSubnet, RankAddresses, RecordWrite, ReserveRequest,
-    SweepReport,
+    JobNetwork, NodeInfo, NodeStatus, RailAddresses, RailSelection, RailSubnet, RankAddresses,
+    RecordWrite, ReserveRequest, SweepReport,
 };
 #[cfg(feature = "etcd")]
 pub use store::{EtcdOptions, EtcdStore, EtcdTls};

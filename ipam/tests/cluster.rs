@@ -151,7 +151,10 @@ async fn job_identity_is_the_same_in_any_order<B: Backend>(c: Cluster<B>) {
             assert!(seen_ids.insert(id), "{job}: VNI {id} shared");
         }
         // Every rank's attachment is visible from any node, with its node.
-        let members = nodes[2].job_attachments("rdma", job).await.expect("members");
+        let members = nodes[2]
+            .job_attachments("rdma", job)
+            .await
+            .expect("members");
         let by_rank: BTreeMap<u32, String> = members
             .iter()
             .map(|(n, a)| (a.rank.expect("ranked"), n.clone()))
@@ -167,13 +170,19 @@ async fn a_rank_is_held_once_cluster_wide<B: Backend>(c: Cluster<B>) {
     let b = c.node("b").await;
     let first = a.reserve(req("rdma", "j", "pa", Some(0))).await.expect("a");
     match b.reserve(req("rdma", "j", "pb", Some(0))).await {
-        Err(IpamError::RankInUse { rank: 0, holder, node }) => {
+        Err(IpamError::RankInUse {
+            rank: 0,
+            holder,
+            node,
+        }) => {
             assert_eq!(holder.container_id, "pa");
             assert_eq!(node, "a");
         }
         other => panic!("rank 0 on b while a holds it: {other:?}"),
     }
-    a.release(&AttachmentKey::new("pa", "net1")).await.expect("release");
+    a.release(&AttachmentKey::new("pa", "net1"))
+        .await
+        .expect("release");
     let again = b.reserve(req("rdma", "j", "pb", Some(0))).await.expect("b");
     assert_eq!(first.rails, again.rails, "a rank's address is its rank's");
 }
@@ -225,17 +234,36 @@ async fn unranked_addresses_come_from_per_node_blocks<B: Backend>(c: Cluster<B>)
 async fn a_job_lives_until_its_last_member_anywhere_leaves<B: Backend>(c: Cluster<B>) {
     let a = c.node("a").await;
     let b = c.node("b").await;
-    let ja = a.reserve(req("rdma", "long", "la", Some(0))).await.expect("a");
-    b.reserve(req("rdma", "long", "lb", Some(1))).await.expect("b");
-    b.commit(&AttachmentKey::new("lb", "net1")).await.expect("commit b");
-    a.release(&AttachmentKey::new("la", "net1")).await.expect("rel a");
+    let ja = a
+        .reserve(req("rdma", "long", "la", Some(0)))
+        .await
+        .expect("a");
+    b.reserve(req("rdma", "long", "lb", Some(1)))
+        .await
+        .expect("b");
+    b.commit(&AttachmentKey::new("lb", "net1"))
+        .await
+        .expect("commit b");
+    a.release(&AttachmentKey::new("la", "net1"))
+        .await
+        .expect("rel a");
     c.clock.advance_ms(3_600_000);
     a.sweep().await.expect("sweep a");
     b.sweep().await.expect("sweep b");
-    let j = a.job("rdma", "long").await.expect("read").expect("still there");
+    let j = a
+        .job("rdma", "long")
+        .await
+        .expect("read")
+        .expect("still there");
     assert_eq!(j.draining_since_ms, None, "b still holds a member");
-    b.release(&AttachmentKey::new("lb", "net1")).await.expect("rel b");
-    let j = a.job("rdma", "long").await.expect("read").expect("in grace");
+    b.release(&AttachmentKey::new("lb", "net1"))
+        .await
+        .expect("rel b");
+    let j = a
+        .job("rdma", "long")
+        .await
+        .expect("read")
+        .expect("in grace");
     assert!(j.draining_since_ms.is_some());
     c.clock.advance_ms(61_000);
     // Any node's sweep may release it; the other finds nothing to do.
@@ -244,7 +272,10 @@ async fn a_job_lives_until_its_last_member_anywhere_leaves<B: Backend>(c: Cluste
     assert_eq!(released, 1);
     assert!(b.job("rdma", "long").await.expect("read").is_none());
     // The released identity is free again for a new job.
-    let again = b.reserve(req("rdma", "next", "n0", Some(0))).await.expect("new");
+    let again = b
+        .reserve(req("rdma", "next", "n0", Some(0)))
+        .await
+        .expect("new");
     assert_eq!(again.rails.len(), 2);
     assert!(ja.isolation.is_some());
 }
@@ -260,14 +291,20 @@ async fn gangs_hold_cluster_wide<B: Backend>(c: Cluster<B>) {
         })
         .await
         .expect("gang");
-    let r2 = b.reserve(req("rdma", "g", "g2", Some(2))).await.expect("rank 2 on b");
+    let r2 = b
+        .reserve(req("rdma", "g", "g2", Some(2)))
+        .await
+        .expect("rank 2 on b");
     assert_eq!(r2.rails[0].ips, g.ranks[2].rails[0].ips);
     match b.reserve(req("rdma", "g", "g9", Some(9))).await {
         Err(IpamError::RankOutOfRange { rank: 9, .. }) => {}
         other => panic!("rank beyond the gang: {other:?}"),
     }
     // Unranked addresses stay above the gang's ranks on every node.
-    let u = a.reserve(req("rdma", "g", "gu", None)).await.expect("unranked");
+    let u = a
+        .reserve(req("rdma", "g", "gu", None))
+        .await
+        .expect("unranked");
     let rank_ips: HashSet<_> = g.ranks.iter().map(|r| r.rails[0].ips[0]).collect();
     assert!(!rank_ips.contains(&u.rails[0].ips[0]));
 }
@@ -279,13 +316,20 @@ async fn forgetting_a_node_releases_only_its_holdings<B: Backend>(c: Cluster<B>)
         version: "test".into(),
         started_ms: T0,
     };
-    a.register_node(&info, Duration::from_secs(5)).await.expect("register a");
-    b.register_node(&info, Duration::from_secs(5)).await.expect("register b");
+    a.register_node(&info, Duration::from_secs(5))
+        .await
+        .expect("register a");
+    b.register_node(&info, Duration::from_secs(5))
+        .await
+        .expect("register b");
     a.reserve(req("rdma", "f", "fa", Some(0))).await.expect("a");
     b.reserve(req("rdma", "f", "fb", Some(1))).await.expect("b");
     let nodes = b.nodes().await.expect("nodes");
     assert_eq!(
-        nodes.iter().map(|n| (n.node.as_str(), n.attachments)).collect::<Vec<_>>(),
+        nodes
+            .iter()
+            .map(|n| (n.node.as_str(), n.attachments))
+            .collect::<Vec<_>>(),
         [("a", 1), ("b", 1)]
     );
     match b.forget_node("a", false).await {
@@ -295,11 +339,22 @@ async fn forgetting_a_node_releases_only_its_holdings<B: Backend>(c: Cluster<B>)
     let report = b.forget_node("a", true).await.expect("forget");
     assert_eq!(report.released, [AttachmentKey::new("fa", "net1")]);
     assert!(report.removed);
-    let left: Vec<String> = b.nodes().await.expect("nodes").into_iter().map(|n| n.node).collect();
+    let left: Vec<String> = b
+        .nodes()
+        .await
+        .expect("nodes")
+        .into_iter()
+        .map(|n| n.node)
+        .collect();
     assert_eq!(left, ["b"]);
     // Rank 0 is free for another node; b's rank 1 and the job are untouched.
-    b.reserve(req("rdma", "f", "fa2", Some(0))).await.expect("rank 0 again");
-    assert_eq!(b.job_attachments("rdma", "f").await.expect("members").len(), 2);
+    b.reserve(req("rdma", "f", "fa2", Some(0)))
+        .await
+        .expect("rank 0 again");
+    assert_eq!(
+        b.job_attachments("rdma", "f").await.expect("members").len(),
+        2
+    );
 }
 
 macro_rules! on_embedded {
