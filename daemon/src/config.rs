@@ -2,7 +2,7 @@
 //! need almost nothing.
 //!
 //! ```toml
-//! node = "gpu-node-1"                      # default: the hostname
+//! node = "gpu-node-1"                      # default: $JOBNET_NODE, else the hostname
 //! socket = "/run/jobnet/jobnetd.sock"
 //! state_dir = "/var/lib/jobnet"
 //! run_dir = "/run/jobnet"
@@ -35,6 +35,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::inventory::{PfRef, PoolLayout};
 
+/// Environment variable naming the node when the config does not.
+pub const NODE_ENV: &str = "JOBNET_NODE";
 /// Name of the pool used when the config lists none.
 pub const DEFAULT_POOL: &str = "default";
 /// CIDR of the built-in default pool.
@@ -453,9 +455,17 @@ impl Config {
         Ok(())
     }
 
-    /// The node name: configured, else the hostname.
+    /// The node name: configured, else `$JOBNET_NODE` (the DaemonSet passes
+    /// the Kubernetes node name), else the hostname.
     pub fn node_name(&self) -> String {
-        self.node.clone().unwrap_or_else(hostname)
+        self.node
+            .clone()
+            .or_else(|| {
+                std::env::var(NODE_ENV)
+                    .ok()
+                    .filter(|n| !n.is_empty() && n.len() <= 253)
+            })
+            .unwrap_or_else(hostname)
     }
 
     /// The sysfs root: configured, else `$JOBNET_SYSFS_ROOT`, else `/sys`.

@@ -296,7 +296,10 @@ fn wait_until(what: &str, mut f: impl FnMut() -> bool) {
 #[test]
 fn reconcile_releases_dead_netns_and_expired_reservations() {
     if !nix::unistd::geteuid().is_root() {
-        eprintln!("skipped: needs root for network namespaces");
+        jobnet_tests::skip(
+            "reconcile_releases_dead_netns_and_expired_reservations",
+            "needs root for network namespaces",
+        );
         return;
     }
     let opts = Opts {

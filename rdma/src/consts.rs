@@ -1,8 +1,9 @@
 //! Numbers of the RDMA netlink ABI, as in `<rdma/rdma_netlink.h>` and
 //! `<linux/netlink.h>`.
 //!
-//! Every value here is checked against the installed uapi header by
-//! `tests/uapi_header.rs`.
+//! Every value here is checked by `tests/uapi_header.rs` against a vendored
+//! copy of the kernel's uapi header (version noted in `tests/uapi/README.md`)
+//! and against the installed header for the names it has.
 
 /// Netlink protocol number of the RDMA subsystem (`NETLINK_RDMA`).
 pub const NETLINK_RDMA: i32 = 20;

@@ -18,6 +18,7 @@ use jobnet_tests::fabric::{Fabric, FabricSpec, FabricVf};
 use jobnet_tests::harness::{
     link_details, master_of, result_addr, result_pci, unique, CniCall, Daemon, PluginRun, Pod,
 };
+use jobnet_tests::harness::{udp_echo_within, wait_oper_up, STATE_DEADLINE};
 use serde_json::json;
 
 /// The same pool on every node: with the embedded store each node
@@ -273,17 +274,51 @@ fn jobs_reach_their_own_ranks_across_nodes_and_never_each_other() {
     assert_eq!(subnet(b0.addr), subnet(b1.addr));
     assert_ne!(subnet(a0.addr), subnet(b0.addr));
 
-    let ok = Duration::from_secs(3);
+    // Probes start once every pod's interface is up; a reachable pair then
+    // gets until the deadline, an unreachable one a short fixed window.
+    for a in [&a0, &a1, &a2, &b0, &b1] {
+        wait_oper_up(&a.pod.ns(), &["net1"]);
+    }
     let no = Duration::from_millis(1200);
     let port = 7300 + (std::process::id() % 1000) as u16;
     let to = |a: &Attached<'_>, p: u16| SocketAddr::new(a.addr, port + p);
     // A's ranks across nodes and on one node; B's across nodes.
-    assert!(udp_echo(&a0.pod.path(), &a1.pod.path(), to(&a1, 1), ok).unwrap());
-    assert!(udp_echo(&a1.pod.path(), &a0.pod.path(), to(&a0, 2), ok).unwrap());
-    assert!(udp_echo(&a2.pod.path(), &a0.pod.path(), to(&a0, 3), ok).unwrap());
-    assert!(udp_echo(&a1.pod.path(), &a2.pod.path(), to(&a2, 4), ok).unwrap());
-    assert!(udp_echo(&b0.pod.path(), &b1.pod.path(), to(&b1, 5), ok).unwrap());
-    assert!(udp_echo(&b1.pod.path(), &b0.pod.path(), to(&b0, 6), ok).unwrap());
+    assert!(udp_echo_within(
+        &a0.pod.path(),
+        &a1.pod.path(),
+        to(&a1, 1),
+        STATE_DEADLINE
+    ));
+    assert!(udp_echo_within(
+        &a1.pod.path(),
+        &a0.pod.path(),
+        to(&a0, 2),
+        STATE_DEADLINE
+    ));
+    assert!(udp_echo_within(
+        &a2.pod.path(),
+        &a0.pod.path(),
+        to(&a0, 3),
+        STATE_DEADLINE
+    ));
+    assert!(udp_echo_within(
+        &a1.pod.path(),
+        &a2.pod.path(),
+        to(&a2, 4),
+        STATE_DEADLINE
+    ));
+    assert!(udp_echo_within(
+        &b0.pod.path(),
+        &b1.pod.path(),
+        to(&b1, 5),
+        STATE_DEADLINE
+    ));
+    assert!(udp_echo_within(
+        &b1.pod.path(),
+        &b0.pod.path(),
+        to(&b0, 6),
+        STATE_DEADLINE
+    ));
 
     // B's pods take an address in A's subnet: still no way to A's pods,
     // neither on the other node nor on their own.
@@ -308,11 +343,26 @@ fn jobs_reach_their_own_ranks_across_nodes_and_never_each_other() {
         ip::batch(&n0.ns(), &[line], false, false).unwrap();
     };
     move_rep(va.bridge_name());
-    assert!(udp_echo(&b0.pod.path(), &a1.pod.path(), to(&a1, 14), ok).unwrap());
+    assert!(udp_echo_within(
+        &b0.pod.path(),
+        &a1.pod.path(),
+        to(&a1, 14),
+        STATE_DEADLINE
+    ));
     move_rep(vb.bridge_name());
     // ...while they still reach each other, and A is unaffected.
-    assert!(udp_echo(&b0.pod.path(), &b1.pod.path(), to(&b1, 11), ok).unwrap());
-    assert!(udp_echo(&a0.pod.path(), &a1.pod.path(), to(&a1, 12), ok).unwrap());
+    assert!(udp_echo_within(
+        &b0.pod.path(),
+        &b1.pod.path(),
+        to(&b1, 11),
+        STATE_DEADLINE
+    ));
+    assert!(udp_echo_within(
+        &a0.pod.path(),
+        &a1.pod.path(),
+        to(&a1, 12),
+        STATE_DEADLINE
+    ));
 
     // DEL: the bridge of A on node 1 stays while a rank of A is left there.
     n1.del(&a2);
@@ -321,7 +371,12 @@ fn jobs_reach_their_own_ranks_across_nodes_and_never_each_other() {
         None
     );
     assert!(job_links(&n1.ns()).contains(&va.bridge_name()));
-    assert!(udp_echo(&a0.pod.path(), &a1.pod.path(), to(&a1, 13), ok).unwrap());
+    assert!(udp_echo_within(
+        &a0.pod.path(),
+        &a1.pod.path(),
+        to(&a1, 13),
+        STATE_DEADLINE
+    ));
     n1.del(&b1);
     n0.del(&b0);
     assert!(!job_links(&n0.ns()).contains(&vb.bridge_name()));
