@@ -11,7 +11,11 @@
 #   4. topology: over all 8 single-GPU pods of an 8-GPU/8-NIC server, the
 #      share placed on a NIC behind the GPU's own PCIe switch (PIX), jobnet's
 #      choice vs "first free VF" (what the SR-IOV device plugin does).
-# Needs root. Usage: scripts/bench.sh [attach|ipam|daemon|topology|all] (default all).
+#   5. cluster: one job of 1,024 ranks x 8 rails brought up by 128 simulated
+#      nodes (own etcd client each) on a 3-member etcd on loopback, vs the same
+#      load behind one cluster-wide etcd lock (whereabouts' single lease);
+#      medians of BENCH_RUNS (default 3) runs, each on a fresh etcd.
+# Needs root. Usage: scripts/bench.sh [attach|ipam|daemon|topology|cluster|all] (default all).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 [ "$(id -u)" = 0 ] || { echo "bench.sh: run as root" >&2; exit 1; }
@@ -46,4 +50,23 @@ if [ "$what" = topology ] || [ "$what" = all ]; then
   echo "== topology: single-GPU pods on a PIX NIC, jobnet vs first free VF"
   cargo run --quiet --release -p jobnet-hw --example alignment -- --layout 8x8
   cargo run --quiet --release -p jobnet-hw --example alignment -- --layout uneven
+fi
+
+if [ "$what" = cluster ] || [ "$what" = all ]; then
+  cargo build --quiet --release -p jobnet-daemon --example cluster_bench
+  echo "== cluster: 8,192 attachments over 128 nodes on a 3-member etcd vs one cluster-wide lock"
+  # The bench kills its etcd members on every exit it controls; members left
+  # by an abort are found by their data dir, private to this run.
+  cluster_tmp=$(mktemp -d /tmp/jobnet-cluster-bench.XXXXXX)
+  cluster_cleanup() {
+    local pid
+    for pid in $(pgrep -f -- "--data-dir=$cluster_tmp/" || true); do
+      kill -KILL "$pid" 2>/dev/null || true
+    done
+    rm -rf "$cluster_tmp"
+  }
+  trap cluster_cleanup EXIT
+  TMPDIR="$cluster_tmp" "$TARGET/examples/cluster_bench" --runs "${BENCH_RUNS:-3}" --probe-secs 3
+  cluster_cleanup
+  trap - EXIT
 fi

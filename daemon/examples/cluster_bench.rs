@@ -36,8 +36,14 @@
 //! cargo build --release -p jobnet-daemon --example cluster_bench
 //! target/release/examples/cluster_bench [--runs 3] [--nodes 128] [--ranks-per-node 8] \
 //!     [--rails 8] [--per-node 4] [--mode engine|import] [--baseline-max 1024] \
-//!     [--baseline-secs 60] [--members 3] [--timeout-ms 2000] [--probe-secs 0]
+//!     [--baseline-secs 60] [--members 3] [--timeout-ms 2000] [--probe-secs 0] \
+//!     [--linearizable-views on]
 //! ```
+//!
+//! The read-back checks always read linearizably (a follower may lag the
+//! writes by a moment). `--linearizable-views on` makes the load's relaxed
+//! (serializable) reads linearizable too, to measure what they cost or to get
+//! past a path that reads its own write through a relaxed view.
 //!
 //! `--probe-secs N` (first run only) also measures etcd's raw rate for
 //! linearizable gets, serializable gets and create-if-absent txns with the
@@ -47,7 +53,7 @@ use std::collections::{BTreeMap, HashSet};
 use std::io::{Read, Write};
 use std::net::{IpAddr, Ipv4Addr};
 use std::path::Path;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -94,6 +100,7 @@ struct Args {
     members: usize,
     timeout_ms: u64,
     probe_secs: u64,
+    linearizable_views: bool,
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -109,6 +116,7 @@ fn parse_args() -> Result<Args, String> {
         members: 3,
         timeout_ms: 2000,
         probe_secs: 0,
+        linearizable_views: false,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -132,6 +140,7 @@ fn parse_args() -> Result<Args, String> {
             "--members" => a.members = num()?.max(1),
             "--timeout-ms" => a.timeout_ms = (num()? as u64).clamp(50, 60_000),
             "--probe-secs" => a.probe_secs = num()? as u64,
+            "--linearizable-views" => a.linearizable_views = val == "on",
             _ => return Err(format!("unknown flag {flag}")),
         }
     }
@@ -178,6 +187,9 @@ struct Calls {
     n: [AtomicU64; 8],
     ns: [AtomicU64; 8],
     conflicts: AtomicU64,
+    /// Relaxed reads go linearizable: the checks must see every committed
+    /// write, whichever member answers.
+    strict: AtomicBool,
 }
 
 impl Calls {
@@ -280,8 +292,12 @@ impl<S: Store> Store for Counting<S> {
     fn get_relaxed<'a>(&'a self, key: &'a str) -> StoreFuture<'a, Option<Versioned>> {
         Box::pin(async move {
             let t = Instant::now();
-            let r = self.inner.get_relaxed(key).await;
-            self.calls.note(5, t);
+            let (r, kind) = if self.calls.strict.load(Ordering::Relaxed) {
+                (self.inner.get(key).await, 0)
+            } else {
+                (self.inner.get_relaxed(key).await, 5)
+            };
+            self.calls.note(kind, t);
             r
         })
     }
@@ -294,8 +310,12 @@ impl<S: Store> Store for Counting<S> {
     ) -> StoreFuture<'a, Vec<(String, Versioned)>> {
         Box::pin(async move {
             let t = Instant::now();
-            let r = self.inner.range_relaxed(start, end, limit).await;
-            self.calls.note(6, t);
+            let (r, kind) = if self.calls.strict.load(Ordering::Relaxed) {
+                (self.inner.range(start, end, limit).await, 1)
+            } else {
+                (self.inner.range_relaxed(start, end, limit).await, 6)
+            };
+            self.calls.note(kind, t);
             r
         })
     }
@@ -303,8 +323,12 @@ impl<S: Store> Store for Counting<S> {
     fn count_relaxed<'a>(&'a self, start: &'a str, end: &'a str) -> StoreFuture<'a, u64> {
         Box::pin(async move {
             let t = Instant::now();
-            let r = self.inner.count_relaxed(start, end).await;
-            self.calls.note(7, t);
+            let (r, kind) = if self.calls.strict.load(Ordering::Relaxed) {
+                (self.inner.count(start, end).await, 3)
+            } else {
+                (self.inner.count_relaxed(start, end).await, 7)
+            };
+            self.calls.note(kind, t);
             r
         })
     }
@@ -409,6 +433,38 @@ fn cpu_time() -> Duration {
         Duration::from_secs(t.tv_sec as u64) + Duration::from_micros(t.tv_usec as u64)
     };
     tv(ru.ru_utime) + tv(ru.ru_stime)
+}
+
+/// CPU time every process of the machine has used so far (busy jiffies of `/proc/stat`).
+fn machine_cpu() -> Duration {
+    let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+    let jiffies: u64 = stat
+        .lines()
+        .next()
+        .and_then(|l| l.strip_prefix("cpu "))
+        .map(|l| {
+            l.split_whitespace()
+                .filter_map(|f| f.parse::<u64>().ok())
+                .enumerate()
+                // user nice system [idle iowait] irq softirq steal
+                .filter(|(i, _)| !matches!(i, 3 | 4) && *i < 8)
+                .map(|(_, v)| v)
+                .sum()
+        })
+        .unwrap_or(0);
+    // SAFETY: sysconf has no preconditions.
+    let hz = u64::try_from(unsafe { libc::sysconf(libc::_SC_CLK_TCK) })
+        .unwrap_or(100)
+        .max(1);
+    Duration::from_millis(jiffies * 1000 / hz)
+}
+
+/// The 1-minute load average, to tell a run on a quiet machine from one next to a build.
+fn loadavg() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|l| l.split_whitespace().next().map(str::to_owned))
+        .unwrap_or_else(|| "?".into())
 }
 
 // ---------------------------------------------------------------- the nodes
@@ -660,6 +716,8 @@ struct Phase {
     held: Vec<Duration>,
     wall: Duration,
     cpu: Duration,
+    /// CPU used by every process of the machine meanwhile.
+    machine: Duration,
     calls: CallSnap,
     etcd: EtcdStats,
 }
@@ -710,6 +768,7 @@ async fn run_load(
     let etcd_before = etcd_stats(endpoints).await?;
     let calls_before = calls.snapshot();
     let cpu_before = cpu_time();
+    let machine_before = machine_cpu();
     let started = Instant::now();
     let mut set = tokio::task::JoinSet::new();
     for (n, engine) in nodes.iter().enumerate() {
@@ -770,6 +829,7 @@ async fn run_load(
     }
     phase.wall = started.elapsed();
     phase.cpu = cpu_time() - cpu_before;
+    phase.machine = machine_cpu().saturating_sub(machine_before);
     phase.calls = calls.snapshot().since(&calls_before);
     phase.etcd = etcd_stats(endpoints).await?.since(&etcd_before);
     phase.done = phase.lat.len();
@@ -1044,6 +1104,7 @@ struct RunFigures {
 
 fn print_phase(name: &str, p: &Phase, members: usize) {
     let d = p.done.max(1) as f64;
+    let wall = p.wall.as_secs_f64().max(1e-9);
     println!(
         "  {name}: {} attachments in {:.2}s = {:.0}/s, p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms, errors {}",
         p.done,
@@ -1092,11 +1153,12 @@ fn print_phase(name: &str, p: &Phase, members: usize) {
         rpcs.join(", ")
     );
     println!(
-        "    CPU: etcd {:.0}% ({:.0} us/attachment over {members} members), bench process {:.0}% ({:.0} us/attachment); WAL fsyncs per member per attachment {:.3}",
-        100.0 * p.etcd.cpu_secs / p.wall.as_secs_f64().max(1e-9),
+        "    CPU: etcd {:.0}% ({:.0} us/attachment over {members} members), bench process {:.0}% ({:.0} us/attachment), other processes {:.0}%; WAL fsyncs per member per attachment {:.3}",
+        100.0 * p.etcd.cpu_secs / wall,
         p.etcd.cpu_secs * 1e6 / d,
-        100.0 * p.cpu.as_secs_f64() / p.wall.as_secs_f64().max(1e-9),
+        100.0 * p.cpu.as_secs_f64() / wall,
         p.cpu.as_secs_f64() * 1e6 / d,
+        100.0 * (p.machine.as_secs_f64() - p.cpu.as_secs_f64() - p.etcd.cpu_secs).max(0.0) / wall,
         p.etcd.wal_fsyncs / members as f64 / d,
     );
     if let Some(e) = &p.first_error {
@@ -1128,7 +1190,7 @@ async fn one_run(args: &Args, run: usize, sysfs: &FakeSysfs) -> Result<RunFigure
         .members()
         .len();
     println!(
-        "run {run}: etcd {version}, {members} members on loopback; {} nodes x {} ranks, {} rails, {} attachments ({}), {} in flight per node ({} in all)",
+        "run {run}: etcd {version}, {members} members on loopback; {} nodes x {} ranks, {} rails, {} attachments ({}), {} in flight per node ({} in all); load average {}",
         args.nodes,
         args.ranks_per_node,
         args.rails,
@@ -1139,9 +1201,13 @@ async fn one_run(args: &Args, run: usize, sysfs: &FakeSysfs) -> Result<RunFigure
         },
         args.per_node,
         args.per_node * args.nodes,
+        loadavg(),
     );
 
     let calls = Arc::new(Calls::default());
+    calls
+        .strict
+        .store(args.linearizable_views, Ordering::Relaxed);
     let t = Instant::now();
     let nodes = start_nodes(args, &endpoints, "/jobnet-bench", sysfs.path(), &calls).await?;
     println!(
@@ -1158,6 +1224,7 @@ async fn one_run(args: &Args, run: usize, sysfs: &FakeSysfs) -> Result<RunFigure
             jobnet.first_error.unwrap_or_default()
         ));
     }
+    calls.strict.store(true, Ordering::Relaxed);
     let checked = verify(args, &nodes, true).await?;
     println!(
         "    checked: {} attachments, {} distinct addresses, every rank on its rank address on every rail, {} nodes agree on the job: {}",
@@ -1181,6 +1248,9 @@ async fn one_run(args: &Args, run: usize, sysfs: &FakeSysfs) -> Result<RunFigure
     drop(nodes);
 
     let base_calls = Arc::new(Calls::default());
+    base_calls
+        .strict
+        .store(args.linearizable_views, Ordering::Relaxed);
     let base_nodes = start_nodes(
         args,
         &endpoints,
@@ -1213,6 +1283,7 @@ async fn one_run(args: &Args, run: usize, sysfs: &FakeSysfs) -> Result<RunFigure
             base.first_error.unwrap_or_default()
         ));
     }
+    base_calls.strict.store(true, Ordering::Relaxed);
     let bchecked = verify(args, &base_nodes, false).await?;
     if bchecked.attachments != base.done {
         return Err(format!(
