@@ -36,7 +36,7 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use jobnet_api::{Attachment, JobDetail, JobSummary, RailSubnet};
+use jobnet_api::{Attachment, JobDetail, JobSummary, NodeView, RailSubnet};
 use jobnet_cni::isolation::Vni;
 use jobnet_tests::etcd::{EtcdCluster, EtcdSpec, ETCDCTL_BIN, ETCD_BIN};
 use jobnet_tests::fabric::ip::{self, Netns};
@@ -1001,6 +1001,37 @@ fn assert_cluster_view(w: &World, jobs: &[&str], members: &[Member]) -> BTreeMap
         .collect()
 }
 
+/// `jobnetctl nodes` on every node lists every node of the cluster as
+/// alive, itself as `thisNode`, each with its attachments.
+fn assert_nodes(w: &World, members: &[Member]) {
+    let want: Vec<(String, bool, u64)> = (0..w.daemons.len())
+        .map(|n| {
+            let here = members.iter().filter(|m| m.node == n).count() as u64;
+            (format!("node{n}"), true, here)
+        })
+        .collect();
+    for d in &w.daemons {
+        let mut nodes: Vec<NodeView> = d.ctl_json(&["nodes"]);
+        nodes.sort_by(|a, b| a.node.cmp(&b.node));
+        let got: Vec<(String, bool, u64)> = nodes
+            .iter()
+            .map(|v| (v.node.clone(), v.alive, v.attachments))
+            .collect();
+        assert_eq!(got, want, "jobnetctl nodes on node{}", d.node);
+        let me: Vec<&str> = nodes
+            .iter()
+            .filter(|v| v.this_node)
+            .map(|v| v.node.as_str())
+            .collect();
+        assert_eq!(
+            me,
+            [format!("node{}", d.node)],
+            "thisNode on node{}",
+            d.node
+        );
+    }
+}
+
 /// Each node holds exactly one bridge and one tunnel per job and rail with
 /// the job's VNI of that rail, over that rail's PF, and every pod's
 /// representor is a port of its job's bridge of that rail.
@@ -1091,6 +1122,7 @@ fn three_jobs_attached_in_different_orders_share_one_identity_across_nodes() {
     );
     laps.lap("9 ADDs, 3 nodes at once");
     let vnis = assert_cluster_view(&w, &jobs, &members);
+    assert_nodes(&w, &members);
     assert_tunnels(&w, &vnis, &members);
     laps.lap("jobnetctl on every node, kernel objects");
     let own = same_job_probes(&members);
