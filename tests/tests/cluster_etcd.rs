@@ -61,14 +61,15 @@ const IFNAME: &str = "net1";
 
 /// True when the test can run here; reports a skip otherwise.
 fn can_run(test: &str) -> bool {
+    let name = format!("cluster_etcd::{test}");
     if !nix::unistd::Uid::effective().is_root() {
-        skip(test, "needs root (network namespaces)");
+        skip(&name, "needs root (network namespaces)");
         return false;
     }
     for bin in [ETCD_BIN, ETCDCTL_BIN] {
         if !Path::new(bin).exists() {
             skip(
-                test,
+                &name,
                 &format!("{bin} is not installed (apt-get install etcd-server etcd-client)"),
             );
             return false;

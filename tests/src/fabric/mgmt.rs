@@ -122,7 +122,10 @@ mod tests {
     fn root(test: &str) -> bool {
         let ok = nix::unistd::Uid::effective().is_root();
         if !ok {
-            crate::skip(test, "needs root (network namespaces)");
+            crate::skip(
+                &format!("fabric::mgmt::{test}"),
+                "needs root (network namespaces)",
+            );
         }
         ok
     }
