@@ -37,7 +37,6 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use jobnet_api::{Attachment, JobDetail, JobSummary, NodeView, RailSubnet};
-use jobnet_cni::isolation::Vni;
 use jobnet_tests::etcd::{EtcdCluster, EtcdSpec, ETCDCTL_BIN, ETCD_BIN};
 use jobnet_tests::fabric::ip::{self, Netns};
 use jobnet_tests::fabric::{Fabric, FabricSpec, VfId};
@@ -1033,48 +1032,80 @@ fn assert_nodes(w: &World, members: &[Member]) {
     }
 }
 
-/// Each node holds exactly one bridge and one tunnel per job and rail with
-/// the job's VNI of that rail, over that rail's PF, and every pod's
-/// representor is a port of its job's bridge of that rail.
+/// Each node holds exactly one VXLAN device per job and rail, with the
+/// job's VNI of that rail, over that rail's PF, each alone on its own
+/// bridge (and no other bridge or tunnel), and every pod's representor is
+/// a port of its job's bridge of that rail. Devices are found by kind and
+/// VNI, not by name.
 fn assert_tunnels(w: &World, vnis: &BTreeMap<String, Vec<u32>>, members: &[Member]) {
+    let per_node = 2 * vnis.values().map(Vec::len).sum::<usize>();
     for node in w.fabric.nodes() {
         let ns = node.ip_netns();
-        let mut want = Vec::new();
-        for rails in vnis.values() {
-            for &id in rails {
-                let v = Vni::new(id).expect("vni");
-                want.push(v.bridge_name());
-                want.push(v.vxlan_name());
-            }
-        }
-        want.sort();
-        assert_eq!(bridges_and_tunnels(&ns), want, "node{}", node.index);
-        for rails in vnis.values() {
+        let all = bridges_and_tunnels(&ns);
+        assert_eq!(all.len(), per_node, "node{}: {all:?}", node.index);
+        let links = ip_json(&ns, &["-d", "link", "show"]);
+        let links = links.as_array().expect("links");
+        let mut bridges = BTreeSet::new();
+        for (job, rails) in vnis {
             for (rail, &id) in rails.iter().enumerate() {
-                let v = Vni::new(id).expect("vni");
-                let vx = &ip_json(&ns, &["-d", "link", "show", "dev", &v.vxlan_name()])[0];
-                assert_eq!(vx["linkinfo"]["info_data"]["id"], id);
-                assert_eq!(vx["linkinfo"]["info_data"]["link"], node.pfs[rail].netdev);
+                let tunnels: Vec<&serde_json::Value> = links
+                    .iter()
+                    .filter(|l| {
+                        l["linkinfo"]["info_kind"] == "vxlan"
+                            && l["linkinfo"]["info_data"]["id"] == id
+                    })
+                    .collect();
+                let [vx] = tunnels.as_slice() else {
+                    panic!(
+                        "node{}: {job} rail {rail}: VXLAN {id}: {tunnels:?}",
+                        node.index
+                    )
+                };
+                assert_eq!(
+                    vx["linkinfo"]["info_data"]["link"], node.pfs[rail].netdev,
+                    "node{}: {job} rail {rail} underlay",
+                    node.index
+                );
+                let bridge = vx["master"]
+                    .as_str()
+                    .unwrap_or_else(|| panic!("node{}: VXLAN {id} on no bridge: {vx}", node.index));
+                assert!(
+                    bridges.insert(bridge.to_owned()),
+                    "node{}: two tunnels on bridge {bridge}",
+                    node.index
+                );
             }
         }
     }
     for m in members {
-        let links = ip::links(&w.node_ns(m.node)).expect("links");
+        let ns = w.node_ns(m.node);
+        let links = ip_json(&ns, &["-d", "link", "show"]);
+        let links = links.as_array().expect("links");
+        let master_of = |name: &str| {
+            links
+                .iter()
+                .find(|l| l["ifname"] == name)
+                .and_then(|l| l["master"].as_str())
+                .map(str::to_owned)
+        };
         for (rail, ri) in m.rails.iter().enumerate() {
+            let id = vnis[&m.job][rail];
+            let tunnel = links
+                .iter()
+                .find(|l| {
+                    l["linkinfo"]["info_kind"] == "vxlan" && l["linkinfo"]["info_data"]["id"] == id
+                })
+                .and_then(|l| l["ifname"].as_str())
+                .expect("tunnel");
             let rep = w
                 .fabric
                 .vf(ri.vf)
                 .and_then(|v| v.representor.clone())
                 .expect("rep");
-            let master = links
-                .iter()
-                .find(|l| l.ifname == rep)
-                .and_then(|l| l.master.clone());
-            let bridge = Vni::new(vnis[&m.job][rail]).expect("vni").bridge_name();
             assert_eq!(
-                master,
-                Some(bridge),
-                "{}/{} rail {rail} representor",
+                master_of(&rep),
+                master_of(tunnel),
+                "{}/{} rail {rail}: representor and VXLAN {id} on one bridge",
                 m.job,
                 m.rank
             );
