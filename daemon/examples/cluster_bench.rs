@@ -6,14 +6,20 @@
 //! when the run ends, also on failure), then `--nodes` simulated nodes
 //! (default 128) in this process, each an [`Engine`] named `node-NNN` with
 //! its own [`EtcdStore`] (its own etcd client and connections), over one fake
-//! sysfs whose 8 PFs (one per rail) have one VF per local rank. The job has
+//! sysfs whose PFs (one per rail) have one VF per local rank. The job has
 //! `nodes × --ranks-per-node` ranks (default 128 × 8 = 1,024) and a pool of
-//! `--rails` rails (default 8) with `vxlan` isolation (one VNI per rail).
+//! `--rails` rails (default 8) with `--isolation vxlan` (default: one VNI per
+//! rail) or `vf-vlan` (one VLAN per job).
 //!
-//! `--mode engine` (default): every rank makes one attachment per rail
-//! (`net1`..`net8`), each `Engine::reserve` with the rail's VF as `deviceID`
-//! (so the IPAM sees `RailSelection::One(rail)`) then `Engine::commit`:
-//! the daemon's full path, VF owner records included. 8,192 attachments.
+//! `--mode ipam` (default): every rank makes one attachment per rail
+//! (`net1`..`net8`, `RailSelection::One(rail)`): `Ipam::reserve` then
+//! `Ipam::commit` on the node's allocator, with the two records the daemon
+//! writes alongside (the VF owner, create-only, and the attachment details),
+//! so the store sees the daemon's transactions. 8,192 attachments.
+//! `--mode engine`: the same attachments through `Engine::reserve` (the
+//! rail's VF as `deviceID`) and `Engine::commit`: the daemon's whole path,
+//! its own reads included. Its commit joins `vxlan` VFs to job bridges (kernel
+//! devices), so use it with `--isolation vf-vlan`.
 //! `--mode import`: one `rails: all` attachment per rank through
 //! `Engine::import_committed` (same transactions, no device checks). 1,024
 //! attachments of 8 addresses each.
@@ -29,13 +35,14 @@
 //! WAL fsyncs and CPU come from each member's `/metrics`. Correctness is read
 //! back from etcd by every node: every rank holds its rank-derived address on
 //! every rail, no address twice, every node reads the same job identity
-//! (subnets and VNIs) and every attachment carries it. Any error or mismatch
+//! (subnets and isolation IDs) and every attachment carries it. Any error or mismatch
 //! fails the bench (exit 1); missed targets do not.
 //!
 //! ```sh
 //! cargo build --release -p jobnet-daemon --example cluster_bench
 //! target/release/examples/cluster_bench [--runs 3] [--nodes 128] [--ranks-per-node 8] \
-//!     [--rails 8] [--per-node 4] [--mode engine|import] [--baseline-max 1024] \
+//!     [--rails 8] [--per-node 4] [--mode ipam|engine|import] [--isolation vxlan|vf-vlan] \
+//!     [--baseline-max 1024] \
 //!     [--baseline-secs 60] [--members 3] [--timeout-ms 2000] [--probe-secs 0] \
 //!     [--linearizable-views on]
 //! ```
@@ -64,7 +71,7 @@ use jobnet_daemon::metrics::Metrics;
 use jobnet_daemon::testing::FakeSysfs;
 use jobnet_hw::PciAddr;
 use jobnet_ipam::store::{Compare, Op, StoreFuture, Txn, TxnOutcome, Versioned};
-use jobnet_ipam::{EtcdStore, JobNetwork, Store, SystemClock};
+use jobnet_ipam::{EtcdStore, JobNetwork, RailSelection, RecordWrite, Store, SystemClock};
 use jobnet_tests::etcd::{EtcdCluster, EtcdSpec};
 
 const POOL: &str = "rdma";
@@ -85,6 +92,14 @@ const LOCK_NAME: &str = "/jobnet-bench-lock/allocate";
 enum Mode {
     Engine,
     Import,
+    Ipam,
+}
+
+impl Mode {
+    /// Whether every attachment is on one rail (else on all of them).
+    fn one_rail(self) -> bool {
+        self != Mode::Import
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -101,6 +116,8 @@ struct Args {
     timeout_ms: u64,
     probe_secs: u64,
     linearizable_views: bool,
+    /// Pool isolation mode: `vxlan` (one VNI per rail) or `vf-vlan` (one per job).
+    isolation: String,
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -110,13 +127,14 @@ fn parse_args() -> Result<Args, String> {
         ranks_per_node: 8,
         rails: 8,
         per_node: 4,
-        mode: Mode::Engine,
+        mode: Mode::Ipam,
         baseline_max: 1024,
         baseline_secs: 60,
         members: 3,
         timeout_ms: 2000,
         probe_secs: 0,
         linearizable_views: false,
+        isolation: "vxlan".into(),
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -132,7 +150,8 @@ fn parse_args() -> Result<Args, String> {
                 a.mode = match val.as_str() {
                     "engine" => Mode::Engine,
                     "import" => Mode::Import,
-                    _ => return Err(format!("--mode: {val:?} is not engine or import")),
+                    "ipam" => Mode::Ipam,
+                    _ => return Err(format!("--mode: {val:?} is not engine, import or ipam")),
                 }
             }
             "--baseline-max" => a.baseline_max = num()?,
@@ -141,6 +160,10 @@ fn parse_args() -> Result<Args, String> {
             "--timeout-ms" => a.timeout_ms = (num()? as u64).clamp(50, 60_000),
             "--probe-secs" => a.probe_secs = num()? as u64,
             "--linearizable-views" => a.linearizable_views = val == "on",
+            "--isolation" => match val.as_str() {
+                "vxlan" | "vf-vlan" => a.isolation = val.clone(),
+                _ => return Err(format!("--isolation: {val:?} is not vxlan or vf-vlan")),
+            },
             _ => return Err(format!("unknown flag {flag}")),
         }
     }
@@ -155,7 +178,7 @@ impl Args {
     /// Attachments of the whole job in this mode.
     fn attachments(&self) -> usize {
         match self.mode {
-            Mode::Engine => self.ranks() * self.rails,
+            Mode::Engine | Mode::Ipam => self.ranks() * self.rails,
             Mode::Import => self.ranks(),
         }
     }
@@ -531,13 +554,14 @@ fn node_config(
         "node = \"{node}\"\nsocket = \"{d}/{node}.sock\"\nstate_dir = \"{d}/{node}.state\"\n\
          run_dir = \"{d}/{node}.run\"\nsysfs_root = \"{s}\"\nmetrics_addr = \"off\"\n\
          [[pools]]\nname = \"{POOL}\"\ncidrs = [\"{POOL_CIDR}\"]\nsubnet_prefix = {{ v4 = {sp} }}\n\
-         isolation = {{ mode = \"vxlan\", first = {VNI_FIRST}, last = {VNI_LAST} }}\n\
+         isolation = {{ mode = \"{iso}\", first = {VNI_FIRST}, last = {VNI_LAST} }}\n\
          rails = {rails}\npfs = [{pfs}]\n\
          [store]\nbackend = \"etcd\"\nendpoints = [{eps}]\nprefix = \"{prefix}\"\ntimeout_ms = {t}\n",
         node = node_name(i),
         d = dir.display(),
         s = sysfs.display(),
         sp = args.subnet_prefix(),
+        iso = args.isolation,
         rails = args.rails,
         pfs = pfs.join(", "),
         eps = eps.join(", "),
@@ -594,17 +618,18 @@ fn items_for(args: &Args, node: usize) -> Vec<Item> {
     let mut v = Vec::new();
     for local in 0..args.ranks_per_node {
         let rank = node * args.ranks_per_node + local;
-        match args.mode {
-            Mode::Engine => v.extend((0..args.rails).map(|r| Item {
+        if args.mode.one_rail() {
+            v.extend((0..args.rails).map(|r| Item {
                 rank,
                 local,
                 rail: Some(r),
-            })),
-            Mode::Import => v.push(Item {
+            }));
+        } else {
+            v.push(Item {
                 rank,
                 local,
                 rail: None,
-            }),
+            });
         }
     }
     v
@@ -636,6 +661,39 @@ fn request(item: Item) -> Result<ReserveRequest, String> {
 async fn attach(engine: &NodeEngine, args: &Args, item: Item) -> Result<(), String> {
     let req = request(item)?;
     match item.rail {
+        Some(rail) if args.mode == Mode::Ipam => {
+            let ipam = engine.ipam();
+            let key = jobnet_ipam::AttachmentKey::new(req.container_id.clone(), req.ifname.clone());
+            let v = vf(rail, item.local)?;
+            // The daemon's two records, shaped like its own: the VF owner
+            // (create-only) and the attachment details.
+            let records = vec![
+                RecordWrite {
+                    key: format!("vf/{}/{}", engine.node(), v.pci),
+                    value: serde_json::json!({"containerID": req.container_id, "ifname": req.ifname}),
+                    if_absent: true,
+                },
+                RecordWrite {
+                    key: format!("att/{}/{}", req.container_id, req.ifname),
+                    value: serde_json::json!({"node": engine.node(), "netns": req.netns,
+                        "network": req.network, "vfs": [v]}),
+                    if_absent: false,
+                },
+            ];
+            ipam.reserve(jobnet_ipam::ReserveRequest {
+                pool: POOL.into(),
+                job: JOB.into(),
+                key: key.clone(),
+                rank: req.rank,
+                rails: RailSelection::One(u16::try_from(rail).unwrap_or(0)),
+                records,
+            })
+            .await
+            .map_err(|e| format!("reserve: {e}"))?;
+            ipam.commit(&key)
+                .await
+                .map_err(|e| format!("commit: {e}"))?;
+        }
         Some(_) => {
             let a = engine
                 .reserve(req)
@@ -927,9 +985,15 @@ async fn verify(
         .iter()
         .filter_map(|r| r.isolation.map(|i| i.id))
         .collect();
-    if subnets.len() != args.rails || vnis.len() != args.rails {
+    let want_ids = if args.isolation == "vxlan" {
+        args.rails
+    } else {
+        1
+    };
+    let all_have_ids = job.rails.iter().all(|r| r.isolation.is_some());
+    if subnets.len() != args.rails || vnis.len() != want_ids || !all_have_ids {
         return Err(format!(
-            "rails must have distinct subnets and VNIs: {:?}",
+            "rails must have distinct subnets and {want_ids} distinct isolation IDs: {:?}",
             job.rails
         ));
     }
@@ -956,10 +1020,7 @@ async fn verify(
             if !matches!(a.state, jobnet_ipam::AttachmentState::Committed) {
                 return Err(format!("{:?} is not committed", a.key));
             }
-            let want_rails = match args.mode {
-                Mode::Engine => 1,
-                Mode::Import => args.rails,
-            };
+            let want_rails = if args.mode.one_rail() { 1 } else { args.rails };
             if a.rails.len() != want_rails {
                 return Err(format!("{:?} has {} rails", a.key, a.rails.len()));
             }
@@ -969,7 +1030,7 @@ async fn verify(
                     .iter()
                     .find(|r| r.rail == ra.rail)
                     .ok_or(format!("{:?}: rail {} not in the job", a.key, ra.rail))?;
-                if args.mode == Mode::Engine && a.key.ifname != format!("net{}", ra.rail + 1) {
+                if args.mode.one_rail() && a.key.ifname != format!("net{}", ra.rail + 1) {
                     return Err(format!("{:?} holds rail {}", a.key, ra.rail));
                 }
                 if ra.isolation.map(|i| i.id) != jr.isolation.map(|i| i.id) {
@@ -1190,14 +1251,16 @@ async fn one_run(args: &Args, run: usize, sysfs: &FakeSysfs) -> Result<RunFigure
         .members()
         .len();
     println!(
-        "run {run}: etcd {version}, {members} members on loopback; {} nodes x {} ranks, {} rails, {} attachments ({}), {} in flight per node ({} in all); load average {}",
+        "run {run}: etcd {version}, {members} members on loopback; {} nodes x {} ranks, {} rails ({}), {} attachments ({}), {} in flight per node ({} in all); load average {}",
         args.nodes,
         args.ranks_per_node,
         args.rails,
+        args.isolation,
         args.attachments(),
         match args.mode {
             Mode::Engine => "one rail each: Engine::reserve + Engine::commit",
             Mode::Import => "rails: all: Engine::import_committed",
+            Mode::Ipam => "one rail each: Ipam::reserve + Ipam::commit, daemon records alike",
         },
         args.per_node,
         args.per_node * args.nodes,
