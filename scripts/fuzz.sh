@@ -8,9 +8,10 @@
 # non-zero when a target crashes, naming the saved input.
 #
 # New inputs a run finds go to fuzz/target/corpus/<target> (kept between
-# local runs, never committed). To fold them into the committed corpus:
+# local runs, never committed). To fold them into the committed corpus, copy
+# them into fuzz/corpus/<target>, then minimize it in place:
 #   RUSTC_BOOTSTRAP=1 cargo fuzz cmin --fuzz-dir fuzz <target> fuzz/corpus/<target>
-# after copying them in (see docs/testing.md, "Fuzzing").
+# (docs/testing.md, "Fuzzing").
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -59,12 +60,16 @@ for t in "${targets[@]}"; do
     if [[ -d fuzz/regressions/$t ]]; then
         inputs+=("fuzz/regressions/$t")
     fi
+    extra=()
+    if [[ -f fuzz/dict/$t.dict ]]; then
+        extra+=("-dict=fuzz/dict/$t.dict")
+    fi
     log=$logs/$t.log
     echo "== $t: ${secs}s"
     # One fuzzing process (no -jobs/-workers); -timeout turns a hang into a crash.
     set +e
     cargo fuzz run --fuzz-dir fuzz "$t" "${inputs[@]}" -- \
-        -max_total_time="$secs" -timeout=10 -print_final_stats=1 >"$log" 2>&1
+        -max_total_time="$secs" -timeout=10 -print_final_stats=1 "${extra[@]}" >"$log" 2>&1
     status=$?
     set -e
     grep -E '^(#[0-9]+[[:space:]]+(INITED|DONE)|Done |==[0-9]+==|thread .* panicked|SUMMARY|Test unit written)' "$log" || true
