@@ -155,16 +155,35 @@ fn route_scope(scope: u32) -> Option<RouteScope> {
     u8::try_from(scope).ok().map(RouteScope::from)
 }
 
-/// An IPAM route as the engine's route (the engine fills in the interface).
-pub fn engine_route(r: &CniRoute) -> Route {
+/// An IPAM route as the engine's route (the engine fills in the interface),
+/// installed as the reference plugins install it from the same result.
+///
+/// The spec lets a route without `gw` use the `gateway` of the `ips`: like
+/// the reference plugins, the first gateway of the route's family among
+/// `ips` is its next hop. Only without one is the destination on-link.
+/// The scope is universe unless the route names one: that is what the
+/// reference plugins send (`ip route add` would pick link scope for an
+/// on-link route), and the pod must see the same table whichever plugin
+/// attached it.
+pub fn engine_route(r: &CniRoute, ips: &[IpConfig]) -> Route {
+    let v4 = r.dst.addr().is_ipv4();
+    let gateway = r.gw.or_else(|| {
+        ips.iter()
+            .filter_map(|ip| ip.gateway)
+            .find(|g| g.is_ipv4() == v4)
+    });
     Route {
         dst: Some(r.dst),
-        gateway: r.gw,
+        gateway,
         mtu: r.mtu,
         advmss: r.advmss,
         priority: r.priority,
         table: r.table,
-        scope: r.scope.and_then(route_scope),
+        scope: Some(
+            r.scope
+                .and_then(route_scope)
+                .unwrap_or(RouteScope::Universe),
+        ),
         ..Route::default()
     }
 }
@@ -188,7 +207,7 @@ pub fn attach_spec(
         mtu: conf.jobnet.mtu.map(|m| m.get()),
         pf_settings: pf_settings(conf),
         addresses: ips.iter().map(|ip| ip.address).collect(),
-        routes: routes.iter().map(engine_route).collect(),
+        routes: routes.iter().map(|r| engine_route(r, ips)).collect(),
         devinfo_path: sriov::devinfo::path_for(
             conf.runtime.device_info_file.as_deref(),
             conf.name.as_str(),
@@ -219,5 +238,58 @@ pub fn describe_interface(
             iface.mtu = Some(pod.mtu);
         }
         iface.pci_id = Some(rec.pci.to_string());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ip(address: &str, gateway: Option<&str>) -> IpConfig {
+        IpConfig {
+            interface: Some(0),
+            address: address.parse().unwrap(),
+            gateway: gateway.map(|g| g.parse().unwrap()),
+        }
+    }
+
+    fn route(dst: &str, gw: Option<&str>) -> CniRoute {
+        CniRoute::new(dst.parse().unwrap(), gw.map(|g| g.parse().unwrap()))
+    }
+
+    #[test]
+    fn a_route_without_gw_takes_the_first_gateway_of_its_family() {
+        let ips = [
+            ip("10.66.0.5/24", None),
+            ip("fd66::5/64", Some("fd66::1")),
+            ip("10.67.0.5/24", Some("10.67.0.1")),
+            ip("10.68.0.5/24", Some("10.68.0.1")),
+        ];
+        let v4 = engine_route(&route("0.0.0.0/0", None), &ips);
+        assert_eq!(v4.gateway, Some("10.67.0.1".parse().unwrap()));
+        assert_eq!(v4.scope, Some(RouteScope::Universe));
+        let v6 = engine_route(&route("::/0", None), &ips);
+        assert_eq!(v6.gateway, Some("fd66::1".parse().unwrap()));
+        // An explicit gw wins.
+        let own = engine_route(&route("10.9.0.0/16", Some("10.66.0.7")), &ips);
+        assert_eq!(own.gateway, Some("10.66.0.7".parse().unwrap()));
+    }
+
+    #[test]
+    fn without_a_gateway_of_its_family_a_route_is_on_link_with_universe_scope() {
+        let ips = [
+            ip("10.66.0.5/24", Some("10.66.0.1")),
+            ip("fd66::5/64", None),
+        ];
+        let r = engine_route(&route("fd99::/48", None), &ips);
+        assert_eq!(r.gateway, None);
+        assert_eq!(r.scope, Some(RouteScope::Universe));
+        let r = engine_route(&route("10.99.0.0/16", None), &[]);
+        assert_eq!(r.gateway, None);
+        assert_eq!(r.scope, Some(RouteScope::Universe));
+        // A scope the route names is kept.
+        let mut linked = route("10.98.0.0/16", None);
+        linked.scope = Some(253);
+        assert_eq!(engine_route(&linked, &[]).scope, Some(RouteScope::Link));
     }
 }
