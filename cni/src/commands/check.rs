@@ -9,8 +9,10 @@ use super::device::{self, DeviceEnv};
 
 use super::CheckRequest;
 
-/// CHECK: prevResult must list jobnet's interface in this netns, then the
-/// delegated IPAM plugin checks its part.
+/// CHECK: prevResult must list jobnet's interface in this netns, the device
+/// must still be as jobnet set it at ADD (only what jobnet set: later
+/// plugins in a chain may change the rest), then the delegated IPAM plugin
+/// checks its part.
 pub fn check(req: &CheckRequest) -> Result<(), CniError> {
     let att = &req.env;
     tracing::info!(container = %att.container_id, ifname = %att.ifname, netns = %att.netns, "CHECK");

@@ -346,6 +346,8 @@ async fn attach_steps(
         mtu: now.mtu,
         addresses: spec.addresses.clone(),
         hw_addr: now.hw_addr.clone(),
+        configured_mac: spec.mac.filter(|_| !ipoib),
+        configured_mtu: spec.mtu,
         routes: spec
             .routes
             .iter()

@@ -3,7 +3,7 @@
 use std::path::Path;
 
 use ipnet::IpNet;
-use jobnet_netlink::{Handle, Netns, RouteFamily, TABLE_MAIN};
+use jobnet_netlink::{Handle, Netns, RouteFamily};
 
 use super::attach::format_hw_addr;
 use super::attach::Context;
@@ -33,8 +33,13 @@ pub enum CheckError {
     Mismatch(String),
 }
 
-/// Verifies interface, MAC, MTU, addresses, routes and VF ownership.
-/// `expected_ips` come from prevResult (the runtime's view).
+/// Verifies what ADD itself set: the VF is still owned by this attachment
+/// and is the interface `ifname` in the pod, up, with the MAC and MTU ADD
+/// set (only when the config or jobnetd gave them), its addresses and
+/// `expected_ips` (prevResult, the runtime's view) and the routes ADD added.
+///
+/// What ADD left alone is not checked: a later plugin in a chain (`tuning`,
+/// `sbr`, ...) may change it, and extra addresses or routes are fine.
 pub async fn check(
     ctx: &Context<'_>,
     container_id: &str,
@@ -77,27 +82,35 @@ pub async fn check(
             link.index, pod_state.index
         ));
     }
-    if !pod_state.hw_addr.is_empty() {
-        // The full address: the only identity an IPoIB interface has.
-        if link.hw_addr != pod_state.hw_addr {
+    if let Some(want) = pod_state.configured_mac {
+        if link.mac() != Some(want) {
             return mismatch(format!(
-                "hardware address of {ifname} is {}, expected {}",
-                format_hw_addr(&link.hw_addr),
-                format_hw_addr(&pod_state.hw_addr)
+                "MAC of {ifname} is {}, expected {want} (configured)",
+                link.mac()
+                    .map_or_else(|| format_hw_addr(&link.hw_addr), |m| m.to_string())
             ));
         }
-    } else if link.mac() != pod_state.mac {
+    }
+    let guid_set = rec
+        .pf_side
+        .as_ref()
+        .is_some_and(|p| p.applied.ib_port_guid.is_some() || p.applied.ib_node_guid.is_some());
+    if guid_set && !pod_state.hw_addr.is_empty() && link.hw_addr != pod_state.hw_addr {
+        // The GUID ADD set is part of an IPoIB interface's address, its
+        // only identity.
         return mismatch(format!(
-            "MAC of {ifname} is {:?}, expected {:?}",
-            link.mac().map(|m| m.to_string()),
-            pod_state.mac.map(|m| m.to_string())
+            "hardware address of {ifname} is {}, expected {}",
+            format_hw_addr(&link.hw_addr),
+            format_hw_addr(&pod_state.hw_addr)
         ));
     }
-    if link.mtu != pod_state.mtu {
-        return mismatch(format!(
-            "MTU of {ifname} is {}, expected {}",
-            link.mtu, pod_state.mtu
-        ));
+    if let Some(want) = pod_state.configured_mtu {
+        if link.mtu != want {
+            return mismatch(format!(
+                "MTU of {ifname} is {}, expected {want} (configured)",
+                link.mtu
+            ));
+        }
     }
     if !link.admin_up {
         return mismatch(format!("{ifname} is down"));
@@ -115,25 +128,22 @@ pub async fn check(
         }
     }
     for want in &pod_state.routes {
-        let family = if want.dst.addr().is_ipv4() {
-            RouteFamily::V4
+        let (family, any) = if want.dst.addr().is_ipv4() {
+            (RouteFamily::V4, IpNet::V4(Default::default()))
         } else {
-            RouteFamily::V6
+            (RouteFamily::V6, IpNet::V6(Default::default()))
         };
-        let table = want.table.or(Some(TABLE_MAIN));
+        // A route ADD put in the main table may since have been moved to a
+        // policy-routing table (`sbr` does that): it still counts. One in a
+        // table the config named must be in that table.
         let routes = pod
-            .routes(family, table)
+            .routes(family, want.table)
             .await
             .map_err(|e| CheckError::Mismatch(e.to_string()))?;
+        let dst = want.dst.trunc();
         // The kernel reports a default route without a destination.
-        let any = match family {
-            RouteFamily::V4 => IpNet::V4(Default::default()),
-            RouteFamily::V6 => IpNet::V6(Default::default()),
-        };
         let present = routes.iter().any(|r| {
-            r.dst.unwrap_or(any) == want.dst
-                && r.oif == Some(link.index)
-                && r.gateway == want.gateway
+            r.dst.unwrap_or(any) == dst && r.oif == Some(link.index) && r.gateway == want.gateway
         });
         if !present {
             let via = want

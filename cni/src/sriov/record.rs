@@ -43,6 +43,13 @@ pub struct PodLinkState {
     /// Routes ADD added through this interface.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub routes: Vec<RouteRecord>,
+    /// The MAC ADD set because the config asked for one (CHECK verifies
+    /// only what jobnet set: a later plugin in a chain may change the rest).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub configured_mac: Option<MacAddr>,
+    /// The MTU ADD set because the config or jobnetd gave one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub configured_mtu: Option<u32>,
 }
 
 /// A route ADD added, as CHECK looks for it again.
