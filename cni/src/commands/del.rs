@@ -15,10 +15,15 @@ use super::DelRequest;
 /// VF that came back under another name are all handled); the delegated
 /// IPAM plugin's DEL error is returned as the spec asks.
 pub fn del(req: &DelRequest) -> Result<(), CniError> {
+    del_with(req, &sriov::NoFaults)
+}
+
+/// [`del`] with the engine's test hook (race tests pause it at a lock).
+pub fn del_with(req: &DelRequest, faults: &dyn sriov::FaultHook) -> Result<(), CniError> {
     let att = &req.env;
     tracing::info!(container = %att.container_id, ifname = %att.ifname, netns = ?att.netns.as_ref().map(|n| n.as_str()), network = %req.conf.name, "DEL");
     let env = DeviceEnv::new(&req.conf);
-    let ctx = env.context(&sriov::NoFaults);
+    let ctx = env.context(faults);
     let netns = att.netns.as_ref().map(|n| std::path::Path::new(n.as_str()));
     // The other rails' interfaces of a `rails: all` attachment are named in
     // the first rail's cache; they go first (reverse of ADD).

@@ -13,7 +13,7 @@ mod version;
 
 pub use add::{add, add_with, build_result};
 pub use check::check;
-pub use del::del;
+pub use del::{del, del_with};
 pub use gc::gc;
 pub use status::status;
 pub use version::version;
@@ -117,7 +117,9 @@ pub fn dispatch(
             add_with(&Request { conf, env, vars }, faults)
                 .map(|result| Outcome::Result { result, version })
         }
-        Invocation::Del(env) => del(&Request { conf, env, vars }).map(|()| Outcome::Nothing),
+        Invocation::Del(env) => {
+            del_with(&Request { conf, env, vars }, faults).map(|()| Outcome::Nothing)
+        }
         Invocation::Check(env) => {
             version_gate(&conf, conf.cni_version.allows_check(), "CHECK")?;
             check(&Request { conf, env, vars }).map(|()| Outcome::Nothing)

@@ -115,7 +115,7 @@ pub async fn attach(ctx: &Context<'_>, spec: &AttachSpec) -> Result<Attachment, 
         })
     };
     let mut vf = resolve()?;
-    let claim = owner::claim(ctx.state, spec.pci, owner_record(spec))?;
+    let claim = owner::claim_with_hook(ctx.state, spec.pci, owner_record(spec), ctx.faults)?;
     let cache_path = cache::path_for(ctx.state, &spec.container_id, &spec.ifname);
     if !claim.fresh {
         // A retried ADD for an attachment we already hold: if the earlier

@@ -61,7 +61,7 @@ pub async fn detach(
         return DetachOutcome::NoCache;
     };
 
-    let claim = match owner::lock_existing(ctx.state, rec.pci) {
+    let claim = match owner::lock_existing_with_hook(ctx.state, rec.pci, ctx.faults) {
         Ok(c) => c,
         Err(e) => {
             tracing::warn!(error = %e, "cannot lock VF ownership record; restoring anyway");
@@ -116,7 +116,7 @@ async fn best_effort_return(
     netns: Option<&Path>,
     pci: PciAddr,
 ) {
-    let Ok(Some(claim)) = owner::lock_existing(ctx.state, pci) else {
+    let Ok(Some(claim)) = owner::lock_existing_with_hook(ctx.state, pci, ctx.faults) else {
         return;
     };
     if claim.record.container_id != container_id || claim.record.ifname != ifname {

@@ -16,6 +16,7 @@ use jobnet_hw::PciAddr;
 use nix::fcntl::{Flock, FlockArg};
 
 use super::state_dir::StateDir;
+use super::steps::{FaultHook, NoFaults};
 
 /// Largest ownership record we are willing to read.
 const MAX_RECORD: u64 = 4096;
@@ -102,6 +103,16 @@ fn read_record(file: &mut File) -> std::io::Result<Option<OwnerRecord>> {
 
 /// Claims `pci` for `want`; idempotent for the same attachment.
 pub fn claim(state: &StateDir, pci: PciAddr, want: OwnerRecord) -> Result<VfClaim, OwnerError> {
+    claim_with_hook(state, pci, want, &NoFaults)
+}
+
+/// [`claim`] with the test hook called between opening and locking.
+pub fn claim_with_hook(
+    state: &StateDir,
+    pci: PciAddr,
+    want: OwnerRecord,
+    hook: &dyn FaultHook,
+) -> Result<VfClaim, OwnerError> {
     let path = record_path(state, pci);
     state.ensure().map_err(io(&path))?;
     match OpenOptions::new()
@@ -130,6 +141,7 @@ pub fn claim(state: &StateDir, pci: PciAddr, want: OwnerRecord) -> Result<VfClai
                 .write(true)
                 .open(&path)
                 .map_err(io(&path))?;
+            hook.before_lock(&path);
             let mut lock = lock(file, pci, false)?;
             let current = read_record(&mut lock).map_err(io(&path))?;
             match current {
@@ -166,12 +178,22 @@ pub fn claim(state: &StateDir, pci: PciAddr, want: OwnerRecord) -> Result<VfClai
 /// Takes the lock of an existing claim for DEL, waiting for a running
 /// operation on the VF to finish. `Ok(None)` when nobody owns the VF.
 pub fn lock_existing(state: &StateDir, pci: PciAddr) -> Result<Option<VfClaim>, OwnerError> {
+    lock_existing_with_hook(state, pci, &NoFaults)
+}
+
+/// [`lock_existing`] with the test hook called between opening and locking.
+pub fn lock_existing_with_hook(
+    state: &StateDir,
+    pci: PciAddr,
+    hook: &dyn FaultHook,
+) -> Result<Option<VfClaim>, OwnerError> {
     let path = record_path(state, pci);
     let file = match OpenOptions::new().read(true).write(true).open(&path) {
         Ok(f) => f,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(io(&path)(e)),
     };
+    hook.before_lock(&path);
     let mut lock = lock(file, pci, true)?;
     // The holder we waited for may have released the VF meanwhile.
     if !path.exists() {

@@ -77,6 +77,10 @@ impl fmt::Display for Step {
 pub trait FaultHook: Sync {
     /// `Err` makes `step` fail as if the kernel had refused it.
     fn before(&self, step: Step) -> Result<(), super::AttachError>;
+
+    /// Called with a lock file open but not yet locked: a race test pauses
+    /// here to let other operations change the file under it.
+    fn before_lock(&self, _path: &std::path::Path) {}
 }
 
 /// The production hook: never fails.
