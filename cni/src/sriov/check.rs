@@ -5,8 +5,8 @@ use std::path::Path;
 use ipnet::IpNet;
 use jobnet_netlink::{Handle, Netns, RouteFamily};
 
-use super::attach::format_hw_addr;
 use super::attach::Context;
+use super::attach::{format_hw_addr, IPOIB_HW_ADDR_LEN};
 use super::cache;
 use super::owner;
 use super::rdma::RdmaNs;
@@ -95,7 +95,8 @@ pub async fn check(
         .pf_side
         .as_ref()
         .is_some_and(|p| p.applied.ib_port_guid.is_some() || p.applied.ib_node_guid.is_some());
-    if guid_set && !pod_state.hw_addr.is_empty() && link.hw_addr != pod_state.hw_addr {
+    let ipoib = pod_state.hw_addr.len() == IPOIB_HW_ADDR_LEN;
+    if guid_set && ipoib && link.hw_addr != pod_state.hw_addr {
         // The GUID ADD set is part of an IPoIB interface's address, its
         // only identity.
         return mismatch(format!(
