@@ -36,6 +36,8 @@ pub enum ErrorCode {
     Conflict,
     /// The state store failed.
     StoreFailure,
+    /// A kernel operation of the daemon failed (e.g. the job's bridge).
+    KernelFailure,
     /// The daemon is shutting down or cannot be reached.
     Unavailable,
     /// The daemon did not answer in time.
@@ -57,7 +59,7 @@ impl ErrorCode {
             Self::DeviceBusy | Self::DeviceUnavailable | Self::Conflict => 409,
             Self::BodyTooLarge => 413,
             Self::NoFreeDevice | Self::PoolExhausted => 507,
-            Self::StoreFailure | Self::Internal => 500,
+            Self::StoreFailure | Self::KernelFailure | Self::Internal => 500,
             Self::Unavailable => 503,
             Self::Timeout => 504,
         }
@@ -77,6 +79,7 @@ impl ErrorCode {
             Self::PoolExhausted => 107,
             Self::NoFreeDevice => 108,
             Self::Conflict => 109,
+            Self::KernelFailure => 102,
             Self::Internal => 999,
         }
     }
@@ -101,12 +104,13 @@ impl ErrorCode {
             Self::StoreFailure => "store-failure",
             Self::Unavailable => "unavailable",
             Self::Timeout => "timeout",
+            Self::KernelFailure => "kernel-failure",
             Self::Internal => "internal",
         }
     }
 
     /// Every code, for tables and metrics.
-    pub const ALL: [ErrorCode; 18] = [
+    pub const ALL: [ErrorCode; 19] = [
         Self::MalformedRequest,
         Self::InvalidArgument,
         Self::BodyTooLarge,
@@ -122,6 +126,7 @@ impl ErrorCode {
         Self::PoolExhausted,
         Self::Conflict,
         Self::StoreFailure,
+        Self::KernelFailure,
         Self::Unavailable,
         Self::Timeout,
         Self::Internal,

@@ -2,7 +2,6 @@
 //! behind it, the per-attachment device work.
 
 pub mod commands;
-pub mod isolation;
 pub mod logging;
 pub mod protocol;
 pub mod sriov;

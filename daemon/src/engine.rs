@@ -22,6 +22,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::config::{Config, DaemonPool, StoreBackend};
 use crate::inventory::{FirstFree, Inventory, PoolLayout, RailWant, VfBook, VfEntry, VfSelector};
+use crate::isolation::{vni_of, Isolator, Vni};
 use crate::keylock::KeyLocks;
 use crate::metrics::Metrics;
 use crate::netns;
@@ -93,6 +94,10 @@ pub struct Engine<S: Store> {
     /// Releases the store could not take (no quorum, deadline): retried by
     /// every reconciliation until they land. The plugin queues them too.
     retry_releases: Mutex<BTreeSet<api::AttachmentKey>>,
+    /// The node's per-job bridges and tunnels (`vxlan` pools).
+    isolator: Isolator,
+    /// Whether any pool isolates with `vxlan` (else no bridge work at all).
+    has_vxlan: bool,
 }
 
 impl<S: Store> std::fmt::Debug for Engine<S> {
@@ -281,6 +286,11 @@ impl<S: Store> Engine<S> {
             started: Instant::now(),
             netns_grace_ms: config.netns_grace_secs.saturating_mul(1000),
             retry_releases: Mutex::new(BTreeSet::new()),
+            isolator: Isolator::new(config.sysfs()),
+            has_vxlan: config
+                .pools
+                .iter()
+                .any(|p| p.ipam.isolation.mode == ipam::IsolationMode::Vxlan),
         };
         if config.store.backend == StoreBackend::Embedded {
             // A state dir from before the cluster key layout keeps its records.
@@ -291,6 +301,7 @@ impl<S: Store> Engine<S> {
                 .map_err(|e| StartError::State(api_err(e)))?;
         }
         engine.reload_owners().await.map_err(StartError::State)?;
+        engine.adopt_isolation().await.map_err(StartError::State)?;
         engine.update_gauges();
         Ok(engine)
     }
@@ -658,14 +669,103 @@ impl<S: Store> Engine<S> {
             .await
             .map_err(api_err)?
             .ok_or_else(|| unknown(&key))?;
-        let att = self.ipam.commit(&ik).await.map_err(api_err)?;
-        if matches!(before.state, ipam::AttachmentState::Reserved { .. }) {
+        let fresh = matches!(before.state, ipam::AttachmentState::Reserved { .. });
+        // vxlan: the VFs join their job rails' bridges before the attachment
+        // is committed, so a committed attachment is always isolated.
+        let joined = if self.has_vxlan {
+            let rec = self.att_record(&key).await?;
+            self.join_isolation(&self.view(&before, rec.as_ref()), fresh)
+                .await?
+        } else {
+            Vec::new()
+        };
+        let att = match self.ipam.commit(&ik).await {
+            Ok(a) => a,
+            Err(e) => {
+                if fresh {
+                    self.leave_isolation(&joined).await;
+                }
+                return Err(api_err(e));
+            }
+        };
+        if fresh {
             let ms = self.clock.now_ms().saturating_sub(att.created_ms);
             self.metrics.attach_seconds.observe(ms as f64 / 1000.0);
             tracing::info!(attachment = %key, job = %att.job, "committed");
         }
         let rec = self.att_record(&key).await?;
         Ok(self.view(&att, rec.as_ref()))
+    }
+
+    /// The `vxlan` job rails the attachment's VFs belong to.
+    fn vxlan_vfs(view: &api::Attachment) -> Result<Vec<(PciAddr, Vni)>, ApiError> {
+        let mut out = Vec::new();
+        for vf in &view.vfs {
+            if let Some(vni) = vni_of(&view.isolation_on(vf.rail)).map_err(|e| e.to_api())? {
+                out.push((vf.pci, vni));
+            }
+        }
+        Ok(out)
+    }
+
+    /// Joins every VF of `view` to its job rail's bridge; on failure undoes
+    /// the joins of this call when the attachment is new (a repeated commit
+    /// of a live attachment must not cut it off).
+    async fn join_isolation(
+        &self,
+        view: &api::Attachment,
+        fresh: bool,
+    ) -> Result<Vec<(PciAddr, Vni)>, ApiError> {
+        let mut joined = Vec::new();
+        for (pci, vni) in Self::vxlan_vfs(view)? {
+            match self.isolator.join_vf(pci, vni).await {
+                Ok(_) => joined.push((pci, vni)),
+                Err(e) => {
+                    if fresh {
+                        self.leave_isolation(&joined).await;
+                    }
+                    return Err(e.to_api());
+                }
+            }
+        }
+        Ok(joined)
+    }
+
+    /// Takes VFs off their job rails' bridges; failures are logged (the
+    /// reconciliation sweep removes what is left).
+    async fn leave_isolation(&self, vfs: &[(PciAddr, Vni)]) {
+        for (pci, vni) in vfs {
+            if let Err(e) = self.isolator.leave_vf(*pci, *vni).await {
+                tracing::warn!(%pci, %vni, error = %e, "taking the VF off its job bridge failed");
+            }
+        }
+    }
+
+    /// Tells the isolator which VFs recorded attachments hold on job rails,
+    /// so the sweep keeps their bridges.
+    async fn adopt_isolation(&self) -> Result<(), ApiError> {
+        if !self.has_vxlan {
+            return Ok(());
+        }
+        let mut after = None;
+        loop {
+            let page = self.attachment_page(after.as_ref()).await?;
+            let full = page.len() == PAGE;
+            after = page.last().map(|(a, _)| a.key.clone());
+            let mut vfs = Vec::new();
+            for (a, rec) in &page {
+                match Self::vxlan_vfs(&self.view(a, rec.as_ref())) {
+                    Ok(v) => vfs.extend(v.into_iter().map(|(p, n)| (n, p))),
+                    Err(e) => {
+                        tracing::warn!(attachment = %a.key, error = %e, "recorded isolation unusable")
+                    }
+                }
+            }
+            self.isolator.adopt(vfs).await;
+            if !full {
+                return Ok(());
+            }
+        }
     }
 
     /// Releases an attachment and its VFs (idempotent).
@@ -713,14 +813,32 @@ impl<S: Store> Engine<S> {
             return Ok(api::ReleaseResponse { released: false });
         };
         let prefix = format!("{VF_PREFIX}{}/", self.node);
+        let mut leave = Vec::new();
         {
             let mut book = lock(&self.book);
+            let inv = book.inventory().clone();
             for r in &att.records {
-                if let Some(pci) = r.strip_prefix(&prefix).and_then(|p| p.parse().ok()) {
-                    book.disown(pci, key);
+                let Some(pci) = r
+                    .strip_prefix(&prefix)
+                    .and_then(|p| p.parse::<PciAddr>().ok())
+                else {
+                    continue;
+                };
+                book.disown(pci, key);
+                let rail = inv.all().find(|e| e.pci() == pci).map(|e| e.rail);
+                let iso = att
+                    .rails
+                    .iter()
+                    .find(|r| Some(r.rail) == rail)
+                    .and_then(|r| r.isolation);
+                if let Some(i) = iso.filter(|i| i.mode == ipam::IsolationMode::Vxlan) {
+                    if let Ok(vni) = Vni::new(i.id) {
+                        leave.push((pci, vni));
+                    }
                 }
             }
         }
+        self.leave_isolation(&leave).await;
         self.metrics.attachments.dec();
         self.update_gauges();
         tracing::info!(attachment = %key, job = %att.job, "released");
@@ -1097,6 +1215,12 @@ impl<S: Store> Engine<S> {
             }
         }
         self.reload_owners().await?;
+        if self.has_vxlan {
+            match self.isolator.sweep().await {
+                Ok(removed) => report.bridges_removed = removed.len(),
+                Err(e) => tracing::warn!(error = %e, "sweeping orphaned job bridges failed"),
+            }
+        }
         let remaining = self.ipam.count_attachments().await.map_err(api_err)?;
         self.metrics
             .attachments
@@ -1124,6 +1248,8 @@ pub struct ReconcileReport {
     pub netns_gone: usize,
     /// Releases queued while the store was unavailable that landed now.
     pub retried_releases: usize,
+    /// Job bridges and tunnels removed because no attachment uses them.
+    pub bridges_removed: usize,
 }
 
 impl<S: Store> crate::server::ApiHandler for Engine<S> {

@@ -1,38 +1,33 @@
 //! Job isolation in the node's own network namespace, for pools whose mode
-//! is `vxlan` (switchdev NICs).
+//! is `vxlan` (switchdev NICs). jobnetd owns these node-wide objects: it
+//! makes them when a job's first attachment on the node commits, removes
+//! them when the job's last one is released, and sweeps orphans.
 //!
 //! A VF in switchdev mode reaches nothing by itself: its traffic leaves
-//! through its representor netdev in the node. Every job with pods on the
-//! node gets one bridge `jnb<VNI>` holding one VXLAN device `jnx<VNI>`
-//! (VNI = the job's isolation ID from jobnetd, UDP port 4789, learning on,
-//! bound to the PF netdev as underlay, flooding through the multicast group
-//! [`Vni::multicast_group`]); the representors of the job's VFs are ports of
-//! that bridge. Pods of one job meet on the bridge (same node) or through
-//! the tunnel (other nodes); pods of different jobs share no L2 segment.
+//! through its representor netdev in the node. Every job rail with pods on
+//! the node gets one bridge `jnb<VNI>` holding one VXLAN device `jnx<VNI>`
+//! (VNI = the job's isolation ID on that rail, UDP port 4789, learning on,
+//! bound to the rail's PF netdev as underlay, flooding through the multicast
+//! group [`Vni::multicast_group`]); the representors of the job's VFs on that
+//! rail are ports of that bridge. Pods of one job meet on the bridge (same
+//! node) or through the tunnel (other nodes); pods of different jobs share
+//! no L2 segment.
 //!
-//! [`join`] and [`leave`] change the node's kernel state under a node-wide
-//! lock (an `flock` on the plugin's state directory itself, so no lock file
-//! is ever left behind): two plugin runs for the same job never race to
-//! create or delete the shared bridge and tunnel. The last [`leave`] of a
-//! bridge deletes the tunnel and the bridge.
+//! [`Isolator`] serialises every change under one in-process lock: jobnetd
+//! is the only writer, so two attachments never race to create or delete a
+//! shared bridge and tunnel.
 //!
-//! Limit: the kernel allows one VXLAN device per VNI and port in a netns, so
-//! a job's tunnel on a node runs over one PF. A second attachment of the
-//! same job on another PF of the node is refused (see
-//! [`IsolationError::UnderlayMismatch`]) rather than silently carried over
-//! the first PF's rail.
+//! The kernel allows one VXLAN device per VNI and port in a netns, so one
+//! job rail's tunnel on a node runs over one PF; a second attachment of the
+//! same VNI over another PF is refused (see [`IsolationError::UnderlayMismatch`]).
 
-use std::fs::File;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::Ipv4Addr;
-use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
 
+use jobnet_api::{ApiError, ErrorCode};
 use jobnet_hw::{sriov, PciAddr, SysfsRoot};
 use jobnet_netlink::rtnetlink::packet_route::link::{LinkAttribute, LinkMessage};
 use jobnet_netlink::{Handle, Link, NetlinkError, VxlanConfig, VXLAN_PORT};
-use nix::fcntl::{Flock, FlockArg};
-
-use crate::protocol::error::{CniError, ErrorCode};
 
 /// Name prefix of the per-job bridges.
 pub const BRIDGE_PREFIX: &str = "jnb";
@@ -41,8 +36,6 @@ pub const VXLAN_PREFIX: &str = "jnx";
 /// Bytes a VXLAN tunnel over IPv4 adds to every frame (outer Ethernet 14,
 /// IPv4 20, UDP 8, VXLAN 8): the tunnel's MTU is the underlay's minus this.
 pub const VXLAN_OVERHEAD_V4: u32 = 50;
-/// How long [`join`] and [`leave`] wait for the node lock.
-pub const LOCK_TIMEOUT: Duration = Duration::from_secs(30);
 /// Marker prefix in the VXLAN device's alias; the rest is the underlay netdev.
 const UNDERLAY_ALIAS_PREFIX: &str = "jobnet underlay=";
 
@@ -85,18 +78,6 @@ pub enum IsolationError {
         /// Its current master.
         master: String,
     },
-    /// Another plugin run held the node lock for too long.
-    #[error("node isolation lock on {0} still busy after {LOCK_TIMEOUT:?}")]
-    LockTimeout(PathBuf),
-    /// The lock directory could not be opened or locked.
-    #[error("node isolation lock on {path}: {source}")]
-    Lock {
-        /// The directory.
-        path: PathBuf,
-        /// The OS error.
-        #[source]
-        source: std::io::Error,
-    },
     /// A kernel operation failed.
     #[error(transparent)]
     Kernel(#[from] NetlinkError),
@@ -111,19 +92,17 @@ pub enum IsolationError {
 }
 
 impl IsolationError {
-    /// The CNI error an ADD reports for this failure.
-    pub fn to_cni(&self) -> CniError {
+    /// The API error a commit answers with for this failure.
+    pub fn to_api(&self) -> ApiError {
         let code = match self {
-            Self::BadVni(_) => ErrorCode::DaemonProtocol,
+            Self::BadVni(_) => ErrorCode::Internal,
             Self::Device { .. } | Self::NoRepresentor(_) | Self::NoUnderlay(_) => {
-                ErrorCode::DeviceNotFound
+                ErrorCode::UnknownDevice
             }
             Self::UnderlayMismatch { .. } | Self::ForeignMaster { .. } => ErrorCode::DeviceBusy,
-            Self::LockTimeout(_) => ErrorCode::TryAgainLater,
-            Self::Lock { .. } => ErrorCode::IoFailure,
-            Self::Kernel(_) | Self::Alias { .. } => ErrorCode::KernelOperationFailed,
+            Self::Kernel(_) | Self::Alias { .. } => ErrorCode::KernelFailure,
         };
-        CniError::new(code, format!("vxlan isolation: {self}"))
+        ApiError::new(code, format!("vxlan isolation: {self}"))
     }
 }
 
@@ -196,47 +175,6 @@ pub fn is_job_bridge(name: &str) -> bool {
     name.starts_with(BRIDGE_PREFIX) && Vni::from_name(name).is_some()
 }
 
-/// Holds the node-wide isolation lock until dropped.
-#[derive(Debug)]
-pub struct NodeLock {
-    _lock: Flock<File>,
-}
-
-impl NodeLock {
-    /// Takes an exclusive `flock` on directory `dir` (created if missing),
-    /// waiting at most [`LOCK_TIMEOUT`]. Locking the directory itself
-    /// leaves no file behind; the lock dies with the process.
-    pub async fn acquire(dir: &Path) -> Result<Self, IsolationError> {
-        let io = |source| IsolationError::Lock {
-            path: dir.to_owned(),
-            source,
-        };
-        {
-            use std::os::unix::fs::DirBuilderExt;
-            std::fs::DirBuilder::new()
-                .recursive(true)
-                .mode(0o700)
-                .create(dir)
-                .map_err(io)?;
-        }
-        let mut file = File::open(dir).map_err(io)?;
-        let deadline = Instant::now() + LOCK_TIMEOUT;
-        loop {
-            match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
-                Ok(lock) => return Ok(Self { _lock: lock }),
-                Err((f, nix::errno::Errno::EWOULDBLOCK)) if Instant::now() < deadline => {
-                    file = f;
-                    tokio::time::sleep(Duration::from_millis(5)).await;
-                }
-                Err((_, nix::errno::Errno::EWOULDBLOCK)) => {
-                    return Err(IsolationError::LockTimeout(dir.to_owned()))
-                }
-                Err((_, e)) => return Err(io(e.into())),
-            }
-        }
-    }
-}
-
 /// Where a representor ended up after [`join`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Membership {
@@ -304,16 +242,14 @@ async fn find(h: &Handle, name: &str) -> Result<Option<Link>, NetlinkError> {
 /// Puts `representor` on the bridge of job `vni`, creating the bridge and
 /// its VXLAN device over `underlay` (the PF netdev) when this is the job's
 /// first attachment on the node. Idempotent: a representor already on the
-/// job's bridge stays there. Holds the node lock on `lock_dir` throughout.
+/// job's bridge stays there. The caller serialises calls (see [`Isolator`]).
 /// On failure everything this call changed is undone.
 pub async fn join(
     h: &Handle,
-    lock_dir: &Path,
     representor: &str,
     underlay: &str,
     vni: Vni,
 ) -> Result<Membership, IsolationError> {
-    let _lock = NodeLock::acquire(lock_dir).await?;
     let mut undo = Undo::default();
     match join_locked(h, representor, underlay, vni, &mut undo).await {
         Ok(m) => Ok(m),
@@ -455,13 +391,9 @@ async fn set_alias(h: &Handle, link: &Link, alias: &str) -> Result<(), Isolation
 /// Takes `representor` off its jobnet bridge; when no representor is left
 /// on that bridge, deletes its VXLAN device and the bridge. Idempotent: a
 /// missing representor or one on no jobnet bridge is [`LeaveOutcome::NotJoined`].
-/// The representor's admin state is left as it is.
-pub async fn leave(
-    h: &Handle,
-    lock_dir: &Path,
-    representor: &str,
-) -> Result<LeaveOutcome, IsolationError> {
-    let _lock = NodeLock::acquire(lock_dir).await?;
+/// The representor's admin state is left as it is. The caller serialises
+/// calls (see [`Isolator`]).
+pub async fn leave(h: &Handle, representor: &str) -> Result<LeaveOutcome, IsolationError> {
     leave_locked(h, representor).await
 }
 
@@ -538,58 +470,119 @@ pub fn vf_ports(sysfs: &SysfsRoot, pci: PciAddr) -> Result<VfPorts, IsolationErr
     })
 }
 
-/// ADD: puts the VF's representor on job `vni`'s bridge in the current
-/// (node) netns, locking on the state directory `state_root`.
-pub async fn join_vf(
-    sysfs: &SysfsRoot,
-    state_root: &Path,
-    pci: PciAddr,
-    vni: Vni,
-) -> Result<Membership, IsolationError> {
-    let ports = vf_ports(sysfs, pci)?;
-    let h = Handle::new()?;
-    join(&h, state_root, &ports.representor, &ports.underlay, vni).await
+/// The node's isolation objects, changed only through this (one per jobnetd).
+#[derive(Debug)]
+pub struct Isolator {
+    sysfs: SysfsRoot,
+    /// Which VFs use which job rail's bridge; the lock serialises every change.
+    users: tokio::sync::Mutex<BTreeMap<Vni, BTreeSet<PciAddr>>>,
 }
 
-/// Undoes [`join_vf`] after a later ADD step failed, or on DEL: takes the
-/// VF's representor off its jobnet bridge (deleting bridge and tunnel with
-/// the last one). Never fails; what cannot be done is logged, because DEL
-/// must succeed. A VF without representor or bridge needs nothing.
-pub async fn leave_vf(sysfs: &SysfsRoot, state_root: &Path, pci: PciAddr) -> Option<LeaveOutcome> {
-    let ports = match vf_ports(sysfs, pci) {
-        Ok(p) => p,
-        Err(e) => {
-            tracing::debug!(error = %e, "no representor to take off a job bridge");
-            return None;
-        }
-    };
-    let h = match Handle::new() {
-        Ok(h) => h,
-        Err(e) => {
-            tracing::error!(error = %e, "cannot open netlink to leave the job bridge");
-            return None;
-        }
-    };
-    // Only a representor on a jobnet bridge needs the lock and the work.
-    match find(&h, &ports.representor).await {
-        Ok(Some(rep)) if rep.master.is_some() => {}
-        Ok(_) => return Some(LeaveOutcome::NotJoined),
-        Err(e) => {
-            tracing::error!(representor = %ports.representor, error = %e, "cannot look at the representor");
-            return None;
+impl Isolator {
+    /// An isolator for the VFs described under `sysfs`, in jobnetd's netns.
+    pub fn new(sysfs: SysfsRoot) -> Self {
+        Self {
+            sysfs,
+            users: tokio::sync::Mutex::new(BTreeMap::new()),
         }
     }
-    match leave(&h, state_root, &ports.representor).await {
-        Ok(o) => Some(o),
-        Err(e) => {
-            tracing::error!(representor = %ports.representor, error = %e, "cannot take the representor off its job bridge");
-            None
+
+    /// Records VFs that committed attachments hold on job rails (from the
+    /// store, at start), so [`Isolator::sweep`] keeps their bridges.
+    pub async fn adopt(&self, vfs: impl IntoIterator<Item = (Vni, PciAddr)>) {
+        let mut users = self.users.lock().await;
+        for (vni, pci) in vfs {
+            users.entry(vni).or_default().insert(pci);
         }
+    }
+
+    /// Puts the VF's representor on job rail `vni`'s bridge (made on first use).
+    pub async fn join_vf(&self, pci: PciAddr, vni: Vni) -> Result<Membership, IsolationError> {
+        let ports = vf_ports(&self.sysfs, pci)?;
+        let h = Handle::new()?;
+        let mut users = self.users.lock().await;
+        let m = join(&h, &ports.representor, &ports.underlay, vni).await?;
+        for set in users.values_mut() {
+            set.remove(&pci);
+        }
+        users.entry(vni).or_default().insert(pci);
+        Ok(m)
+    }
+
+    /// Takes the VF's representor off its jobnet bridge, if it is on `vni`'s
+    /// (deleting bridge and tunnel with the last port). A representor on
+    /// another job's bridge belongs to that attachment now and stays.
+    pub async fn leave_vf(&self, pci: PciAddr, vni: Vni) -> Result<LeaveOutcome, IsolationError> {
+        let mut users = self.users.lock().await;
+        if let Some(set) = users.get_mut(&vni) {
+            set.remove(&pci);
+            if set.is_empty() {
+                users.remove(&vni);
+            }
+        }
+        let ports = match vf_ports(&self.sysfs, pci) {
+            Ok(p) => p,
+            // No representor (any more): nothing can be on a bridge.
+            Err(_) => return Ok(LeaveOutcome::NotJoined),
+        };
+        let h = Handle::new()?;
+        let Some(rep) = find(&h, &ports.representor).await? else {
+            return Ok(LeaveOutcome::NotJoined);
+        };
+        let Some(m) = rep.master else {
+            return Ok(LeaveOutcome::NotJoined);
+        };
+        match h.link_by_index(m).await {
+            Ok(b) if b.name == vni.bridge_name() => leave_locked(&h, &ports.representor).await,
+            Ok(_) => Ok(LeaveOutcome::NotJoined),
+            Err(e) if e.is_not_found() => Ok(LeaveOutcome::NotJoined),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Removes job bridges (with their tunnels) that no VF of a committed
+    /// attachment uses: left behind by a release that never reached this
+    /// node's kernel (a crash, an older jobnet). Takes the ports of those
+    /// bridges off first. Returns the links removed.
+    pub async fn sweep(&self) -> Result<Vec<String>, IsolationError> {
+        let h = Handle::new()?;
+        let users = self.users.lock().await;
+        let keep: BTreeSet<Vni> = users.keys().copied().collect();
+        let links = h.links().await?;
+        let mut removed = Vec::new();
+        for bridge in links.iter().filter(|l| is_job_bridge(&l.name)) {
+            let Some(vni) = Vni::from_name(&bridge.name) else {
+                continue;
+            };
+            if keep.contains(&vni) {
+                continue;
+            }
+            for port in links.iter().filter(|l| l.master == Some(bridge.index)) {
+                ignore_missing(h.set_master(port.index, None).await)?;
+            }
+            let tunnel = vni.vxlan_name();
+            if let Some(t) = links.iter().find(|l| l.name == tunnel) {
+                ignore_missing(h.delete_link(t.index).await)?;
+            }
+            ignore_missing(h.delete_link(bridge.index).await)?;
+            tracing::info!(bridge = %bridge.name, "orphaned job bridge and tunnel removed");
+            removed.push(bridge.name.clone());
+        }
+        // A tunnel whose bridge is gone is an orphan too.
+        for t in links.iter().filter(|l| l.name.starts_with(VXLAN_PREFIX)) {
+            if let Some(vni) = Vni::from_name(&t.name) {
+                if !keep.contains(&vni) && t.master.is_none() {
+                    ignore_missing(h.delete_link(t.index).await)?;
+                    removed.push(t.name.clone());
+                }
+            }
+        }
+        Ok(removed)
     }
 }
 
-/// The VNI of a jobnetd isolation answer: Some for `vxlan` pools (whose
-/// answer must carry a valid ID), None for every other mode.
+/// The VNI of a rail's isolation: Some for `vxlan` (whose answer must carry
+/// a valid ID), None for every other mode.
 pub fn vni_of(iso: &jobnet_api::Isolation) -> Result<Option<Vni>, IsolationError> {
     match iso.mode {
         jobnet_api::IsolationMode::Vxlan => iso
@@ -599,40 +592,6 @@ pub fn vni_of(iso: &jobnet_api::Isolation) -> Result<Option<Vni>, IsolationError
             .map(Some),
         _ => Ok(None),
     }
-}
-
-/// DEL: takes the representor of attachment (`container_id`, `ifname`) off
-/// its job bridge, before the VF itself is restored. The VF comes from the
-/// attachment cache, else from the config's `deviceID`; nothing is done
-/// when the VF now belongs to another attachment (its new owner's bridge
-/// membership is not ours to undo). Never fails.
-pub async fn leave_attachment(
-    sysfs: &SysfsRoot,
-    state: &crate::sriov::StateDir,
-    container_id: &str,
-    ifname: &str,
-    device_hint: Option<PciAddr>,
-) -> Option<LeaveOutcome> {
-    use crate::sriov::{cache, owner, record::AttachmentRecord};
-    let cached = cache::load::<AttachmentRecord>(&cache::path_for(state, container_id, ifname))
-        .ok()
-        .map(|r| r.pci);
-    let pci = cached.or(device_hint)?;
-    match owner::lock_existing(state, pci) {
-        // The claim is dropped right away (DEL's detach takes it next); the
-        // VF stays ours until detach releases it, so nobody can take it
-        // in between.
-        Ok(Some(c)) if c.record.container_id != container_id || c.record.ifname != ifname => {
-            tracing::info!(%pci, owner = %c.record.container_id, "VF belongs to another attachment; leaving its bridge membership alone");
-            return None;
-        }
-        Ok(_) => {}
-        Err(e) => {
-            tracing::warn!(%pci, error = %e, "cannot check the VF's owner; not touching its bridge membership");
-            return None;
-        }
-    }
-    leave_vf(sysfs, state.root(), pci).await
 }
 
 #[cfg(test)]
@@ -681,40 +640,18 @@ mod tests {
     }
 
     #[test]
-    fn errors_map_to_cni_codes() {
+    fn errors_map_to_api_codes() {
         let pci: PciAddr = "0000:03:00.2".parse().unwrap();
-        assert_eq!(
-            IsolationError::NoRepresentor(pci).to_cni().code.number(),
-            100
-        );
-        assert_eq!(IsolationError::BadVni(0).to_cni().code.number(), 103);
-        assert_eq!(
-            IsolationError::LockTimeout(PathBuf::from("/x"))
-                .to_cni()
-                .code
-                .number(),
-            11
-        );
-        let m = IsolationError::NoRepresentor(pci).to_cni().msg;
-        assert!(m.contains("switchdev"), "{m}");
-    }
-
-    #[test]
-    fn the_node_lock_excludes_a_second_holder_and_leaves_no_file() {
-        let dir = tempfile::tempdir().unwrap();
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        let first = rt.block_on(NodeLock::acquire(dir.path())).unwrap();
-        // A second open file description cannot take it while the first holds it.
-        let f = File::open(dir.path()).unwrap();
-        let busy = Flock::lock(f, FlockArg::LockExclusiveNonblock);
-        assert!(busy.is_err());
-        drop(first);
-        let f = File::open(dir.path()).unwrap();
-        assert!(Flock::lock(f, FlockArg::LockExclusiveNonblock).is_ok());
-        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+        let e = IsolationError::NoRepresentor(pci).to_api();
+        assert_eq!(e.code, ErrorCode::UnknownDevice);
+        assert_eq!(e.code.cni_code(), 100);
+        assert!(e.message.contains("switchdev"), "{}", e.message);
+        assert_eq!(IsolationError::BadVni(0).to_api().code, ErrorCode::Internal);
+        let k = IsolationError::Alias {
+            name: "jnx1".into(),
+            detail: "EPERM".into(),
+        };
+        assert_eq!(k.to_api().code.cni_code(), 102);
     }
 
     /// A private "node" netns with an underlay PF veth per entry of `pfs`
@@ -722,7 +659,6 @@ mod tests {
     /// removed on drop.
     struct NodeNs {
         guard: Option<jobnet_netlink::NetnsGuard>,
-        lock_dir: tempfile::TempDir,
         rt: tokio::runtime::Runtime,
         h: Handle,
     }
@@ -759,7 +695,6 @@ mod tests {
             });
             Self {
                 guard: Some(guard),
-                lock_dir: tempfile::tempdir().unwrap(),
                 rt,
                 h,
             }
@@ -767,14 +702,11 @@ mod tests {
 
         fn join(&self, rep: &str, pf: &str, vni: u32) -> Result<Membership, IsolationError> {
             let vni = Vni::new(vni).unwrap();
-            self.rt
-                .block_on(join(&self.h, self.lock_dir.path(), rep, pf, vni))
+            self.rt.block_on(join(&self.h, rep, pf, vni))
         }
 
         fn leave(&self, rep: &str) -> LeaveOutcome {
-            self.rt
-                .block_on(leave(&self.h, self.lock_dir.path(), rep))
-                .unwrap()
+            self.rt.block_on(leave(&self.h, rep)).unwrap()
         }
 
         fn link(&self, name: &str) -> Option<Link> {
@@ -893,7 +825,7 @@ mod tests {
             matches!(&e, IsolationError::UnderlayMismatch { current, wanted, .. } if current == "pf0" && wanted == "pf1"),
             "{e}"
         );
-        assert_eq!(e.to_cni().code.number(), 101);
+        assert_eq!(e.to_api().code.cni_code(), 101);
         assert_eq!(n.master_of("r1"), None);
         assert_eq!(n.job_links(), ["jnb1000", "jnx1000"]);
         n.leave("r0");

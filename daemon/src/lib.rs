@@ -9,6 +9,7 @@ pub mod hints;
 pub mod hints_handler;
 pub mod install;
 pub mod inventory;
+pub mod isolation;
 pub mod keylock;
 pub mod metrics;
 pub mod netns;

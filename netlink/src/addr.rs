@@ -102,7 +102,7 @@ impl Handle {
         let msg = build_address(index, addr, opts);
         self.request(
             "add address",
-            &format_args!("{addr} on link #{index}"),
+            &format!("{addr} on link #{index}"),
             RouteNetlinkMessage::NewAddress(msg),
             NLM_F_CREATE | NLM_F_EXCL,
         )
@@ -115,7 +115,7 @@ impl Handle {
         let msg = build_address(index, addr, AddressOptions::default());
         self.request(
             "delete address",
-            &format_args!("{addr} on link #{index}"),
+            &format!("{addr} on link #{index}"),
             RouteNetlinkMessage::DelAddress(msg),
             0,
         )

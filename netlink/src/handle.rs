@@ -67,7 +67,7 @@ impl Handle {
     pub(crate) async fn request(
         &self,
         op: &'static str,
-        target: &dyn std::fmt::Display,
+        target: &(dyn std::fmt::Display + Sync),
         message: RouteNetlinkMessage,
         extra_flags: u16,
     ) -> Result<Vec<RouteNetlinkMessage>, NetlinkError> {
@@ -79,7 +79,7 @@ impl Handle {
     pub(crate) async fn dump(
         &self,
         op: &'static str,
-        target: &dyn std::fmt::Display,
+        target: &(dyn std::fmt::Display + Sync),
         message: RouteNetlinkMessage,
     ) -> Result<Vec<RouteNetlinkMessage>, NetlinkError> {
         self.send(op, target, message, NLM_F_REQUEST | NLM_F_DUMP)
@@ -90,7 +90,7 @@ impl Handle {
     pub(crate) async fn get(
         &self,
         op: &'static str,
-        target: &dyn std::fmt::Display,
+        target: &(dyn std::fmt::Display + Sync),
         message: RouteNetlinkMessage,
     ) -> Result<Vec<RouteNetlinkMessage>, NetlinkError> {
         self.send(op, target, message, NLM_F_REQUEST).await
@@ -99,7 +99,7 @@ impl Handle {
     async fn send(
         &self,
         op: &'static str,
-        target: &dyn std::fmt::Display,
+        target: &(dyn std::fmt::Display + Sync),
         message: RouteNetlinkMessage,
         flags: u16,
     ) -> Result<Vec<RouteNetlinkMessage>, NetlinkError> {

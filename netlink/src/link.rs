@@ -143,7 +143,7 @@ pub fn validate_ifname(name: &str) -> Result<(), String> {
 
 fn check_name(
     op: &'static str,
-    target: &dyn std::fmt::Display,
+    target: &(dyn std::fmt::Display + Sync),
     name: &str,
 ) -> Result<(), NetlinkError> {
     validate_ifname(name).map_err(|e| NetlinkError::new(op, target, ErrorKind::InvalidInput(e)))
@@ -195,7 +195,7 @@ fn link_target(index: u32) -> String {
 
 fn first_link(
     op: &'static str,
-    target: &dyn std::fmt::Display,
+    target: &(dyn std::fmt::Display + Sync),
     replies: Vec<RouteNetlinkMessage>,
 ) -> Result<Link, NetlinkError> {
     replies

@@ -216,7 +216,7 @@ impl Handle {
         let replies = self
             .dump(
                 "list routes",
-                &format_args!("{family:?}"),
+                &format!("{family:?}"),
                 RouteNetlinkMessage::GetRoute(msg),
             )
             .await?;

@@ -226,6 +226,23 @@ impl Daemon {
     /// [`Daemon::start`] with a given jobnetd binary (benchmarks use the
     /// release build).
     pub fn start_binary(jobnetd: &Path, node: &str, sysfs_root: &Path, pools: &str) -> Self {
+        Self::start_binary_in(jobnetd, None, node, sysfs_root, pools)
+    }
+
+    /// [`Daemon::start`] inside network namespace `netns` (a fabric node's),
+    /// as a DaemonSet runs jobnetd in its node's host network: the node-wide
+    /// objects it owns (job bridges, VXLAN tunnels) live there.
+    pub fn start_in(netns: Option<&str>, node: &str, sysfs_root: &Path, pools: &str) -> Self {
+        Self::start_binary_in(&binaries().jobnetd, netns, node, sysfs_root, pools)
+    }
+
+    fn start_binary_in(
+        jobnetd: &Path,
+        netns: Option<&str>,
+        node: &str,
+        sysfs_root: &Path,
+        pools: &str,
+    ) -> Self {
         let dir = tempfile::tempdir().expect("daemon tempdir");
         let socket = dir.path().join("jobnetd.sock");
         let config = dir.path().join("jobnetd.toml");
@@ -242,7 +259,16 @@ impl Daemon {
         )
         .expect("write jobnetd.toml");
         let log = std::fs::File::create(dir.path().join("jobnetd.log")).expect("daemon log");
-        let child = Command::new(jobnetd)
+        let mut cmd = match netns {
+            // `ip netns exec` enters the netns and then execs jobnetd itself.
+            Some(ns) => {
+                let mut c = Command::new("ip");
+                c.args(["netns", "exec", ns]).arg(jobnetd);
+                c
+            }
+            None => Command::new(jobnetd),
+        };
+        let child = cmd
             .arg("--config")
             .arg(&config)
             .stdin(Stdio::null())

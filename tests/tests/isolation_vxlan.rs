@@ -11,7 +11,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 use jobnet_api::{AttachmentKey, Client};
-use jobnet_cni::isolation::Vni;
+use jobnet_daemon::isolation::Vni;
 use jobnet_tests::fabric::ip::{self, Netns};
 use jobnet_tests::fabric::probe::udp_echo;
 use jobnet_tests::fabric::{Fabric, FabricSpec, FabricVf};
@@ -56,7 +56,12 @@ impl<'f> Node<'f> {
         Self {
             fabric,
             index,
-            daemon: Daemon::start(&format!("node-{index}"), &n.sysfs_root, POOLS),
+            daemon: Daemon::start_in(
+                n.netns.as_deref(),
+                &format!("node-{index}"),
+                &n.sysfs_root,
+                POOLS,
+            ),
             state: tempfile::tempdir().unwrap(),
             files: tempfile::tempdir().unwrap(),
         }
@@ -393,6 +398,25 @@ fn jobs_reach_their_own_ranks_across_nodes_and_never_each_other() {
             node.index
         );
     }
+    // jobnetd owns the node's job bridges: one left behind (by a crash, or
+    // an older jobnet that made them in the plugin) goes at its next
+    // reconciliation, here the one at start.
+    let pf0 = &fabric.node(0).unwrap().pfs[0].netdev;
+    ip::batch(
+        &n0.ns(),
+        &[
+            "link add jnb4242 type bridge".to_string(),
+            format!("link add jnx4242 type vxlan id 4242 dev {pf0} dstport 4789"),
+            "link set jnx4242 master jnb4242".to_string(),
+        ],
+        false,
+        false,
+    )
+    .unwrap();
+    assert_eq!(job_links(&n0.ns()), ["jnb4242", "jnx4242"]);
+    drop(n0);
+    let n0 = Node::new(&fabric, 0);
+    assert!(job_links(&n0.ns()).is_empty(), "{:?}", job_links(&n0.ns()));
     // Pods go before the fabric (veth VFs would die with them otherwise).
     drop(pods);
 }

@@ -2,7 +2,6 @@
 
 use jobnet_api::{AttachmentKey, Rails as ApiRails, ReserveRequest};
 
-use crate::isolation::{self, Vni};
 use crate::protocol::config::NetConf;
 use crate::protocol::error::{CniError, ErrorCode};
 use crate::protocol::ipam::Delegate;
@@ -112,7 +111,6 @@ fn add_with_delegated_ipam(
         std::slice::from_ref(&spec),
         result,
         None,
-        &[],
     ))??;
     release.disarm();
     Ok(result)
@@ -173,9 +171,8 @@ async fn attach_reserved(
             "jobnetd reserved no VF",
         ));
     }
-    // vxlan is done in the node after the attach (each rail has its own
-    // VNI); other modes shape the spec.
-    let mut vnis = Vec::with_capacity(reservation.vfs.len());
+    // vxlan is jobnetd's: the commit puts each VF's representor on its job
+    // rail's bridge; the other modes shape the spec here.
     let mut result: Option<CniResult> = None;
     let mut specs = Vec::with_capacity(reservation.vfs.len());
     // One pod interface per reserved VF (one per rail with `rails: all`),
@@ -232,30 +229,24 @@ async fn attach_reserved(
             );
         }
         spec.mtu = spec.mtu.or(reservation.mtu);
-        let rail_isolation = reservation.isolation_on(vf.rail);
-        let vni = isolation::vni_of(&rail_isolation).map_err(|e| e.to_cni())?;
-        if vni.is_none() {
-            daemon::apply_isolation(&mut spec, &rail_isolation)?;
-        }
-        vnis.push(vni);
+        daemon::apply_isolation(&mut spec, &reservation.isolation_on(vf.rail))?;
         specs.push(spec);
         result = Some(r);
     }
     let result = result.unwrap_or_default();
-    attach_and_commit(env, ctx, &specs, result, Some((client, key)), &vnis).await
+    attach_and_commit(env, ctx, &specs, result, Some((client, key))).await
 }
 
-/// Attaches every spec (one per rail), joins the job's VXLAN bridge (with
-/// `vxlan`), commits in the daemon (when there is one), then commits the
-/// caches; a failure at any step undoes everything done before it, in
-/// reverse.
+/// Attaches every spec (one per rail), commits in the daemon (when there is
+/// one; with `vxlan` that joins the job's bridges), then commits the caches;
+/// a failure at any step undoes everything done before it, in reverse (the
+/// caller releases the reservation, which undoes the daemon's part).
 async fn attach_and_commit(
     env: &DeviceEnv,
     ctx: &sriov::Context<'_>,
     specs: &[sriov::AttachSpec],
     mut result: CniResult,
     daemon: Option<(&jobnet_api::Client, &AttachmentKey)>,
-    vnis: &[Option<Vni>],
 ) -> Result<CniResult, CniError> {
     let mut attached: Vec<sriov::Attachment> = Vec::with_capacity(specs.len());
     for spec in specs {
@@ -282,25 +273,11 @@ async fn attach_and_commit(
         let (_, prev) = CniResult::parse(&stored, CniVersion::LATEST, "cached result")?;
         return Ok(prev);
     }
-    let mut joined = Vec::new();
-    for (spec, vni) in specs.iter().zip(vnis) {
-        if let Some(vni) = *vni {
-            match isolation::join_vf(&env.sysfs, env.state.root(), spec.pci, vni).await {
-                Ok(_) => joined.push(spec.pci),
-                Err(e) => {
-                    leave_all(env, &joined).await;
-                    abort_all(env, attached).await;
-                    return Err(e.to_cni());
-                }
-            }
-        }
-    }
     for (spec, a) in specs.iter().zip(&attached) {
         device::describe_interface(&mut result, &spec.ifname, &a.record);
     }
     if let Some((client, key)) = daemon {
         if let Err(e) = client.commit(key).await {
-            leave_all(env, &joined).await;
             abort_all(env, attached).await;
             return Err(daemon::api_error(&e));
         }
@@ -321,7 +298,6 @@ async fn attach_and_commit(
                 let ctx = env.context(&sriov::NoFaults);
                 sriov::detach(&ctx, cid, ifname, None, None, None).await;
             }
-            leave_all(env, &joined).await;
             return Err(device::attach_error(&e));
         }
         committed.push(who);
@@ -333,13 +309,6 @@ async fn attach_and_commit(
 async fn abort_all(env: &DeviceEnv, attached: Vec<sriov::Attachment>) {
     for a in attached.into_iter().rev() {
         a.abort(&env.sysfs).await;
-    }
-}
-
-/// Takes VFs' representors off their job bridge, last first.
-async fn leave_all(env: &DeviceEnv, pcis: &[jobnet_hw::PciAddr]) {
-    for pci in pcis.iter().rev() {
-        isolation::leave_vf(&env.sysfs, env.state.root(), *pci).await;
     }
 }
 

@@ -95,7 +95,8 @@ pub fn apply_isolation(
 ) -> Result<(), CniError> {
     use jobnet_api::IsolationMode;
     match iso.mode {
-        IsolationMode::None => Ok(()),
+        // vxlan lives in the node: jobnetd's commit joins the job's bridge.
+        IsolationMode::None | IsolationMode::Vxlan => Ok(()),
         IsolationMode::VfVlan => {
             let id = iso
                 .id

@@ -29,15 +29,7 @@ pub fn del_with(req: &DelRequest, faults: &dyn sriov::FaultHook) -> Result<(), C
     // the first rail's cache; they go first (reverse of ADD).
     let siblings = env.siblings(att.container_id.as_str(), att.ifname.as_str());
     for ifname in siblings.iter().rev() {
-        detach_one(
-            &env,
-            &ctx,
-            att.container_id.as_str(),
-            ifname,
-            netns,
-            None,
-            None,
-        )?;
+        detach_one(&ctx, att.container_id.as_str(), ifname, netns, None, None)?;
     }
     let devinfo = sriov::devinfo::path_for(
         req.conf.runtime.device_info_file.as_deref(),
@@ -46,7 +38,6 @@ pub fn del_with(req: &DelRequest, faults: &dyn sriov::FaultHook) -> Result<(), C
         att.ifname.as_str(),
     );
     let outcome = detach_one(
-        &env,
         &ctx,
         att.container_id.as_str(),
         att.ifname.as_str(),
@@ -65,11 +56,9 @@ pub fn del_with(req: &DelRequest, faults: &dyn sriov::FaultHook) -> Result<(), C
     Ok(())
 }
 
-/// Undoes one pod interface: off the job's VXLAN bridge first (a no-op
-/// unless its representor is on one, done while the VF is still recorded as
-/// this attachment's), then the VF back to the host.
+/// Undoes one pod interface: the VF back to the host (the job's VXLAN
+/// bridge membership is jobnetd's, undone by the release).
 fn detach_one(
-    env: &DeviceEnv,
     ctx: &sriov::Context<'_>,
     container_id: &str,
     ifname: &str,
@@ -77,14 +66,6 @@ fn detach_one(
     device_hint: Option<jobnet_hw::PciAddr>,
     devinfo: Option<&std::path::Path>,
 ) -> Result<sriov::DetachOutcome, CniError> {
-    let left = device::block_on(crate::isolation::leave_attachment(
-        &env.sysfs,
-        &env.state,
-        container_id,
-        ifname,
-        device_hint,
-    ))?;
-    tracing::debug!(?left, ifname, "DEL isolation work done");
     device::block_on(sriov::detach(
         ctx,
         container_id,
