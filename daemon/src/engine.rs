@@ -34,6 +34,8 @@ const VF_PREFIX: &str = "vf/";
 const ATT_PREFIX: &str = "att/";
 /// Records read at a time by scans (reconcile, GC, owners), bounding their memory.
 const PAGE: usize = 512;
+/// Most uncommitted reservations remembered for their commit.
+const RESERVED_VIEWS_MAX: usize = 65_536;
 
 /// What the daemon stores about an attachment besides its addresses.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -96,6 +98,9 @@ pub struct Engine<S: Store> {
     retry_releases: Mutex<BTreeSet<api::AttachmentKey>>,
     /// The node's per-job bridges and tunnels (`vxlan` pools).
     isolator: Isolator,
+    /// Reservations this process made, as answered: their commit needs no
+    /// read back (removed by commit or release; cleared when too many).
+    reserved: Mutex<HashMap<api::AttachmentKey, api::Attachment>>,
     /// Whether any pool isolates with `vxlan` (else no bridge work at all).
     has_vxlan: bool,
 }
@@ -287,6 +292,7 @@ impl<S: Store> Engine<S> {
             netns_grace_ms: config.netns_grace_secs.saturating_mul(1000),
             retry_releases: Mutex::new(BTreeSet::new()),
             isolator: Isolator::new(config.sysfs()),
+            reserved: Mutex::new(HashMap::new()),
             has_vxlan: config
                 .pools
                 .iter()
@@ -507,13 +513,19 @@ impl<S: Store> Engine<S> {
             .unwrap_or_else(|| self.default_pool.clone());
         self.pool_settings(&pool)?;
         let _key_guard = self.key_locks.lock(key.clone()).await;
-        if let Some(existing) = self
-            .ipam
-            .attachment(&to_ipam_key(&key))
-            .await
-            .map_err(api_err)?
-        {
-            return self.repeat(&req, &pool, &existing).await;
+        // Every recorded attachment owns its VFs in the book, so only a key
+        // that owns one can be a repeat worth a read; any other repeat is
+        // caught by the reservation's own compare below.
+        let maybe_repeat = lock(&self.book).owns_any(&key);
+        if maybe_repeat {
+            if let Some(existing) = self
+                .ipam
+                .attachment(&to_ipam_key(&key))
+                .await
+                .map_err(api_err)?
+            {
+                return self.repeat(&req, &pool, &existing).await;
+            }
         }
         if let Some(dev) = req.device_id {
             if self.inventory().get(&pool, dev).is_none() {
@@ -537,9 +549,9 @@ impl<S: Store> Engine<S> {
             vfs: chosen.iter().map(assignment).collect(),
         };
         let records = self.records_for(&key, &record)?;
-        let att = self
+        let (att, created) = self
             .ipam
-            .reserve(ipam::ReserveRequest {
+            .reserve_new(ipam::ReserveRequest {
                 pool: pool.clone(),
                 job: req.job.clone(),
                 key: to_ipam_key(&key),
@@ -549,6 +561,11 @@ impl<S: Store> Engine<S> {
             })
             .await
             .map_err(api_err)?;
+        if !created {
+            // Recorded already (the book did not know): answer as a repeat.
+            drop(claim);
+            return self.repeat(&req, &pool, &att).await;
+        }
         claim.owner = Some(key.clone());
         drop(claim);
         self.metrics.attachments.inc();
@@ -558,7 +575,9 @@ impl<S: Store> Engine<S> {
         self.update_gauges();
         tracing::info!(attachment = %key, job = %req.job, rank = ?req.rank, pool = %pool,
             vfs = ?record.vfs.iter().map(|v| v.pci.to_string()).collect::<Vec<_>>(), "reserved");
-        Ok(self.view(&att, Some(&record)))
+        let view = self.view(&att, Some(&record));
+        self.remember_reserved(&view);
+        Ok(view)
     }
 
     /// The daemon records an attachment owns: one owner record per VF (written
@@ -663,19 +682,26 @@ impl<S: Store> Engine<S> {
         validate::key(&key)?;
         let _g = self.key_locks.lock(key.clone()).await;
         let ik = to_ipam_key(&key);
-        let before = self
-            .ipam
-            .attachment(&ik)
-            .await
-            .map_err(api_err)?
-            .ok_or_else(|| unknown(&key))?;
-        let fresh = matches!(before.state, ipam::AttachmentState::Reserved { .. });
+        // The reservation as this process answered it, else as recorded.
+        let remembered = lock(&self.reserved).remove(&key);
+        let mut view = match remembered {
+            Some(v) => v,
+            None => {
+                let before = self
+                    .ipam
+                    .attachment(&ik)
+                    .await
+                    .map_err(api_err)?
+                    .ok_or_else(|| unknown(&key))?;
+                let rec = self.att_record(&key).await?;
+                self.view(&before, rec.as_ref())
+            }
+        };
+        let fresh = view.state == api::AttachmentState::Reserved;
         // vxlan: the VFs join their job rails' bridges before the attachment
         // is committed, so a committed attachment is always isolated.
         let joined = if self.has_vxlan {
-            let rec = self.att_record(&key).await?;
-            self.join_isolation(&self.view(&before, rec.as_ref()), fresh)
-                .await?
+            self.join_isolation(&view, fresh).await?
         } else {
             Vec::new()
         };
@@ -693,8 +719,16 @@ impl<S: Store> Engine<S> {
             self.metrics.attach_seconds.observe(ms as f64 / 1000.0);
             tracing::info!(attachment = %key, job = %att.job, "committed");
         }
-        let rec = self.att_record(&key).await?;
-        Ok(self.view(&att, rec.as_ref()))
+        view.state = api::AttachmentState::Committed;
+        Ok(view)
+    }
+
+    fn remember_reserved(&self, view: &api::Attachment) {
+        let mut r = lock(&self.reserved);
+        if r.len() >= RESERVED_VIEWS_MAX {
+            r.clear();
+        }
+        r.insert(view.key(), view.clone());
     }
 
     /// The `vxlan` job rails the attachment's VFs belong to.
@@ -804,6 +838,7 @@ impl<S: Store> Engine<S> {
         &self,
         key: &api::AttachmentKey,
     ) -> Result<api::ReleaseResponse, ApiError> {
+        lock(&self.reserved).remove(key);
         let released = self
             .ipam
             .release(&to_ipam_key(key))
@@ -928,17 +963,31 @@ impl<S: Store> Engine<S> {
         Ok(out)
     }
 
-    /// Every recorded attachment.
+    /// Every recorded attachment of this node, as the nearest store replica
+    /// has them (answered even while the cluster store has no quorum).
     pub async fn attachments(&self) -> Result<Vec<api::Attachment>, ApiError> {
+        let scope = self.ipam.node().to_owned();
         let mut out = Vec::new();
         let mut after = None;
         loop {
-            let page = self.attachment_page(after.as_ref()).await?;
-            out.extend(page.iter().map(|(a, r)| self.view(a, r.as_ref())));
+            let page = self
+                .ipam
+                .attachments_view_page(after.as_ref(), PAGE)
+                .await
+                .map_err(api_err)?;
+            for a in &page {
+                let rec = self
+                    .ipam
+                    .record_relaxed_on(&scope, &att_record_key(&to_api_key(&a.key)))
+                    .await
+                    .map_err(api_err)?
+                    .and_then(|v| serde_json::from_value::<AttRecord>(v).ok());
+                out.push(self.view(a, rec.as_ref()));
+            }
             if page.len() < PAGE {
                 return Ok(out);
             }
-            after = page.into_iter().next_back().map(|(a, _)| a.key);
+            after = page.into_iter().next_back().map(|a| a.key);
         }
     }
 
@@ -994,7 +1043,7 @@ impl<S: Store> Engine<S> {
             let key = to_api_key(&a.key);
             let rec = self
                 .ipam
-                .record_on(scope, &att_record_key(&key))
+                .record_relaxed_on(scope, &att_record_key(&key))
                 .await
                 .map_err(api_err)?
                 .and_then(|v| serde_json::from_value::<AttRecord>(v).ok());

@@ -304,6 +304,11 @@ impl VfBook {
         self.owners.get(&pci)
     }
 
+    /// True when `owner` durably owns any VF (it has a recorded attachment).
+    pub fn owns_any(&self, owner: &AttachmentKey) -> bool {
+        self.owners.values().any(|o| o == owner)
+    }
+
     /// True when an in-flight reserve has claimed the VF.
     pub fn is_claimed(&self, pci: PciAddr) -> bool {
         self.claimed.contains(&pci)

@@ -37,7 +37,7 @@ fn reserve_commit_release_are_idempotent() {
             "{a:?}"
         );
         assert!(a.addresses[1].address.addr().is_ipv6());
-        assert_eq!(a.isolation.mode, jobnet_api::IsolationMode::Vxlan);
+        assert_eq!(a.isolation.mode, jobnet_api::IsolationMode::VfVlan);
         assert!(a.isolation.id.is_some_and(|id| (1000..=1999).contains(&id)));
         // Same key again: same answer, no second VF.
         let again = c.reserve(&req).await.unwrap();
@@ -466,7 +466,7 @@ fn gang_reserve_and_jobnetctl_match_the_api() {
     let (ok, out, _) = d.ctl(&["jobs"]);
     assert!(ok);
     assert!(
-        out.contains("train") && out.contains("eval") && out.contains("vxlan:"),
+        out.contains("train") && out.contains("eval") && out.contains("vf-vlan:"),
         "{out}"
     );
     let (ok, out, _) = d.ctl(&["job", "show", "train"]);

@@ -44,7 +44,7 @@ impl Default for Opts {
 [[pools]]
 name = "rdma"
 cidrs = ["10.100.0.0/16", "fd00:100::/48"]
-isolation = { mode = "vxlan", first = 1000, last = 1999 }
+isolation = { mode = "vf-vlan", first = 1000, last = 1999 }
 "#
             .into(),
             netns_grace_secs: 600,

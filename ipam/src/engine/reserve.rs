@@ -7,6 +7,12 @@ impl<S: Store> Ipam<S> {
     /// Reserves addresses for one attachment (creating the job network on first use).
     /// Idempotent per `req.key`: a repeat returns the stored attachment unchanged.
     pub async fn reserve(&self, req: ReserveRequest) -> Result<Attachment, IpamError> {
+        self.reserve_new(req).await.map(|(a, _)| a)
+    }
+
+    /// [`Ipam::reserve`], also telling whether this call created the
+    /// attachment (`false`: it was already recorded, and is returned as is).
+    pub async fn reserve_new(&self, req: ReserveRequest) -> Result<(Attachment, bool), IpamError> {
         let rt = self.rt(&req.pool)?;
         check_len("job", &req.job, MAX_NAME)?;
         check_len("container id", &req.key.container_id, MAX_CONTAINER_ID)?;
@@ -39,7 +45,7 @@ impl<S: Store> Ipam<S> {
         &self,
         rt: &PoolRt,
         req: &ReserveRequest,
-    ) -> Result<Step<Attachment>, IpamError> {
+    ) -> Result<Step<(Attachment, bool)>, IpamError> {
         // Optimistic: no pre-reads of the attachment, its records or its rank
         // addresses. The transaction's compares decide, and only a failed
         // compare costs a read (to answer a repeat, or to name the holder).
@@ -153,7 +159,7 @@ impl<S: Store> Ipam<S> {
                     self.put_cached_job(&jkey, &rec, rev);
                 }
                 self.remember_reservation(&req.key, &stored, rev);
-                Ok(Step::Done(stored.att))
+                Ok(Step::Done((stored.att, true)))
             }
             TxnOutcome::Conflict(k) if k == akey => self.existing(&akey, req).await,
             TxnOutcome::Conflict(k) => {
@@ -189,14 +195,14 @@ impl<S: Store> Ipam<S> {
         &self,
         akey: &str,
         req: &ReserveRequest,
-    ) -> Result<Step<Attachment>, IpamError> {
+    ) -> Result<Step<(Attachment, bool)>, IpamError> {
         let Some(v) = self.store.get(akey).await? else {
             // Released in between: try again from scratch.
             return Ok(Step::Retry);
         };
         let st: StoredAttachment = decode(akey, &v)?;
         if st.att.pool == req.pool && st.att.job == req.job {
-            return Ok(Step::Done(st.att));
+            return Ok(Step::Done((st.att, false)));
         }
         Err(IpamError::KeyInUse {
             key: req.key.clone(),

@@ -8,8 +8,21 @@ impl<S: Store> Ipam<S> {
         self.attachment_on(&self.node, key).await
     }
 
-    /// One attachment that `node` recorded.
+    /// One attachment that `node` recorded (linearizable: what a decision needs).
     pub async fn attachment_on(
+        &self,
+        node: &str,
+        key: &AttachmentKey,
+    ) -> Result<Option<Attachment>, IpamError> {
+        let akey = keys::attachment(node, key);
+        match self.store.get(&akey).await? {
+            None => Ok(None),
+            Some(v) => Ok(Some(decode::<StoredAttachment>(&akey, &v)?.att)),
+        }
+    }
+
+    /// One attachment as the nearest replica has it (for views).
+    async fn attachment_relaxed_on(
         &self,
         node: &str,
         key: &AttachmentKey,
@@ -35,7 +48,8 @@ impl<S: Store> Ipam<S> {
         self.attachments_page_on(&self.node, after, limit).await
     }
 
-    /// At most `limit` attachments that `node` recorded, in key order, after `after`.
+    /// At most `limit` attachments that `node` recorded, in key order, after
+    /// `after` (linearizable: reconciliation and isolation decide on it).
     pub async fn attachments_page_on(
         &self,
         node: &str,
@@ -44,6 +58,25 @@ impl<S: Store> Ipam<S> {
     ) -> Result<Vec<Attachment>, IpamError> {
         let p = keys::attachments_prefix(node);
         let start = after.map_or_else(|| p.clone(), |k| key_after(&keys::attachment(node, k)));
+        self.store
+            .range(&start, &prefix_end(&p), limit)
+            .await?
+            .iter()
+            .map(|(k, v)| decode::<StoredAttachment>(k, v).map(|s| s.att))
+            .collect()
+    }
+
+    /// [`Ipam::attachments_page`] as the nearest replica has it (listings).
+    pub async fn attachments_view_page(
+        &self,
+        after: Option<&AttachmentKey>,
+        limit: usize,
+    ) -> Result<Vec<Attachment>, IpamError> {
+        let p = keys::attachments_prefix(&self.node);
+        let start = after.map_or_else(
+            || p.clone(),
+            |k| key_after(&keys::attachment(&self.node, k)),
+        );
         self.store
             .range_relaxed(&start, &prefix_end(&p), limit)
             .await?
@@ -92,7 +125,7 @@ impl<S: Store> Ipam<S> {
             let Some((node, key)) = k.strip_prefix(&mp).and_then(keys::parse_member_tail) else {
                 continue;
             };
-            if let Some(a) = self.attachment_on(&node, &key).await? {
+            if let Some(a) = self.attachment_relaxed_on(&node, &key).await? {
                 out.push((node, a));
             }
         }
@@ -173,8 +206,21 @@ impl<S: Store> Ipam<S> {
         self.record_on(&self.node, key).await
     }
 
-    /// Reads a daemon record that `node` wrote.
+    /// Reads a daemon record that `node` wrote (linearizable).
     pub async fn record_on(
+        &self,
+        node: &str,
+        key: &str,
+    ) -> Result<Option<serde_json::Value>, IpamError> {
+        let k = keys::record(node, key);
+        match self.store.get(&k).await? {
+            None => Ok(None),
+            Some(v) => decode(&k, &v).map(Some),
+        }
+    }
+
+    /// A daemon record that `node` wrote, as the nearest replica has it (views).
+    pub async fn record_relaxed_on(
         &self,
         node: &str,
         key: &str,
@@ -219,11 +265,7 @@ impl<S: Store> Ipam<S> {
         let rp = keys::records_prefix(&self.node);
         let start = after.map_or_else(|| p.clone(), |a| key_after(&keys::record(&self.node, a)));
         let mut out = Vec::new();
-        for (k, v) in self
-            .store
-            .range_relaxed(&start, &prefix_end(&p), limit)
-            .await?
-        {
+        for (k, v) in self.store.range(&start, &prefix_end(&p), limit).await? {
             let Some(key) = k.strip_prefix(&rp).and_then(keys::unesc) else {
                 continue;
             };
