@@ -1480,7 +1480,12 @@ fn quorum_loss_fails_add_fast_and_keeps_del_and_reads_working() {
             .unwrap_or_else(|| panic!("VF {nd} not back in node0: {ports:?}"));
         assert_eq!(st.mac, vf.mac, "VF {nd} MAC");
         let rep = vf.representor.clone().expect("rep");
-        assert_eq!(ports[&rep].master, None, "representor {rep} still bridged");
+        // Recorded: the release steps below still run.
+        if let Some(bridge) = &ports[&rep].master {
+            broken.push(format!(
+                "after DEL without quorum, representor {rep} of the freed VF {nd} is still a port of {bridge}"
+            ));
+        }
     }
     assert_eq!(pod_links(&a.pod), Vec::<String>::new());
     let left = w.devinfo_files(&a.cid);
