@@ -51,6 +51,8 @@ struct ConfList<'a> {
     netns: String,
     /// The cached result of the last ADD, as libcni keeps it.
     cached: Option<Value>,
+    /// Some plugin ran ADD and the list's DEL has not finished.
+    added: bool,
 }
 
 impl<'a> ConfList<'a> {
@@ -66,6 +68,7 @@ impl<'a> ConfList<'a> {
             container_id: container_id.to_owned(),
             netns: netns.to_owned(),
             cached: None,
+            added: false,
         }
     }
 
@@ -100,6 +103,7 @@ impl<'a> ConfList<'a> {
     /// ADD through every plugin; the last result is cached and returned.
     fn add(&mut self) -> Value {
         let mut prev: Option<Value> = None;
+        self.added = true;
         for plugin in &self.plugins {
             let conf = self.conf_of(plugin, prev.as_ref());
             let run = self.run("ADD", &conf);
@@ -132,14 +136,16 @@ impl<'a> ConfList<'a> {
             assert_eq!(run.status, 0, "DEL of {}: {run:?}", plugin["type"]);
         }
         self.cached = None;
+        self.added = false;
     }
 }
 
 impl Drop for ConfList<'_> {
     fn drop(&mut self) {
-        // A test that failed between ADD and DEL: tuning keeps the
-        // interface's original settings in a file of its own per attachment.
-        if self.cached.is_some() {
+        // A test that failed between ADD and DEL (or within ADD): tuning
+        // keeps the interface's original settings in a file of its own per
+        // attachment.
+        if self.added {
             let _ = std::fs::remove_file(format!(
                 "/run/cni/tuning/{}_{IFNAME}.json",
                 self.container_id
