@@ -562,9 +562,17 @@ impl<S: Store> Engine<S> {
             .await
             .map_err(api_err)?;
         if !created {
-            // Recorded already (the book did not know): answer as a repeat.
+            // Recorded already: an earlier attempt of this very reserve that
+            // the store applied without telling us, or a record the book has
+            // not loaded. Answer as a repeat; the VFs are its owner's.
+            let view = self.repeat(&req, &pool, &att).await;
+            if let Ok(v) = &view {
+                if v.vfs.iter().map(|x| x.pci).eq(claim.vfs.iter().copied()) {
+                    claim.owner = Some(key.clone());
+                }
+            }
             drop(claim);
-            return self.repeat(&req, &pool, &att).await;
+            return view;
         }
         claim.owner = Some(key.clone());
         drop(claim);

@@ -395,7 +395,11 @@ impl<S: Store> Ipam<S> {
         let mut subnets = Vec::new();
         for plan in &rt.pool.families {
             let p = keys::subnets_prefix(name, plan.family);
-            let rows = self.store.range(&p, &prefix_end(&p), usize::MAX).await?;
+            // A replica's view is enough: a stale index only costs a conflict.
+            let rows = self
+                .store
+                .range_relaxed(&p, &prefix_end(&p), usize::MAX)
+                .await?;
             subnets.push(
                 rows.iter()
                     .filter_map(|(k, _)| keys::parse_index(k))
@@ -405,7 +409,7 @@ impl<S: Store> Ipam<S> {
         let p = keys::isolation_prefix(name);
         let ids: BTreeSet<u64> = self
             .store
-            .range(&p, &prefix_end(&p), usize::MAX)
+            .range_relaxed(&p, &prefix_end(&p), usize::MAX)
             .await?
             .iter()
             .filter_map(|(k, _)| keys::parse_index(k))

@@ -12,10 +12,13 @@
 //! answer in time (members unreachable, no quorum, no leader) fails with
 //! [`StoreError::Unavailable`]; a request etcd refuses (too many ops, too large,
 //! permission denied, out of space) fails with [`StoreError::Backend`].
-//! Reads are retried within the timeout. A transaction is retried only while it
-//! provably never reached a member (connection refused, no leader); once it may
-//! have been proposed, an error or timeout is `Unavailable` and **the transaction
-//! may or may not have applied**: the caller must read back before repeating it.
+//! Reads are retried within the timeout, and so are transactions, even when an
+//! attempt may have reached the cluster (its connection died, e.g. with the
+//! leader): every transaction the allocator sends either compares a key it also
+//! writes, so a second application fails its compare and the caller, reading
+//! back, finds its own write, or is an idempotent write. When the deadline
+//! passes the call is `Unavailable` and **the transaction may or may not have
+//! applied**: the caller must read back before repeating it.
 //!
 //! # Limits
 //! etcd refuses a transaction with more than `--max-txn-ops` (default 128)
@@ -203,8 +206,9 @@ fn connect_failed(status: &tonic::Status) -> bool {
 enum Retry {
     /// Reads: anything transient.
     Transient,
-    /// Writes: only what provably never arrived.
-    NotSent,
+    /// Guarded transactions: anything transient (see the module docs); at the
+    /// deadline the outcome is unknown.
+    Guarded,
 }
 
 fn read_pem(what: &str, path: &Path) -> Result<Vec<u8>, StoreError> {
@@ -426,12 +430,7 @@ impl EtcdStore {
                 };
                 let msg = match classify(&e) {
                     Failure::NotSent(m) => m,
-                    Failure::Unknown(m) if retry == Retry::Transient => m,
-                    Failure::Unknown(m) => {
-                        return Err(StoreError::Unavailable(format!(
-                            "etcd {what}: {m} (it may or may not have applied)"
-                        )))
-                    }
+                    Failure::Unknown(m) => m,
                     Failure::Rejected(m) => {
                         return Err(StoreError::Backend(format!("etcd {what}: {m}")))
                     }
@@ -448,7 +447,7 @@ impl EtcdStore {
                 .unwrap_or_default();
             // The deadline may have cut an attempt that reached the leader.
             let unknown = match retry {
-                Retry::NotSent => "; it may or may not have applied",
+                Retry::Guarded => "; it may or may not have applied",
                 Retry::Transient => "",
             };
             Err(StoreError::Unavailable(format!(
@@ -538,7 +537,7 @@ impl EtcdStore {
             .and_then(writes.into_ops())
             .or_else(reads);
         let resp = self
-            .call("txn", Retry::NotSent, |mut kv| {
+            .call("txn", Retry::Guarded, |mut kv| {
                 let request = request.clone();
                 async move { kv.txn(request).await }
             })
