@@ -8,7 +8,9 @@ use crate::protocol::ipam::Delegate;
 use crate::protocol::result::{CniResult, Interface, IpConfig};
 use crate::protocol::values::Rails;
 use crate::protocol::version::CniVersion;
-use crate::sriov::{self, FaultHook, NoFaults};
+use crate::sriov::lockfile::{self, LockError, LockedFile};
+use crate::sriov::owner::ADD_LOCK_WAIT;
+use crate::sriov::{self, AttachOptions, FaultHook, NoFaults, Ownership};
 
 use super::daemon;
 use super::device::{self, DeviceEnv};
@@ -33,6 +35,48 @@ impl Drop for IpamRelease<'_> {
             }
         }
     }
+}
+
+/// A failed ADD, and whether the attachment it found must stay.
+struct Failed {
+    error: CniError,
+    /// A retried ADD found its attachment complete and live in the kernel
+    /// and failed after that: the attachment, its addresses and jobnetd's
+    /// reservation stay (the runtime retries, or DELs it).
+    keep: bool,
+}
+
+impl From<CniError> for Failed {
+    fn from(error: CniError) -> Self {
+        Self { error, keep: false }
+    }
+}
+
+/// Holds the attachment for the whole ADD against another run on it (a
+/// retried ADD, its DEL, GC); the lock file goes with the lock.
+fn lock_attachment(
+    env: &DeviceEnv,
+    req: &AddRequest,
+    faults: &dyn FaultHook,
+) -> Result<LockedFile, CniError> {
+    let att = &req.env;
+    lockfile::lock_attachment(
+        &env.state,
+        att.container_id.as_str(),
+        att.ifname.as_str(),
+        ADD_LOCK_WAIT,
+        faults,
+    )
+    .map_err(|e| match e {
+        LockError::Timeout { waited, .. } => CniError::new(
+            ErrorCode::TryAgainLater,
+            format!(
+                "attachment {}/{} is being added or deleted by another operation (waited {waited:?})",
+                att.container_id, att.ifname
+            ),
+        ),
+        LockError::Io { .. } => CniError::new(ErrorCode::IoFailure, e.to_string()),
+    })
 }
 
 /// ADD: the pod's addresses from the delegated IPAM plugin when the config
@@ -73,6 +117,15 @@ fn add_with_delegated_ipam(
         )
     })?;
     let delegate = Delegate::for_ipam(&req.conf, att.cni_path.as_ref(), &req.vars)?;
+    let env = DeviceEnv::new(&req.conf);
+    let _lock = lock_attachment(&env, req, faults).inspect(|l| {
+        // The IPAM plugin holds the lock too: killed midway, this ADD may
+        // leave it running, and the attachment's DEL must wait for it or
+        // the allocation it makes after that DEL would leak.
+        if let Err(e) = l.inherit_by_children() {
+            tracing::warn!(error = %e, "IPAM plugin will not hold the attachment lock");
+        }
+    })?;
     let (allocation, release) = match &delegate {
         Some(d) => match d.add(req.conf.cni_version) {
             Ok(r) => (Some(r), IpamRelease { delegate: Some(d) }),
@@ -94,7 +147,6 @@ fn add_with_delegated_ipam(
         att.netns.as_str(),
         allocation,
     );
-    let env = DeviceEnv::new(&req.conf);
     let ctx = env.context(faults);
     let spec = device::attach_spec(
         &req.conf,
@@ -105,20 +157,35 @@ fn add_with_delegated_ipam(
         &own_ips(&result, att.ifname.as_str(), att.netns.as_str()),
         &ipam_routes,
     );
-    let result = device::block_on(attach_and_commit(
+    let opts = AttachOptions {
+        ownership: Ownership::Local,
+        network: Some(req.conf.name.as_str().to_owned()),
+    };
+    match device::block_on(attach_and_commit(
         &env,
         &ctx,
         std::slice::from_ref(&spec),
         result,
         None,
-    ))??;
-    release.disarm();
-    Ok(result)
+        &opts,
+    ))? {
+        Ok(result) => {
+            release.disarm();
+            Ok(result)
+        }
+        Err(f) => {
+            if f.keep {
+                release.disarm();
+            }
+            Err(f.error)
+        }
+    }
 }
 
 fn add_with_daemon(req: &AddRequest, faults: &dyn FaultHook) -> Result<CniResult, CniError> {
     let att = &req.env;
     let env = DeviceEnv::new(&req.conf);
+    let _lock = lock_attachment(&env, req, faults)?;
     let ctx = env.context(faults);
     let client = daemon::client(&req.conf.jobnet.daemon_socket);
     let key = AttachmentKey::new(att.container_id.as_str(), att.ifname.as_str());
@@ -146,13 +213,17 @@ fn add_with_daemon(req: &AddRequest, faults: &dyn FaultHook) -> Result<CniResult
             .reserve(&request)
             .await
             .map_err(|e| daemon::api_error(&e))?;
-        let outcome = attach_reserved(req, &env, &ctx, &client, &key, &reservation).await;
-        if outcome.is_err() {
-            if let Err(e) = client.release(&key).await {
-                tracing::warn!(error = %e, "releasing the reservation after a failed ADD");
+        match attach_reserved(req, &env, &ctx, &client, &key, &reservation).await {
+            Ok(result) => Ok(result),
+            Err(f) => {
+                if !f.keep {
+                    if let Err(e) = client.release(&key).await {
+                        tracing::warn!(error = %e, "releasing the reservation after a failed ADD");
+                    }
+                }
+                Err(f.error)
             }
         }
-        outcome
     })?
 }
 
@@ -163,13 +234,10 @@ async fn attach_reserved(
     client: &jobnet_api::Client,
     key: &AttachmentKey,
     reservation: &jobnet_api::Attachment,
-) -> Result<CniResult, CniError> {
+) -> Result<CniResult, Failed> {
     let att = &req.env;
     if reservation.vfs.is_empty() {
-        return Err(CniError::new(
-            ErrorCode::DaemonProtocol,
-            "jobnetd reserved no VF",
-        ));
+        return Err(CniError::new(ErrorCode::DaemonProtocol, "jobnetd reserved no VF").into());
     }
     // vxlan is jobnetd's: the commit puts each VF's representor on its job
     // rail's bridge; the other modes shape the spec here.
@@ -234,7 +302,11 @@ async fn attach_reserved(
         result = Some(r);
     }
     let result = result.unwrap_or_default();
-    attach_and_commit(env, ctx, &specs, result, Some((client, key))).await
+    let opts = AttachOptions {
+        ownership: Ownership::Daemon,
+        network: Some(req.conf.name.as_str().to_owned()),
+    };
+    attach_and_commit(env, ctx, &specs, result, Some((client, key)), &opts).await
 }
 
 /// Attaches every spec (one per rail), commits in the daemon (when there is
@@ -247,30 +319,35 @@ async fn attach_and_commit(
     specs: &[sriov::AttachSpec],
     mut result: CniResult,
     daemon: Option<(&jobnet_api::Client, &AttachmentKey)>,
-) -> Result<CniResult, CniError> {
+    opts: &AttachOptions,
+) -> Result<CniResult, Failed> {
     let mut attached: Vec<sriov::Attachment> = Vec::with_capacity(specs.len());
     for spec in specs {
-        match sriov::attach(ctx, spec).await {
+        match sriov::attach_with(ctx, spec, opts).await {
             Ok(a) => attached.push(a),
             Err(e) => {
                 abort_all(env, attached).await;
-                return Err(device::attach_error(&e));
+                return Err(device::attach_error(&e).into());
             }
         }
     }
-    if attached.iter().all(|a| a.record.result.is_some()) {
-        // A retried ADD that had finished: answer exactly as before.
+    if attached.iter().all(|a| a.is_replay()) {
+        // A retried ADD whose attachment is complete and live (the kernel
+        // was checked): answer exactly as before. It is not this run's to
+        // undo, whatever fails now.
+        let keep = |error| Failed { error, keep: true };
         if let Some((client, key)) = daemon {
             client
                 .commit(key)
                 .await
-                .map_err(|e| daemon::api_error(&e))?;
+                .map_err(|e| keep(daemon::replay_commit_error(&e)))?;
         }
         let stored = attached
             .first()
             .and_then(|a| a.record.result.clone())
             .unwrap_or_default();
-        let (_, prev) = CniResult::parse(&stored, CniVersion::LATEST, "cached result")?;
+        let (_, prev) =
+            CniResult::parse(&stored, CniVersion::LATEST, "cached result").map_err(keep)?;
         return Ok(prev);
     }
     for (spec, a) in specs.iter().zip(&attached) {
@@ -279,7 +356,7 @@ async fn attach_and_commit(
     if let Some((client, key)) = daemon {
         if let Err(e) = client.commit(key).await {
             abort_all(env, attached).await;
-            return Err(daemon::api_error(&e));
+            return Err(daemon::commit_error(&e).into());
         }
     }
     let siblings: Vec<String> = specs.iter().skip(1).map(|s| s.ifname.clone()).collect();
@@ -298,7 +375,7 @@ async fn attach_and_commit(
                 let ctx = env.context(&sriov::NoFaults);
                 sriov::detach(&ctx, cid, ifname, None, None, None).await;
             }
-            return Err(device::attach_error(&e));
+            return Err(device::attach_error(&e).into());
         }
         committed.push(who);
     }

@@ -31,6 +31,33 @@ pub fn api_error(e: &ApiError) -> CniError {
     )
 }
 
+/// The CNI error for a failed commit of a fresh attach, which the caller
+/// has undone: a reservation jobnetd no longer knows (it expired while the
+/// VF was being attached) is transient, so the runtime should try again.
+pub fn commit_error(e: &ApiError) -> CniError {
+    if e.code == ApiCode::UnknownAttachment {
+        return CniError::new(
+            ErrorCode::TryAgainLater,
+            "jobnetd no longer holds the reservation of this attachment (it expired while the VF was being attached); the VF was put back, try again",
+        )
+        .with_details(e.to_string());
+    }
+    api_error(e)
+}
+
+/// The CNI error for a failed commit of a retried ADD whose attachment is
+/// complete and was left in place: as [`commit_error`], without the undo.
+pub fn replay_commit_error(e: &ApiError) -> CniError {
+    if e.code == ApiCode::UnknownAttachment {
+        return CniError::new(
+            ErrorCode::TryAgainLater,
+            "jobnetd no longer holds the reservation of this attachment; the attachment was left in place, try again",
+        )
+        .with_details(e.to_string());
+    }
+    api_error(e)
+}
+
 /// True when the error means the daemon was not reached at all.
 pub fn unreachable(e: &ApiError) -> bool {
     matches!(e.code, ApiCode::Unavailable | ApiCode::Timeout)
@@ -50,9 +77,27 @@ pub fn queue_release(state_root: &Path, key: &AttachmentKey) -> std::io::Result<
         std::fs::create_dir_all(dir)?;
     }
     let body = serde_json::to_vec(key).map_err(std::io::Error::other)?;
-    let tmp = path.with_extension("tmp");
-    std::fs::write(&tmp, body)?;
-    std::fs::rename(&tmp, &path)
+    std::fs::write(temp_path(&path), body)?;
+    std::fs::rename(temp_path(&path), &path)
+}
+
+/// The temp file a queued release is written to first: same stem as the
+/// queued file, so a later run for the attachment finds one a crash left.
+fn temp_path(path: &Path) -> PathBuf {
+    path.with_extension("tmp")
+}
+
+/// Forgets a queued release of `key` (and a temp file of one): it was
+/// delivered.
+pub fn drop_queued(state_root: &Path, key: &AttachmentKey) {
+    let path = pending_path(state_root, key);
+    for p in [temp_path(&path), path] {
+        if let Err(e) = std::fs::remove_file(&p) {
+            if e.kind() != std::io::ErrorKind::NotFound {
+                tracing::warn!(path = %p.display(), error = %e, "cannot remove a queued release");
+            }
+        }
+    }
 }
 
 /// Delivers queued releases; stops at the first one the daemon does not take.

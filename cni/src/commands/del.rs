@@ -1,6 +1,6 @@
 //! DEL.
 
-use crate::protocol::error::CniError;
+use crate::protocol::error::{CniError, ErrorCode};
 use crate::protocol::ipam::Delegate;
 use crate::sriov;
 
@@ -10,10 +10,15 @@ use super::daemon;
 use super::device::{self, DeviceEnv};
 use super::DelRequest;
 
-/// DEL: the VF back to the host as it was, then IPAM release. Device work
-/// never fails DEL (a missing or dead netns, a missing or corrupt cache, a
-/// VF that came back under another name are all handled); the delegated
-/// IPAM plugin's DEL error is returned as the spec asks.
+/// DEL: the VF back to the host as it was, then the addresses released
+/// (in jobnetd, or by the delegated IPAM plugin). The device work comes
+/// first and does not fail DEL for a missing or dead netns, a missing or
+/// corrupt cache, or a VF that came back under another name; only a VF (or
+/// this attachment) that another operation keeps locked past the bound is
+/// "try again" (11), and then nothing is released. A delegated IPAM plugin
+/// that cannot be run (no CNI_PATH, plugin gone) is logged, not an error:
+/// DEL must succeed when resources are gone; the plugin's own DEL error is
+/// returned as the spec asks.
 pub fn del(req: &DelRequest) -> Result<(), CniError> {
     del_with(req, &sriov::NoFaults)
 }
@@ -24,12 +29,15 @@ pub fn del_with(req: &DelRequest, faults: &dyn sriov::FaultHook) -> Result<(), C
     tracing::info!(container = %att.container_id, ifname = %att.ifname, netns = ?att.netns.as_ref().map(|n| n.as_str()), network = %req.conf.name, "DEL");
     let env = DeviceEnv::new(&req.conf);
     let ctx = env.context(faults);
+    let _lock = lock_attachment(&env, req, faults)?;
     let netns = att.netns.as_ref().map(|n| std::path::Path::new(n.as_str()));
+    let mut busy = None;
     // The other rails' interfaces of a `rails: all` attachment are named in
     // the first rail's cache; they go first (reverse of ADD).
     let siblings = env.siblings(att.container_id.as_str(), att.ifname.as_str());
     for ifname in siblings.iter().rev() {
-        detach_one(&ctx, att.container_id.as_str(), ifname, netns, None, None)?;
+        let outcome = detach_one(&ctx, att.container_id.as_str(), ifname, netns, None, None)?;
+        busy = busy.or(busy_of(&outcome));
     }
     let devinfo = sriov::devinfo::path_for(
         req.conf.runtime.device_info_file.as_deref(),
@@ -46,14 +54,65 @@ pub fn del_with(req: &DelRequest, faults: &dyn sriov::FaultHook) -> Result<(), C
         Some(&devinfo),
     )?;
     tracing::info!(?outcome, "DEL device work done");
+    if let Some(e) = busy.or(busy_of(&outcome)) {
+        return Err(e);
+    }
     if req.conf.ipam.is_none() {
         release_in_daemon(req, &env);
         return Ok(());
     }
-    if let Some(d) = Delegate::for_ipam(&req.conf, att.cni_path.as_ref(), &req.vars)? {
-        d.del()?;
+    match Delegate::for_ipam(&req.conf, att.cni_path.as_ref(), &req.vars) {
+        Ok(Some(d)) => d.del()?,
+        Ok(None) => {}
+        Err(e) => {
+            tracing::warn!(error = %e, "DEL: the IPAM plugin cannot be run; its allocation, if any, stays with it");
+        }
     }
     Ok(())
+}
+
+/// Holds the attachment against another run on it for the whole DEL. Past
+/// the bound it is "try again"; a lock file that cannot be used at all
+/// does not stop DEL (the VF's own lock still serialises the device work).
+fn lock_attachment(
+    env: &DeviceEnv,
+    req: &DelRequest,
+    faults: &dyn sriov::FaultHook,
+) -> Result<Option<sriov::lockfile::LockedFile>, CniError> {
+    let att = &req.env;
+    match sriov::lockfile::lock_attachment(
+        &env.state,
+        att.container_id.as_str(),
+        att.ifname.as_str(),
+        sriov::owner::DEL_LOCK_WAIT,
+        faults,
+    ) {
+        Ok(l) => Ok(Some(l)),
+        Err(sriov::lockfile::LockError::Timeout { waited, .. }) => Err(CniError::new(
+            ErrorCode::TryAgainLater,
+            format!(
+                "attachment {}/{} is being added or deleted by another operation (waited {waited:?}); nothing was done",
+                att.container_id, att.ifname
+            ),
+        )),
+        Err(e) => {
+            tracing::warn!(error = %e, "DEL goes on without the attachment lock");
+            Ok(None)
+        }
+    }
+}
+
+/// The "try again" error for a detach that could not lock its VF.
+fn busy_of(outcome: &sriov::DetachOutcome) -> Option<CniError> {
+    match outcome {
+        sriov::DetachOutcome::Busy { pci, waited } => Some(CniError::new(
+            ErrorCode::TryAgainLater,
+            format!(
+                "VF {pci} stays locked by another operation (waited {waited:?}); it was not restored and nothing was released"
+            ),
+        )),
+        _ => None,
+    }
 }
 
 /// Undoes one pod interface: the VF back to the host (the job's VXLAN
@@ -91,7 +150,7 @@ fn release_in_daemon(req: &DelRequest, env: &DeviceEnv) {
         r
     });
     match sent {
-        Ok(Ok(_)) => {}
+        Ok(Ok(_)) => daemon::drop_queued(env.state.root(), &key),
         Ok(Err(e)) if daemon::unreachable(&e) => {
             tracing::warn!(attachment = %key, error = %e, "jobnetd unreachable; release queued");
             if let Err(e) = daemon::queue_release(env.state.root(), &key) {

@@ -2,14 +2,17 @@
 
 use crate::protocol::error::CniError;
 use crate::protocol::ipam::Delegate;
+use crate::sriov;
 
 use super::daemon;
 use super::device;
 use super::GcRequest;
 
 /// GC: `cni.dev/valid-attachments` is required (without it every attachment
-/// would look stale); forwarded to the delegated IPAM plugin when it speaks
-/// the config's version.
+/// would look stale). The plugin's own attachments of this network that are
+/// not listed are undone first (VF home, cache, owner record), as DEL
+/// would; then jobnetd is told (no `ipam` section), or the delegated IPAM
+/// plugin when it speaks the config's version.
 pub fn gc(req: &GcRequest) -> Result<(), CniError> {
     let valid = req
         .conf
@@ -17,6 +20,24 @@ pub fn gc(req: &GcRequest) -> Result<(), CniError> {
         .as_deref()
         .ok_or_else(|| CniError::invalid_config("GC requires \"cni.dev/valid-attachments\""))?;
     tracing::info!(network = %req.conf.name, valid = valid.len(), "GC");
+    let env = device::DeviceEnv::new(&req.conf);
+    let ctx = env.context(&sriov::NoFaults);
+    let keys: Vec<sriov::gc::Key> = valid
+        .iter()
+        .map(|k| {
+            (
+                k.container_id.as_str().to_owned(),
+                k.ifname.as_str().to_owned(),
+            )
+        })
+        .collect();
+    let report = device::block_on(sriov::gc::collect(&ctx, req.conf.name.as_str(), &keys))?;
+    tracing::info!(
+        collected = report.collected.len(),
+        skipped = report.skipped.len(),
+        files = report.files,
+        "GC of the plugin's own attachments"
+    );
     if req.conf.ipam.is_none() {
         let gc = jobnet_api::GcRequest {
             valid: valid

@@ -8,9 +8,11 @@ use super::device;
 use super::StatusRequest;
 
 /// STATUS without an `ipam` section asks jobnetd: 50 when it cannot be
-/// reached, 51 when it has no free VF. With one: ready unless the delegated IPAM plugin is missing (50) or reports
-/// an error (its code is kept). Plugins older than 1.1.0 have no STATUS and
-/// are taken as ready when they exist.
+/// reached or has no free VF (no new ADD can succeed; pods already attached
+/// keep their VFs, so this is not 51). With one: ready unless the delegated
+/// IPAM plugin is missing (50) or reports an error (its code is kept).
+/// Plugins older than 1.1.0 have no STATUS and are taken as ready when
+/// they exist.
 pub fn status(req: &StatusRequest) -> Result<(), CniError> {
     let Some(ipam) = &req.conf.ipam else {
         return daemon_status(req);
@@ -45,7 +47,7 @@ fn daemon_status(req: &StatusRequest) -> Result<(), CniError> {
     })?;
     if status.free_vfs == 0 {
         return Err(CniError::new(
-            ErrorCode::LimitedConnectivity,
+            ErrorCode::PluginNotAvailable,
             format!("jobnetd on {} has no free VF", status.node),
         ));
     }

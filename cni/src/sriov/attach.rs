@@ -15,12 +15,14 @@ use jobnet_hw::{PciAddr, SysfsRoot};
 use jobnet_netlink::{AddressOptions, Handle, Link, MacAddr, Netns, Route, VfSettings};
 
 use super::cache;
+use super::detach::{detach, DetachOutcome};
 use super::devinfo::{self, DeviceInfo, JobnetDeviceInfo, PciDeviceInfo};
 use super::error::AttachError;
-use super::owner::{self, OwnerRecord, VfClaim};
+use super::owner::{self, OwnerError, OwnerRecord, Previous, VfClaim, ADD_LOCK_WAIT};
 use super::rdma::{self, RdmaOps, RdmaPolicy};
 use super::record::{
-    AttachmentRecord, HostLinkState, PfSideState, PodLinkState, RouteRecord, RECORD_FORMAT,
+    AttachmentRecord, HostLinkState, Ownership, PfSideState, PodLinkState, RouteRecord,
+    RECORD_FORMAT,
 };
 use super::state_dir::StateDir;
 use super::steps::{FaultHook, Step};
@@ -97,17 +99,51 @@ pub fn temp_name(pci: PciAddr) -> String {
     )
 }
 
-fn owner_record(spec: &AttachSpec) -> OwnerRecord {
+/// How an attach records the VF's ownership, and for which network.
+#[derive(Debug, Clone, Default)]
+pub struct AttachOptions {
+    /// Who owns the VF while the attachment lives.
+    pub ownership: Ownership,
+    /// The CNI network (config `name`), kept for GC.
+    pub network: Option<String>,
+}
+
+fn owner_record(spec: &AttachSpec, opts: &AttachOptions) -> OwnerRecord {
     OwnerRecord {
         container_id: spec.container_id.clone(),
         ifname: spec.ifname.clone(),
         netns: spec.netns.display().to_string(),
+        network: opts.network.clone(),
     }
 }
 
-/// Attaches the VF of `spec` to the pod. On failure everything done so far
-/// is undone and the VF's claim released before the error is returned.
+/// Attaches the VF of `spec` to the pod, with the plugin's own ownership
+/// record (delegated IPAM). See [`attach_with`].
 pub async fn attach(ctx: &Context<'_>, spec: &AttachSpec) -> Result<Attachment, AttachError> {
+    attach_with(ctx, spec, &AttachOptions::default()).await
+}
+
+/// Attaches the VF of `spec` to the pod. A retried ADD whose earlier run
+/// finished is replayed only when the kernel still shows that attachment;
+/// anything else an earlier run left is undone first. On failure
+/// everything done so far is undone and the VF's claim released before the
+/// error is returned.
+pub async fn attach_with(
+    ctx: &Context<'_>,
+    spec: &AttachSpec,
+    opts: &AttachOptions,
+) -> Result<Attachment, AttachError> {
+    let cache_path = cache::path_for(ctx.state, &spec.container_id, &spec.ifname);
+    if let Ok(earlier) = cache::load::<AttachmentRecord>(&cache_path) {
+        if earlier.pci != spec.pci {
+            // This attachment held another VF (jobnetd chose again, the
+            // config changed): that one goes home before this one is taken.
+            let outcome = detach(ctx, &spec.container_id, &spec.ifname, None, None, None).await;
+            if let DetachOutcome::Busy { pci, waited } = outcome {
+                return Err(OwnerError::Busy { pci, waited }.into());
+            }
+        }
+    }
     let resolve = || {
         sriov::resolve_vf(ctx.sysfs, spec.pci).map_err(|source| AttachError::Device {
             pci: spec.pci,
@@ -115,26 +151,54 @@ pub async fn attach(ctx: &Context<'_>, spec: &AttachSpec) -> Result<Attachment, 
         })
     };
     let mut vf = resolve()?;
-    let claim = owner::claim_with_hook(ctx.state, spec.pci, owner_record(spec), ctx.faults)?;
-    let cache_path = cache::path_for(ctx.state, &spec.container_id, &spec.ifname);
-    if !claim.fresh {
-        // A retried ADD for an attachment we already hold: if the earlier
-        // run finished, replay it; if it died midway, undo and start over.
-        if let Ok(rec) = cache::load::<AttachmentRecord>(&cache_path) {
-            if rec.result.is_some() && rec.pci == spec.pci {
-                return Ok(Attachment {
-                    record: rec,
-                    cache_path,
-                    claim,
-                    rdma: Arc::clone(&ctx.rdma),
-                });
-            }
+    let want = owner_record(spec, opts);
+    let claim = match opts.ownership {
+        Ownership::Local => {
+            owner::claim_with(ctx.state, spec.pci, want, ADD_LOCK_WAIT, ctx.faults)?
+        }
+        Ownership::Daemon => {
+            owner::lock_transient(ctx.state, spec.pci, want, ADD_LOCK_WAIT, ctx.faults)?
+        }
+    };
+    let earlier = cache::load::<AttachmentRecord>(&cache_path).ok();
+    if let Some(rec) = &earlier {
+        if rec.pci == spec.pci && rec.result.is_some() && still_attached(spec, &vf, rec).await {
+            return Ok(Attachment {
+                record: rec.clone(),
+                cache_path,
+                claim,
+                rdma: Arc::clone(&ctx.rdma),
+            });
+        }
+    }
+    let mut undone = undo_leftovers(ctx, spec, &claim).await;
+    if let Some(rec) = earlier {
+        if rec.pci == spec.pci {
+            // An earlier run died midway, or what it attached is gone (the
+            // pod's netns vanished and the VF came back to the node): undo
+            // what is left and attach anew.
+            tracing::info!(pci = %spec.pci, complete = rec.result.is_some(),
+                "earlier attachment is not in the kernel as recorded; attaching again");
             restore(ctx.sysfs, ctx.rdma.as_ref(), &rec).await;
-            // An exclusive RDMA device is only listed again now it is home.
-            vf = match resolve() {
-                Ok(v) => v,
-                Err(e) => return Err(release_with(claim, e)),
-            };
+            remove_devinfo(&rec);
+            undone.extend(rec.host.map(|h| h.name));
+        }
+        if let Err(e) = cache::remove(&cache_path) {
+            return Err(release_with(claim, e.into()));
+        }
+    }
+    if !undone.is_empty() {
+        // An exclusive RDMA device is only listed again now it is home.
+        vf = match resolve() {
+            Ok(v) => v,
+            Err(e) => return Err(release_with(claim, e)),
+        };
+        // The names the undo just gave the netdev are where it is now,
+        // whatever sysfs listed a moment ago.
+        for name in undone {
+            if !vf.netdevs.contains(&name) {
+                vf.netdevs.push(name);
+            }
         }
     }
     // Decided before the first change (after the replay check: a finished
@@ -166,6 +230,8 @@ pub async fn attach(ctx: &Context<'_>, spec: &AttachSpec) -> Result<Attachment, 
         devinfo: Some(spec.devinfo_path.clone()),
         result: None,
         siblings: Vec::new(),
+        ownership: opts.ownership,
+        network: opts.network.clone(),
     };
     match attach_steps(ctx, spec, &vf, &mut rec, &cache_path).await {
         Ok(()) => Ok(Attachment {
@@ -186,6 +252,93 @@ pub async fn attach(ctx: &Context<'_>, spec: &AttachSpec) -> Result<Attachment, 
             Err(err)
         }
     }
+}
+
+/// Undoes what other attachments left on this VF: the stale owner the
+/// claim took over, and any other attachment's cache that still names the
+/// VF (its DEL never came, or came after another pod took the VF). Their
+/// caches hold the VF's original state, which a new attach must not
+/// record as "original" in its stead. Returns the netdev names the undo
+/// gave back (empty when there was nothing to undo).
+async fn undo_leftovers(ctx: &Context<'_>, spec: &AttachSpec, claim: &VfClaim) -> Vec<String> {
+    let mut undone = Vec::new();
+    let stale = match &claim.previous {
+        Previous::Stale(o) => Some((o.container_id.as_str(), o.ifname.as_str())),
+        _ => None,
+    };
+    for (path, rec) in cache::list::<AttachmentRecord>(ctx.state) {
+        let Some(rec) = rec else { continue };
+        let mine = rec.container_id == spec.container_id && rec.ifname == spec.ifname;
+        let stale_owner = stale == Some((rec.container_id.as_str(), rec.ifname.as_str()));
+        if mine || rec.pci != spec.pci {
+            if stale_owner {
+                // The stale owner's cache names another VF: only its claim
+                // on this one was stale.
+                tracing::info!(owner = %rec.container_id, "stale owner's cache names another VF");
+            }
+            continue;
+        }
+        tracing::info!(pci = %spec.pci, owner = %rec.container_id, ifname = %rec.ifname,
+            "undoing another attachment's leftovers on this VF before attaching it");
+        restore(ctx.sysfs, ctx.rdma.as_ref(), &rec).await;
+        remove_devinfo(&rec);
+        if let Err(e) = cache::remove(&path) {
+            tracing::warn!(error = %e, "cannot remove a stale attachment cache");
+        }
+        undone.extend(rec.host.map(|h| h.name));
+    }
+    undone
+}
+
+fn remove_devinfo(rec: &AttachmentRecord) {
+    if let Some(p) = &rec.devinfo {
+        if let Err(e) = devinfo::remove(p) {
+            tracing::warn!(error = %e, "cannot remove device-info file");
+        }
+    }
+}
+
+/// True when the kernel still shows what `rec` says ADD did for `spec`:
+/// the VF in the given netns under the ifname, with the recorded index,
+/// hardware address and addresses. (An exclusive RDMA device follows its
+/// netdev: it leaves the pod with it.)
+async fn still_attached(spec: &AttachSpec, vf: &VfInfo, rec: &AttachmentRecord) -> bool {
+    if rec.netns != spec.netns {
+        return false;
+    }
+    if rec.dpdk {
+        return vf.is_dpdk();
+    }
+    let Some(pod_state) = &rec.pod else {
+        return false;
+    };
+    let Ok(ns) = Netns::open(&spec.netns) else {
+        return false;
+    };
+    let Ok(pod) = Handle::in_netns(&ns) else {
+        return false;
+    };
+    let Ok(link) = pod.link_by_name(&spec.ifname).await else {
+        return false;
+    };
+    if link.index != pod_state.index {
+        return false;
+    }
+    let same_address = if pod_state.hw_addr.is_empty() {
+        link.mac() == pod_state.mac
+    } else {
+        link.hw_addr == pod_state.hw_addr
+    };
+    if !same_address {
+        return false;
+    }
+    let Ok(have) = pod.addresses(Some(link.index)).await else {
+        return false;
+    };
+    pod_state
+        .addresses
+        .iter()
+        .all(|want| have.iter().any(|a| a.addr == *want))
 }
 
 async fn attach_steps(

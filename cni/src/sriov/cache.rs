@@ -52,6 +52,19 @@ pub fn path_for(state: &StateDir, container_id: &str, ifname: &str) -> PathBuf {
         .join(format!("{container_id}.{ifname}.json"))
 }
 
+/// The temp file a save of `path` writes first: same stem, so that the
+/// attachment's next save, DEL or GC finds one a crash left behind.
+pub fn temp_path(path: &Path) -> PathBuf {
+    path.with_extension("json.tmp")
+}
+
+/// Path of the lock an operation on one attachment holds (ADD, DEL, GC).
+pub fn lock_path_for(state: &StateDir, container_id: &str, ifname: &str) -> PathBuf {
+    state
+        .attachments()
+        .join(format!("{container_id}.{ifname}.lock"))
+}
+
 /// Atomically replaces `path` with `value`.
 pub fn save<T: Serialize>(state: &StateDir, path: &Path, value: &T) -> Result<(), CacheError> {
     let io = |source| CacheError::Io {
@@ -60,7 +73,7 @@ pub fn save<T: Serialize>(state: &StateDir, path: &Path, value: &T) -> Result<()
     };
     state.ensure().map_err(io)?;
     let body = serde_json::to_vec_pretty(value).map_err(|e| io(e.into()))?;
-    let tmp = path.with_extension("json.tmp");
+    let tmp = temp_path(path);
     let mut f = std::fs::File::create(&tmp).map_err(io)?;
     f.write_all(&body).map_err(io)?;
     std::fs::rename(&tmp, path).map_err(io)
@@ -99,16 +112,32 @@ pub fn load<T: DeserializeOwned>(path: &Path) -> Result<T, CacheError> {
     })
 }
 
-/// Removes a cache file; a missing one is fine.
+/// Removes a cache file and any temp file of it; missing ones are fine.
 pub fn remove(path: &Path) -> Result<(), CacheError> {
-    match std::fs::remove_file(path) {
-        Ok(()) => Ok(()),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-        Err(source) => Err(CacheError::Io {
-            path: path.to_owned(),
-            source,
-        }),
+    for p in [temp_path(path), path.to_owned()] {
+        match std::fs::remove_file(&p) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(source) => return Err(CacheError::Io { path: p, source }),
+        }
     }
+    Ok(())
+}
+
+/// Every attachment cache in the state dir with its path and the record it
+/// holds (`None` when unreadable).
+pub fn list<T: DeserializeOwned>(state: &StateDir) -> Vec<(PathBuf, Option<T>)> {
+    let Ok(dir) = std::fs::read_dir(state.attachments()) else {
+        return Vec::new();
+    };
+    dir.flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == "json"))
+        .map(|p| {
+            let rec = load(&p).ok();
+            (p, rec)
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -137,8 +166,10 @@ mod tests {
         assert!(matches!(load::<Entry>(&p), Err(CacheError::Corrupt { .. })));
         std::fs::write(&p, vec![b' '; (MAX_CACHE_BYTES + 10) as usize]).unwrap();
         assert!(matches!(load::<Entry>(&p), Err(CacheError::Corrupt { .. })));
+        std::fs::write(temp_path(&p), b"{\"na").unwrap();
         remove(&p).unwrap();
         remove(&p).unwrap();
         assert!(!p.exists());
+        assert!(!temp_path(&p).exists());
     }
 }

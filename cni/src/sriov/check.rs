@@ -10,7 +10,7 @@ use super::attach::{format_hw_addr, IPOIB_HW_ADDR_LEN};
 use super::cache;
 use super::owner;
 use super::rdma::RdmaNs;
-use super::record::{AttachmentRecord, RdmaIsolationApplied};
+use super::record::{AttachmentRecord, Ownership, RdmaIsolationApplied};
 
 /// A difference between what ADD did and what the kernel shows now.
 #[derive(Debug, thiserror::Error)]
@@ -54,8 +54,11 @@ pub async fn check(
         source,
     })?;
     let mismatch = |m: String| Err(CheckError::Mismatch(m));
+    // Through jobnetd the daemon's reservation is the owner (CHECK asks
+    // it); only a local record can be checked here.
     match owner::owner_of(ctx.state, rec.pci) {
         Some(o) if o.container_id == container_id && o.ifname == ifname => {}
+        _ if rec.ownership == Ownership::Daemon => {}
         Some(o) => {
             return mismatch(format!(
                 "VF {} is owned by {}/{}, not by this attachment",

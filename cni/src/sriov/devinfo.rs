@@ -115,12 +115,16 @@ pub fn write(path: &Path, info: &DeviceInfo) -> std::io::Result<()> {
     std::fs::rename(&tmp, path)
 }
 
-/// Removes the file; a missing one is fine.
+/// Removes the file and any temp file of it (a write cut short leaves
+/// one); missing ones are fine.
 pub fn remove(path: &Path) -> std::io::Result<()> {
-    match std::fs::remove_file(path) {
-        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
-        _ => Ok(()),
+    for p in [path.with_extension("tmp"), path.to_owned()] {
+        match std::fs::remove_file(&p) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
+            _ => {}
+        }
     }
+    Ok(())
 }
 
 #[cfg(test)]

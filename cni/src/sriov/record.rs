@@ -114,6 +114,26 @@ pub struct AttachmentRecord {
     /// kept on the first rail's record so DEL and CHECK find them.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub siblings: Vec<String>,
+    /// Who keeps the VF's ownership while the attachment lives.
+    #[serde(default)]
+    pub ownership: Ownership,
+    /// The CNI network (config `name`) the attachment belongs to: GC only
+    /// collects its own network's attachments.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub network: Option<String>,
+}
+
+/// Who records that a VF belongs to an attachment.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Ownership {
+    /// The plugin's own record (`vfs/<pci>.owner`), kept until DEL: configs
+    /// with an `ipam` section, where no daemon knows the VF.
+    #[default]
+    Local,
+    /// jobnetd's reservation: the plugin keeps no record of its own and
+    /// only locks the VF while it works on it.
+    Daemon,
 }
 
 /// How the RDMA device is isolated for this attachment.
