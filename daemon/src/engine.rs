@@ -783,6 +783,36 @@ impl<S: Store> Engine<S> {
         }
     }
 
+    /// The VFs `key` owns with their `vxlan` job rails, from the book and a
+    /// replica's copy of the attachment.
+    async fn owned_vxlan_vfs(&self, key: &api::AttachmentKey) -> Vec<(PciAddr, Vni)> {
+        let (pcis, inv) = {
+            let book = lock(&self.book);
+            (book.owned_by(key), book.inventory().clone())
+        };
+        if pcis.is_empty() {
+            return Vec::new();
+        }
+        let att = match self.ipam.attachment_relaxed(&to_ipam_key(key)).await {
+            Ok(Some(a)) => a,
+            Ok(None) => return Vec::new(),
+            Err(e) => {
+                tracing::warn!(attachment = %key, error = %e, "cannot read the attachment's job rails; the sweep will clean its bridges");
+                return Vec::new();
+            }
+        };
+        pcis.into_iter()
+            .filter_map(|pci| {
+                let rail = inv.all().find(|e| e.pci() == pci)?.rail;
+                let iso = att.rails.iter().find(|r| r.rail == rail)?.isolation?;
+                (iso.mode == ipam::IsolationMode::Vxlan)
+                    .then(|| Vni::new(iso.id).ok())
+                    .flatten()
+                    .map(|vni| (pci, vni))
+            })
+            .collect()
+    }
+
     /// Tells the isolator which VFs recorded attachments hold on job rails,
     /// so the sweep keeps their bridges.
     async fn adopt_isolation(&self) -> Result<(), ApiError> {
@@ -847,6 +877,12 @@ impl<S: Store> Engine<S> {
         key: &api::AttachmentKey,
     ) -> Result<api::ReleaseResponse, ApiError> {
         lock(&self.reserved).remove(key);
+        // Device side first, so it is done even while the store cannot
+        // record the release (a replica's copy of the attachment names its
+        // job rails; the sweep catches what this misses).
+        if self.has_vxlan {
+            self.leave_isolation(&self.owned_vxlan_vfs(key).await).await;
+        }
         let released = self
             .ipam
             .release(&to_ipam_key(key))
@@ -856,32 +892,14 @@ impl<S: Store> Engine<S> {
             return Ok(api::ReleaseResponse { released: false });
         };
         let prefix = format!("{VF_PREFIX}{}/", self.node);
-        let mut leave = Vec::new();
         {
             let mut book = lock(&self.book);
-            let inv = book.inventory().clone();
             for r in &att.records {
-                let Some(pci) = r
-                    .strip_prefix(&prefix)
-                    .and_then(|p| p.parse::<PciAddr>().ok())
-                else {
-                    continue;
-                };
-                book.disown(pci, key);
-                let rail = inv.all().find(|e| e.pci() == pci).map(|e| e.rail);
-                let iso = att
-                    .rails
-                    .iter()
-                    .find(|r| Some(r.rail) == rail)
-                    .and_then(|r| r.isolation);
-                if let Some(i) = iso.filter(|i| i.mode == ipam::IsolationMode::Vxlan) {
-                    if let Ok(vni) = Vni::new(i.id) {
-                        leave.push((pci, vni));
-                    }
+                if let Some(pci) = r.strip_prefix(&prefix).and_then(|p| p.parse().ok()) {
+                    book.disown(pci, key);
                 }
             }
         }
-        self.leave_isolation(&leave).await;
         self.metrics.attachments.dec();
         self.update_gauges();
         tracing::info!(attachment = %key, job = %att.job, "released");

@@ -304,6 +304,15 @@ impl VfBook {
         self.owners.get(&pci)
     }
 
+    /// The VFs `owner` durably owns.
+    pub fn owned_by(&self, owner: &AttachmentKey) -> Vec<PciAddr> {
+        self.owners
+            .iter()
+            .filter(|(_, o)| *o == owner)
+            .map(|(p, _)| *p)
+            .collect()
+    }
+
     /// True when `owner` durably owns any VF (it has a recorded attachment).
     pub fn owns_any(&self, owner: &AttachmentKey) -> bool {
         self.owners.values().any(|o| o == owner)

@@ -21,6 +21,15 @@ impl<S: Store> Ipam<S> {
         }
     }
 
+    /// One attachment of this node as the nearest replica has it: answered
+    /// without quorum, possibly a moment old (for views and device cleanup).
+    pub async fn attachment_relaxed(
+        &self,
+        key: &AttachmentKey,
+    ) -> Result<Option<Attachment>, IpamError> {
+        self.attachment_relaxed_on(&self.node, key).await
+    }
+
     /// One attachment as the nearest replica has it (for views).
     async fn attachment_relaxed_on(
         &self,

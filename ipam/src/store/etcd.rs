@@ -49,6 +49,8 @@ pub const DEFAULT_MAX_TXN_OPS: usize = 128;
 const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(10);
 const FIRST_BACKOFF: Duration = Duration::from_millis(20);
 const MAX_BACKOFF: Duration = Duration::from_millis(250);
+/// Shortest time one attempt of a call gets before it is tried again.
+const MIN_ATTEMPT: Duration = Duration::from_millis(100);
 // Sent by etcd when the member has no leader and the request asked for one
 // (`require_leader`): the request was refused before it was proposed.
 const NO_LEADER: &str = "etcdserver: no leader";
@@ -420,13 +422,21 @@ impl EtcdStore {
         Fut: std::future::Future<Output = Result<T, etcd_client::Error>>,
     {
         let deadline = Instant::now() + self.timeout;
+        let attempt_limit = (self.timeout / 3).max(MIN_ATTEMPT);
         let mut last: Option<String> = None;
         let attempts = async {
             let mut backoff = FIRST_BACKOFF;
             loop {
-                let e = match attempt(self.kv(via)).await {
-                    Ok(v) => return Ok(v),
-                    Err(e) => e,
+                // One attempt may hang on a connection whose member died
+                // (a request forwarded to a killed leader): give it a part of
+                // the deadline, then try again on another connection.
+                let e = match timeout(attempt_limit, attempt(self.kv(via))).await {
+                    Ok(Ok(v)) => return Ok(v),
+                    Ok(Err(e)) => e,
+                    Err(_) => {
+                        last = Some(format!("no answer within {attempt_limit:?}"));
+                        continue;
+                    }
                 };
                 let msg = match classify(&e) {
                     Failure::NotSent(m) => m,
