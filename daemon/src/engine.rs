@@ -1274,8 +1274,17 @@ impl<S: Store> Engine<S> {
             after = page.last().map(|(a, _)| a.key.clone());
             for (a, rec) in &page {
                 let Some(rec) = rec else { continue };
-                if rec.node != self.node || self.in_grace(a) || netns::alive(&rec.netns) {
+                if rec.node != self.node || self.in_grace(a) {
                     continue;
+                }
+                match netns::state(&rec.netns) {
+                    netns::NetnsState::Alive => continue,
+                    netns::NetnsState::Unknown => {
+                        // Not visible from here is not dead: keep it, say so.
+                        report.netns_unknown += 1;
+                        continue;
+                    }
+                    netns::NetnsState::Gone => {}
                 }
                 let key = to_api_key(&a.key);
                 let _g = self.key_locks.lock(key.clone()).await;
@@ -1288,6 +1297,12 @@ impl<S: Store> Engine<S> {
             if !full {
                 break;
             }
+        }
+        if report.netns_unknown > 0 {
+            tracing::warn!(
+                attachments = report.netns_unknown,
+                "netns paths not visible to jobnetd: those attachments are kept; mount the runtime's netns directory into jobnetd (deploy/ mounts /run/netns and /var/run/netns)"
+            );
         }
         self.reload_owners().await?;
         if self.has_vxlan {
@@ -1325,6 +1340,9 @@ pub struct ReconcileReport {
     pub retried_releases: usize,
     /// Job bridges and tunnels removed because no attachment uses them.
     pub bridges_removed: usize,
+    /// Attachments kept because jobnetd cannot see their netns path (its
+    /// directory is not mounted into jobnetd's container).
+    pub netns_unknown: usize,
 }
 
 impl<S: Store> crate::server::ApiHandler for Engine<S> {

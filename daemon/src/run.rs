@@ -197,6 +197,8 @@ async fn run_with<S: Store>(
                         netns_gone = r.netns_gone,
                         retried_releases = r.retried_releases,
                         jobs_released = r.jobs_released,
+                        bridges_removed = r.bridges_removed,
+                        netns_unknown = r.netns_unknown,
                         "reconciled"
                     ),
                     Ok(_) => {}

@@ -313,7 +313,7 @@ reservation_timeout_secs = 2
         netns_grace_secs: 0,
         reconcile_interval_secs: 1,
     };
-    let d = Daemon::start_with(sysfs(1, 4), opts);
+    let d = Daemon::start_with(sysfs(1, 5), opts);
     let live = Netns::new();
     let doomed = Netns::new();
     let runtime = rt();
@@ -325,6 +325,12 @@ reservation_timeout_secs = 2
             let a = c.reserve(&r).await.unwrap();
             c.commit(&a.key()).await.unwrap();
         }
+        // A runtime whose netns directory is not mounted into jobnetd: not
+        // visible is not dead, the attachment must stay.
+        let mut invisible = reserve_req("invisible", "j", None);
+        invisible.netns = "/jobnet-test-unmounted-runtime/netns/cni-1".into();
+        let a = c.reserve(&invisible).await.unwrap();
+        c.commit(&a.key()).await.unwrap();
         let mut gone = reserve_req("gone", "j", None);
         gone.netns = "/run/netns/jobnet-test-never-existed".into();
         c.reserve(&gone).await.unwrap();
@@ -344,14 +350,19 @@ reservation_timeout_secs = 2
         v
     };
     wait_until("dead netns and expired reservation released", || {
-        keys(&c) == vec!["live".to_string()]
+        keys(&c) == vec!["invisible".to_string(), "live".to_string()]
     });
+    // Two more passes that saw the invisible netns, and it is still there.
+    let seen = |d: &Daemon| d.log().matches("netns paths not visible").count();
+    let before = seen(&d);
+    wait_until("two more reconciliations", || seen(&d) >= before + 2);
+    assert_eq!(keys(&c), vec!["invisible".to_string(), "live".to_string()]);
     let vfs = runtime.block_on(c.vfs()).unwrap();
     let owned = vfs
         .iter()
         .filter(|v| matches!(v.state, VfState::Owned { .. }))
         .count();
-    assert_eq!(owned, 1, "{vfs:?}");
+    assert_eq!(owned, 2, "{vfs:?}");
     let metrics = http_get_metrics(d.metrics_port);
     assert!(
         metrics.contains("jobnet_reconciled_releases_total 2"),
