@@ -82,9 +82,15 @@ impl Client {
         self.post(paths::GC, req).await
     }
 
-    /// Jobs known to the store (cluster-wide with etcd).
+    /// Jobs known to the store (cluster-wide with etcd), every page.
     pub async fn jobs(&self) -> Result<Vec<JobSummary>, ApiError> {
-        self.get(paths::JOBS).await
+        self.all_pages(paths::JOBS).await
+    }
+
+    /// One page of jobs.
+    pub async fn jobs_page(&self, page: &PageRequest) -> Result<Page<JobSummary>, ApiError> {
+        self.get(&format!("{}{}", paths::JOBS, page.to_query()))
+            .await
     }
 
     /// One job with its members in rank order.
@@ -92,9 +98,30 @@ impl Client {
         self.get(&paths::job(job)).await
     }
 
-    /// Every recorded attachment.
+    /// Every recorded attachment of the node, every page.
     pub async fn attachments(&self) -> Result<Vec<Attachment>, ApiError> {
-        self.get(paths::ATTACHMENTS).await
+        self.all_pages(paths::ATTACHMENTS).await
+    }
+
+    /// One page of the node's attachments.
+    pub async fn attachments_page(&self, page: &PageRequest) -> Result<Page<Attachment>, ApiError> {
+        self.get(&format!("{}{}", paths::ATTACHMENTS, page.to_query()))
+            .await
+    }
+
+    /// Follows `continue` tokens until the last page (a bounded number of
+    /// requests per page, each answer bounded by the server's page size).
+    async fn all_pages<T: DeserializeOwned>(&self, path: &str) -> Result<Vec<T>, ApiError> {
+        let mut out = Vec::new();
+        let mut req = PageRequest::default();
+        loop {
+            let page: Page<T> = self.get(&format!("{path}{}", req.to_query())).await?;
+            out.extend(page.items);
+            match page.next {
+                Some(t) if req.token.as_ref() != Some(&t) => req.token = Some(t),
+                _ => return Ok(out),
+            }
+        }
     }
 
     /// Every VF the daemon manages, with its state.

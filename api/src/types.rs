@@ -578,3 +578,76 @@ pub struct ForgetNodeResponse {
     /// Attachments released.
     pub released: Vec<AttachmentKey>,
 }
+
+/// Most items one page of a listing holds ([`PageRequest::limit`] is capped at it).
+pub const MAX_PAGE: u32 = 5000;
+/// Items per page when the request names no limit.
+pub const DEFAULT_PAGE: u32 = 500;
+
+/// Which page of a listing to answer (`?limit=N&continue=TOKEN`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PageRequest {
+    /// Items wanted (default [`DEFAULT_PAGE`], at most [`MAX_PAGE`]).
+    pub limit: Option<u32>,
+    /// The previous page's `continue` token.
+    pub token: Option<String>,
+}
+
+impl PageRequest {
+    /// The effective limit.
+    pub fn limit(&self) -> usize {
+        usize::try_from(self.limit.unwrap_or(DEFAULT_PAGE).clamp(1, MAX_PAGE)).unwrap_or(500)
+    }
+
+    /// Parses a URL query (`limit=10&continue=abc`); unknown keys are an error.
+    pub fn from_query(query: Option<&str>) -> Result<Self, String> {
+        let mut out = Self::default();
+        for pair in query.unwrap_or("").split('&').filter(|p| !p.is_empty()) {
+            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+            match k {
+                "limit" => {
+                    out.limit = Some(
+                        v.parse::<u32>()
+                            .ok()
+                            .filter(|n| *n >= 1)
+                            .ok_or_else(|| format!("limit must be a positive number, not {v:?}"))?,
+                    )
+                }
+                "continue" => {
+                    out.token = Some(
+                        crate::paths::decode_segment(v)
+                            .ok_or_else(|| "continue token is not valid".to_string())?,
+                    )
+                }
+                other => return Err(format!("unknown query parameter {other:?}")),
+            }
+        }
+        Ok(out)
+    }
+
+    /// The query string for this request (empty when it has nothing).
+    pub fn to_query(&self) -> String {
+        let mut parts = Vec::new();
+        if let Some(l) = self.limit {
+            parts.push(format!("limit={l}"));
+        }
+        if let Some(t) = &self.token {
+            parts.push(format!("continue={}", crate::paths::encode_segment(t)));
+        }
+        if parts.is_empty() {
+            String::new()
+        } else {
+            format!("?{}", parts.join("&"))
+        }
+    }
+}
+
+/// One page of a listing; `continue` is absent on the last page.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Page<T> {
+    /// The items, in a stable order.
+    pub items: Vec<T>,
+    /// Token for the next page.
+    #[serde(rename = "continue", default, skip_serializing_if = "Option::is_none")]
+    pub next: Option<String>,
+}

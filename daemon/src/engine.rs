@@ -958,7 +958,9 @@ impl<S: Store> Engine<S> {
                 free_subnets,
             });
         }
-        let attachments = self.ipam.count_attachments().await.map_err(api_err)?;
+        // A counter the engine maintains (reserve, release, each
+        // reconciliation), so status costs no scan of the store.
+        let attachments = u64::try_from(self.metrics.attachments.get()).unwrap_or(0);
         Ok(api::StatusResponse {
             node: self.node.clone(),
             version: env!("CARGO_PKG_VERSION").to_owned(),
@@ -989,32 +991,45 @@ impl<S: Store> Engine<S> {
         Ok(out)
     }
 
-    /// Every recorded attachment of this node, as the nearest store replica
-    /// has them (answered even while the cluster store has no quorum).
-    pub async fn attachments(&self) -> Result<Vec<api::Attachment>, ApiError> {
+    /// One page of this node's attachments, as the nearest store replica has
+    /// them (answered even while the cluster store has no quorum). The
+    /// `continue` token is the last attachment's `containerID/ifname`.
+    pub async fn attachments(
+        &self,
+        page: api::PageRequest,
+    ) -> Result<api::Page<api::Attachment>, ApiError> {
+        let limit = page.limit();
+        let after = match page.token.as_deref() {
+            None => None,
+            Some(t) => Some(
+                t.split_once('/')
+                    .map(|(c, i)| ipam::AttachmentKey::new(c, i))
+                    .ok_or_else(|| bad_token(t))?,
+            ),
+        };
         let scope = self.ipam.node().to_owned();
-        let mut out = Vec::new();
-        let mut after = None;
-        loop {
-            let page = self
+        let atts = self
+            .ipam
+            .attachments_view_page(after.as_ref(), limit)
+            .await
+            .map_err(api_err)?;
+        let mut items = Vec::with_capacity(atts.len());
+        for a in &atts {
+            let rec = self
                 .ipam
-                .attachments_view_page(after.as_ref(), PAGE)
+                .record_relaxed_on(&scope, &att_record_key(&to_api_key(&a.key)))
                 .await
-                .map_err(api_err)?;
-            for a in &page {
-                let rec = self
-                    .ipam
-                    .record_relaxed_on(&scope, &att_record_key(&to_api_key(&a.key)))
-                    .await
-                    .map_err(api_err)?
-                    .and_then(|v| serde_json::from_value::<AttRecord>(v).ok());
-                out.push(self.view(a, rec.as_ref()));
-            }
-            if page.len() < PAGE {
-                return Ok(out);
-            }
-            after = page.into_iter().next_back().map(|a| a.key);
+                .map_err(api_err)?
+                .and_then(|v| serde_json::from_value::<AttRecord>(v).ok());
+            items.push(self.view(a, rec.as_ref()));
         }
+        let next = (atts.len() == limit)
+            .then(|| {
+                atts.last()
+                    .map(|a| format!("{}/{}", a.key.container_id, a.key.ifname))
+            })
+            .flatten();
+        Ok(api::Page { items, next })
     }
 
     fn summary(&self, j: &ipam::JobNetwork, attachments: u32) -> api::JobSummary {
@@ -1031,19 +1046,31 @@ impl<S: Store> Engine<S> {
         }
     }
 
-    /// Jobs known to the store.
-    pub async fn jobs(&self) -> Result<Vec<api::JobSummary>, ApiError> {
-        let jobs = self.ipam.jobs(None).await.map_err(api_err)?;
-        let mut out = Vec::with_capacity(jobs.len());
+    /// One page of the jobs known to the store (every node's with etcd). The
+    /// `continue` token is the last job's `pool/job`.
+    pub async fn jobs(
+        &self,
+        page: api::PageRequest,
+    ) -> Result<api::Page<api::JobSummary>, ApiError> {
+        let limit = page.limit();
+        let after = match page.token.as_deref() {
+            None => None,
+            Some(t) => Some(t.split_once('/').ok_or_else(|| bad_token(t))?),
+        };
+        let jobs = self.ipam.jobs_page(after, limit).await.map_err(api_err)?;
+        let mut items = Vec::with_capacity(jobs.len());
         for j in &jobs {
             let n = self
                 .ipam
                 .count_job_attachments(&j.pool, &j.job)
                 .await
                 .map_err(api_err)?;
-            out.push(self.summary(j, u32::try_from(n).unwrap_or(u32::MAX)));
+            items.push(self.summary(j, u32::try_from(n).unwrap_or(u32::MAX)));
         }
-        Ok(out)
+        let next = (jobs.len() == limit)
+            .then(|| jobs.last().map(|j| format!("{}/{}", j.pool, j.job)))
+            .flatten();
+        Ok(api::Page { items, next })
     }
 
     /// One job (the first pool that has it) with its members in rank order.
@@ -1320,6 +1347,13 @@ impl<S: Store> Engine<S> {
     }
 }
 
+fn bad_token(t: &str) -> ApiError {
+    ApiError::new(
+        ErrorCode::InvalidArgument,
+        format!("continue token {t:?} is not one this API gave"),
+    )
+}
+
 fn unknown(key: &api::AttachmentKey) -> ApiError {
     ApiError::new(
         ErrorCode::UnknownAttachment,
@@ -1364,14 +1398,17 @@ impl<S: Store> crate::server::ApiHandler for Engine<S> {
     async fn gc(&self, req: api::GcRequest) -> Result<api::GcResponse, ApiError> {
         Engine::gc(self, req).await
     }
-    async fn jobs(&self) -> Result<Vec<api::JobSummary>, ApiError> {
-        Engine::jobs(self).await
+    async fn jobs(&self, page: api::PageRequest) -> Result<api::Page<api::JobSummary>, ApiError> {
+        Engine::jobs(self, page).await
     }
     async fn job(&self, job: String) -> Result<api::JobDetail, ApiError> {
         Engine::job(self, job).await
     }
-    async fn attachments(&self) -> Result<Vec<api::Attachment>, ApiError> {
-        Engine::attachments(self).await
+    async fn attachments(
+        &self,
+        page: api::PageRequest,
+    ) -> Result<api::Page<api::Attachment>, ApiError> {
+        Engine::attachments(self, page).await
     }
     async fn vfs(&self) -> Result<Vec<api::VfInfo>, ApiError> {
         Engine::vfs(self).await

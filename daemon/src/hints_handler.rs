@@ -20,8 +20,8 @@ use std::time::Instant;
 use jobnet_api::{
     ApiError, Attachment, AttachmentKey, AttachmentState, ErrorCode, ForgetNodeRequest,
     ForgetNodeResponse, GangReservation, GangReserveRequest, GcRequest, GcResponse, JobDetail,
-    JobSummary, NodeView, PodHints, ReleaseResponse, ReserveRequest, StatusResponse, VfInfo,
-    VfState,
+    JobSummary, NodeView, Page, PageRequest, PodHints, ReleaseResponse, ReserveRequest,
+    StatusResponse, VfInfo, VfState,
 };
 use jobnet_hw::topology::TopoView;
 use jobnet_hw::PciAddr;
@@ -341,16 +341,16 @@ impl<H: ApiHandler + AttachmentIndex> ApiHandler for TopologyHandler<H> {
         Ok(r)
     }
 
-    async fn jobs(&self) -> Result<Vec<JobSummary>, ApiError> {
-        self.inner.jobs().await
+    async fn jobs(&self, page: PageRequest) -> Result<Page<JobSummary>, ApiError> {
+        self.inner.jobs(page).await
     }
 
     async fn job(&self, job: String) -> Result<JobDetail, ApiError> {
         self.inner.job(job).await
     }
 
-    async fn attachments(&self) -> Result<Vec<Attachment>, ApiError> {
-        self.inner.attachments().await
+    async fn attachments(&self, page: PageRequest) -> Result<Page<Attachment>, ApiError> {
+        self.inner.attachments(page).await
     }
 
     async fn vfs(&self) -> Result<Vec<VfInfo>, ApiError> {

@@ -21,7 +21,7 @@ use jobnet_api::paths;
 use jobnet_api::{
     ApiError, Attachment, AttachmentKey, ErrorCode, ForgetNodeRequest, ForgetNodeResponse,
     GangReservation, GangReserveRequest, GcRequest, GcResponse, JobDetail, JobSummary, NodeView,
-    PodHints, ReleaseResponse, ReserveRequest, StatusResponse, VfInfo,
+    Page, PageRequest, PodHints, ReleaseResponse, ReserveRequest, StatusResponse, VfInfo,
 };
 use jobnet_hw::topology::TopoView;
 use serde::de::DeserializeOwned;
@@ -63,12 +63,18 @@ pub trait ApiHandler: Send + Sync + 'static {
     fn status(&self) -> impl Future<Output = Result<StatusResponse, ApiError>> + Send;
     /// Releases everything not valid.
     fn gc(&self, req: GcRequest) -> impl Future<Output = Result<GcResponse, ApiError>> + Send;
-    /// Lists jobs.
-    fn jobs(&self) -> impl Future<Output = Result<Vec<JobSummary>, ApiError>> + Send;
+    /// Lists jobs, a page at a time.
+    fn jobs(
+        &self,
+        page: PageRequest,
+    ) -> impl Future<Output = Result<Page<JobSummary>, ApiError>> + Send;
     /// Shows one job.
     fn job(&self, job: String) -> impl Future<Output = Result<JobDetail, ApiError>> + Send;
-    /// Lists attachments.
-    fn attachments(&self) -> impl Future<Output = Result<Vec<Attachment>, ApiError>> + Send;
+    /// Lists the node's attachments, a page at a time.
+    fn attachments(
+        &self,
+        page: PageRequest,
+    ) -> impl Future<Output = Result<Page<Attachment>, ApiError>> + Send;
     /// Lists VFs.
     fn vfs(&self) -> impl Future<Output = Result<Vec<VfInfo>, ApiError>> + Send;
     /// Gang reservation.
@@ -274,9 +280,10 @@ pub async fn handle<H: ApiHandler>(
     let started = Instant::now();
     let method = req.method().clone();
     let path = req.uri().path().to_owned();
+    let query = req.uri().query().map(str::to_owned);
     let endpoint = endpoint_name(&method, &path);
     let result = match read_body(req).await {
-        Ok(body) => route(handler, &method, &path, body).await,
+        Ok(body) => route(handler, &method, &path, query.as_deref(), body).await,
         Err(e) => Err(e),
     };
     metrics.observe_request(endpoint, started.elapsed());
@@ -353,8 +360,11 @@ async fn route<H: ApiHandler>(
     h: &H,
     method: &Method,
     path: &str,
+    query: Option<&str>,
     body: Bytes,
 ) -> Result<Bytes, ApiError> {
+    let page =
+        || PageRequest::from_query(query).map_err(|m| ApiError::new(ErrorCode::InvalidArgument, m));
     let is_post = *method == Method::POST;
     let is_get = *method == Method::GET;
     match path {
@@ -367,8 +377,8 @@ async fn route<H: ApiHandler>(
         paths::FORGET_NODE if is_post => to_json(&h.forget_node(parse(&body)?).await?),
         paths::NODES if is_get => to_json(&h.nodes().await?),
         paths::STATUS if is_get => to_json(&h.status().await?),
-        paths::JOBS if is_get => to_json(&h.jobs().await?),
-        paths::ATTACHMENTS if is_get => to_json(&h.attachments().await?),
+        paths::JOBS if is_get => to_json(&h.jobs(page()?).await?),
+        paths::ATTACHMENTS if is_get => to_json(&h.attachments(page()?).await?),
         paths::VFS if is_get => to_json(&h.vfs().await?),
         paths::TOPOLOGY if is_get => to_json(&h.topology().await?),
         p if is_get && p.starts_with("/v1/jobs/") => {

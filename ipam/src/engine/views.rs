@@ -174,6 +174,35 @@ impl<S: Store> Ipam<S> {
         Ok(out)
     }
 
+    /// At most `limit` job networks of every pool in key order, after the job
+    /// `after` = (pool, job) (paging; as the nearest replica has them).
+    pub async fn jobs_page(
+        &self,
+        after: Option<(&str, &str)>,
+        limit: usize,
+    ) -> Result<Vec<JobNetwork>, IpamError> {
+        let p = keys::JOB_PREFIX;
+        let start = after.map_or_else(
+            || p.to_string(),
+            |(pool, job)| key_after(&keys::job(pool, job)),
+        );
+        let mut out = Vec::new();
+        for (k, v) in self
+            .store
+            .range_relaxed(&start, &prefix_end(p), limit)
+            .await?
+        {
+            let Some((pool, job)) = keys::parse_job(&k) else {
+                continue;
+            };
+            let Ok(rt) = self.rt(&pool) else {
+                continue;
+            };
+            out.push(job_view(&rt.pool, &job, &decode(&k, &v)?));
+        }
+        Ok(out)
+    }
+
     /// Writes daemon records in one durable transaction (all or nothing).
     pub async fn put_records(&self, writes: Vec<RecordWrite>) -> Result<(), IpamError> {
         let mut txn = Txn::default();
