@@ -7,6 +7,8 @@
 //! server) and, with the `etcd` feature, on a real etcd member where each
 //! node has its own client connection.
 
+mod common;
+
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::future::Future;
 use std::net::IpAddr;
@@ -14,10 +16,11 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
+use common::req;
 use futures::future::join_all;
 use jobnet_ipam::{
     AttachmentKey, GangRequest, Ipam, IpamError, JobNetwork, ManualClock, NodeInfo, Pool,
-    PoolConfig, RailSelection, RedbStore, ReserveRequest, Store, BLOCK_SIZE,
+    RedbStore, Store, BLOCK_SIZE,
 };
 
 const T0: u64 = 1_700_000_000_000;
@@ -40,12 +43,7 @@ grace_period_secs = 0
 "#;
 
 fn pools() -> Vec<Pool> {
-    #[derive(serde::Deserialize)]
-    struct File {
-        pools: Vec<PoolConfig>,
-    }
-    let f: File = toml::from_str(POOLS).expect("pool TOML");
-    Pool::from_configs(f.pools).expect("valid pools")
+    common::pools(POOLS)
 }
 
 type BoxFut<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -89,17 +87,6 @@ impl<B: Backend> Cluster<B> {
 
     async fn node(&self, name: &str) -> Ipam<B::S> {
         Ipam::new(self.backend.open().await, pools(), self.clock.clone()).on_node(name)
-    }
-}
-
-fn req(pool: &str, job: &str, cid: &str, rank: Option<u32>) -> ReserveRequest {
-    ReserveRequest {
-        pool: pool.into(),
-        job: job.into(),
-        key: AttachmentKey::new(cid, "net1"),
-        rank,
-        rails: RailSelection::All,
-        records: Vec::new(),
     }
 }
 
@@ -370,14 +357,21 @@ macro_rules! on_embedded {
     };
 }
 
-on_embedded!(
-    job_identity_is_the_same_in_any_order,
-    a_rank_is_held_once_cluster_wide,
-    unranked_addresses_come_from_per_node_blocks,
-    a_job_lives_until_its_last_member_anywhere_leaves,
-    gangs_hold_cluster_wide,
-    forgetting_a_node_releases_only_its_holdings,
-);
+/// Runs macro `$m` over every scenario, so each backend runs them all.
+macro_rules! every_scenario {
+    ($m:ident) => {
+        $m!(
+            job_identity_is_the_same_in_any_order,
+            a_rank_is_held_once_cluster_wide,
+            unranked_addresses_come_from_per_node_blocks,
+            a_job_lives_until_its_last_member_anywhere_leaves,
+            gangs_hold_cluster_wide,
+            forgetting_a_node_releases_only_its_holdings,
+        );
+    };
+}
+
+every_scenario!(on_embedded);
 
 #[cfg(feature = "etcd")]
 mod on_etcd {
@@ -427,12 +421,5 @@ mod on_etcd {
         };
     }
 
-    on_etcd!(
-        job_identity_is_the_same_in_any_order,
-        a_rank_is_held_once_cluster_wide,
-        unranked_addresses_come_from_per_node_blocks,
-        a_job_lives_until_its_last_member_anywhere_leaves,
-        gangs_hold_cluster_wide,
-        forgetting_a_node_releases_only_its_holdings,
-    );
+    every_scenario!(on_etcd);
 }
