@@ -71,9 +71,10 @@ fuzz_target!(|data: &[u8]| {
     let mut client = RdmaClient::with_transport(transport);
     let index = u32::from(*index);
     let result: Result<(), RdmaError> = match op & 0x0f {
+        // Device names are only compared with names read from sysfs, never
+        // used as paths, so an empty or odd name is the kernel's business.
         0 => client.devices().map(|d| {
             for dev in d {
-                assert!(!dev.name.is_empty(), "device without a name");
                 let _ = dev.node_guid.map(|g| g.to_string());
             }
         }),
