@@ -12,6 +12,7 @@ use serde::Serialize;
 use tokio::net::UnixStream;
 
 use crate::error::{ApiError, ErrorCode};
+use crate::jobcheck::*;
 use crate::paths;
 use crate::types::*;
 
@@ -148,6 +149,45 @@ impl Client {
         req: &ForgetNodeRequest,
     ) -> Result<ForgetNodeResponse, ApiError> {
         self.post(paths::FORGET_NODE, req).await
+    }
+
+    /// Waits (on the server, up to `timeout`) until ranks `0..ranks` of
+    /// `job` are attached on every rail; the answer says whether they are.
+    pub async fn job_wait(
+        &self,
+        job: &str,
+        ranks: u32,
+        timeout: Duration,
+    ) -> Result<JobWaitResponse, ApiError> {
+        let q = JobWaitQuery {
+            ranks,
+            timeout_ms: u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX),
+        };
+        let path = format!(
+            "{}{}",
+            paths::job_action(job, paths::JobAction::Wait),
+            q.to_query()
+        );
+        self.outliving(timeout).get(&path).await
+    }
+
+    /// Checks `job`'s network end to end from every node holding its ranks.
+    pub async fn preflight(
+        &self,
+        job: &str,
+        req: &PreflightRequest,
+    ) -> Result<PreflightReport, ApiError> {
+        let budget = Duration::from_millis(req.timeout_ms.unwrap_or(60_000));
+        self.outliving(budget)
+            .post(&paths::job_action(job, paths::JobAction::Preflight), req)
+            .await
+    }
+
+    /// This client with a call timeout past a server-side wait of `wait`.
+    fn outliving(&self, wait: Duration) -> Self {
+        let call = wait.saturating_add(Duration::from_secs(15));
+        self.clone()
+            .with_timeouts(self.connect_timeout, call.max(self.request_timeout))
     }
 
     async fn get<Resp: DeserializeOwned>(&self, path: &str) -> Result<Resp, ApiError> {
@@ -348,6 +388,25 @@ impl BlockingClient {
     /// See [`Client::forget_node`].
     pub fn forget_node(&self, req: &ForgetNodeRequest) -> Result<ForgetNodeResponse, ApiError> {
         self.rt.block_on(self.inner.forget_node(req))
+    }
+
+    /// See [`Client::job_wait`].
+    pub fn job_wait(
+        &self,
+        job: &str,
+        ranks: u32,
+        timeout: Duration,
+    ) -> Result<JobWaitResponse, ApiError> {
+        self.rt.block_on(self.inner.job_wait(job, ranks, timeout))
+    }
+
+    /// See [`Client::preflight`].
+    pub fn preflight(
+        &self,
+        job: &str,
+        req: &PreflightRequest,
+    ) -> Result<PreflightReport, ApiError> {
+        self.rt.block_on(self.inner.preflight(job, req))
     }
 }
 

@@ -12,12 +12,14 @@
 pub mod client;
 pub mod error;
 pub mod ifnames;
+pub mod jobcheck;
 pub mod paths;
 pub mod types;
 
 pub use client::{BlockingClient, Client, DEFAULT_SOCKET, SOCKET_ENV};
 pub use error::{ApiError, ErrorCode};
 pub use ifnames::rail_ifname;
+pub use jobcheck::*;
 pub use types::*;
 
 /// The API version this crate speaks.

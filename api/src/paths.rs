@@ -59,6 +59,41 @@ pub fn job(name: &str) -> String {
     format!("{JOBS}/{}", encode_segment(name))
 }
 
+/// What a `/v1/jobs/{job}/<action>` path asks of a job.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JobAction {
+    /// `GET .../wait`: answer once the job's ranks are attached.
+    Wait,
+    /// `POST .../preflight`: check the job's network end to end.
+    Preflight,
+}
+
+impl JobAction {
+    fn segment(self) -> &'static str {
+        match self {
+            Self::Wait => "wait",
+            Self::Preflight => "preflight",
+        }
+    }
+}
+
+/// Path of an action on one job (`/v1/jobs/{job}/wait`, `.../preflight`).
+pub fn job_action(name: &str, action: JobAction) -> String {
+    format!("{}/{}", job(name), action.segment())
+}
+
+/// The decoded job and the action of a job action path; None for any other path.
+pub fn parse_job_action(path: &str) -> Option<(String, JobAction)> {
+    let (seg, action) = path
+        .strip_prefix(JOBS)?
+        .strip_prefix('/')?
+        .split_once('/')?;
+    let action = [JobAction::Wait, JobAction::Preflight]
+        .into_iter()
+        .find(|a| a.segment() == action)?;
+    Some((decode_segment(seg)?, action))
+}
+
 /// Percent-encodes everything but RFC 3986 unreserved characters.
 pub fn encode_segment(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
@@ -104,6 +139,20 @@ mod tests {
         }
         assert_eq!(decode_segment("%G0"), None);
         assert_eq!(decode_segment("%4"), None);
+    }
+
+    #[test]
+    fn job_action_paths_round_trip() {
+        let p = job_action("a b", JobAction::Wait);
+        assert_eq!(p, "/v1/jobs/a%20b/wait");
+        assert_eq!(parse_job_action(&p), Some(("a b".into(), JobAction::Wait)));
+        assert_eq!(
+            parse_job_action("/v1/jobs/x/preflight"),
+            Some(("x".into(), JobAction::Preflight))
+        );
+        assert_eq!(parse_job_action("/v1/jobs/x"), None);
+        assert_eq!(parse_job_action("/v1/jobs/x/other"), None);
+        assert_eq!(parse_job_action("/v1/jobs/x/wait/more"), None);
     }
 
     #[test]

@@ -20,6 +20,8 @@
 //! | `nodes/<node>/records/<key>` | daemon record (VF owner, attachment details) | node |
 //! | `registry/<node>` | the node's jobnetd: version, when it last started | cluster |
 //! | `alive/<node>` | liveness, bound to a lease that the node's jobnetd keeps alive | cluster |
+//! | `preflight/<pool>/<job>/<id>` | a job preflight asked on some node: its ranks per rail, budget | cluster |
+//! | `preflight-results/<pool>/<job>/<id>/<node>` | what one node's probes of its ranks found | cluster |
 //!
 //! A rank's address is derived from the rank, so the `addrs/` key of a rank
 //! is the cluster-wide lock on that rank: two nodes cannot both hold it.
@@ -222,6 +224,32 @@ pub(crate) fn parse_index(key: &str) -> Option<u64> {
     u64::from_str_radix(hex, 16).ok()
 }
 
+/// Parent of every preflight request; results live apart, so that polling
+/// for requests never reads results.
+pub(crate) const PREFLIGHT_PREFIX: &str = "preflight/";
+
+pub(crate) fn preflight(pool: &str, job: &str, id: &str) -> String {
+    format!("{PREFLIGHT_PREFIX}{}/{}/{}", esc(pool), esc(job), esc(id))
+}
+
+/// Parses a preflight request key into (pool, job, id).
+pub(crate) fn parse_preflight(key: &str) -> Option<(String, String, String)> {
+    let mut parts = key.strip_prefix(PREFLIGHT_PREFIX)?.split('/');
+    let (p, j, i) = (parts.next()?, parts.next()?, parts.next()?);
+    if parts.next().is_some() {
+        return None;
+    }
+    Some((unesc(p)?, unesc(j)?, unesc(i)?))
+}
+
+pub(crate) fn preflight_results_prefix(pool: &str, job: &str, id: &str) -> String {
+    format!("preflight-results/{}/{}/{}/", esc(pool), esc(job), esc(id))
+}
+
+pub(crate) fn preflight_result(pool: &str, job: &str, id: &str, node: &str) -> String {
+    format!("{}{}", preflight_results_prefix(pool, job, id), esc(node))
+}
+
 pub(crate) fn isolation(pool: &str, id: u32) -> String {
     format!("{}{id:08x}", isolation_prefix(pool))
 }
@@ -262,5 +290,13 @@ mod tests {
             Some(7)
         );
         assert!(addr("p", "j", 0, Family::V4, 9) < addr("p", "j", 0, Family::V4, 8));
+        let pf = preflight("p/1", "j", "id 1");
+        assert_eq!(
+            parse_preflight(&pf),
+            Some(("p/1".to_string(), "j".to_string(), "id 1".to_string()))
+        );
+        let r = preflight_result("p/1", "j", "id 1", "n/1");
+        assert!(!r.starts_with(PREFLIGHT_PREFIX));
+        assert_eq!(parse_preflight(&format!("{pf}/x")), None);
     }
 }

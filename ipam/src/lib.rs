@@ -45,7 +45,7 @@ pub mod store;
 
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use config::{GatewayPolicy, IsolationConfig, IsolationMode, Pool, PoolConfig, Rails};
-pub use engine::{Ipam, PoolUsage, BLOCK_SIZE, LOCAL_NODE};
+pub use engine::{Ipam, PoolUsage, PreflightId, BLOCK_SIZE, LOCAL_NODE};
 pub use error::{ConfigError, IpamError};
 pub use model::{
     Attachment, AttachmentKey, AttachmentState, Family, ForgetReport, Gang, GangRequest, Isolation,

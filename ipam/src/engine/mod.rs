@@ -255,9 +255,12 @@ fn check_len(what: &str, s: &str, max: usize) -> Result<(), IpamError> {
 
 mod migrate;
 mod nodes;
+mod preflight;
 mod release;
 mod reserve;
 mod views;
+
+pub use preflight::PreflightId;
 
 impl<S: Store> Ipam<S> {
     /// An allocator over `store` serving `pools`, with `clock` for deadlines.
