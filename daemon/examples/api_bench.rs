@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 
 use jobnet_api::{Client, ReserveRequest};
 use jobnet_daemon::config::Config;
-use jobnet_daemon::testing::FakeSysfs;
+use jobnet_tests::fake_sysfs::FakeSysfs;
 
 const PFS: u32 = 8;
 const VFS: u32 = 128;

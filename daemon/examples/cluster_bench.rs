@@ -68,7 +68,7 @@ use jobnet_api::{self as api, ReserveRequest, VfAssignment};
 use jobnet_daemon::config::Config;
 use jobnet_daemon::engine::Engine;
 use jobnet_daemon::metrics::Metrics;
-use jobnet_daemon::testing::FakeSysfs;
+use jobnet_tests::fake_sysfs::FakeSysfs;
 use jobnet_hw::PciAddr;
 use jobnet_ipam::store::{Compare, Op, StoreFuture, Txn, TxnOutcome, Versioned};
 use jobnet_ipam::{EtcdStore, JobNetwork, RailSelection, RecordWrite, Store, SystemClock};

@@ -466,7 +466,7 @@ impl VfSelector for FirstFree {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::testing::FakeSysfs;
+    use jobnet_tests::fake_sysfs::FakeSysfs;
 
     #[test]
     fn scans_all_pfs_by_address_and_selects_first_free() {

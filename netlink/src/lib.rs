@@ -1,6 +1,7 @@
 //! jobnet's kernel networking layer: network namespaces and every rtnetlink
 //! operation a VF attach needs (links, addresses, routes, PF-side VF
-//! settings, announcements, and virtual links for test fabrics).
+//! settings, announcements, bridges and VXLAN devices; with the `testing`
+//! feature also veth pairs for test fabrics).
 //!
 //! Every operation goes through a [`Handle`] bound to one namespace. Make
 //! one per namespace per command and reuse it: each request is one round
@@ -11,13 +12,15 @@
 mod addr;
 mod announce;
 mod error;
-mod fixtures;
 mod handle;
 mod link;
 mod mac;
 mod netns;
 mod route;
 mod vf;
+#[cfg(feature = "testing")]
+mod veth;
+mod virtual_link;
 
 pub use addr::{build_address, Address, AddressOptions};
 pub use announce::{
@@ -25,7 +28,6 @@ pub use announce::{
     unsolicited_na_frame,
 };
 pub use error::{ErrorKind, NetlinkError, NetnsError};
-pub use fixtures::{build_bridge, build_veth, build_vxlan, VxlanConfig, VXLAN_PORT};
 pub use handle::Handle;
 pub use link::{
     build_link_update, build_move_to_netns, validate_ifname, Link, LinkUpdate, OperState,
@@ -39,6 +41,9 @@ pub use vf::{
     VfLinkStateConfig, VfSettings, VfSettingsError, VfState, VfVlanConfig, VlanProto, MAX_VLAN_ID,
     MAX_VLAN_QOS,
 };
+#[cfg(feature = "testing")]
+pub use veth::build_veth;
+pub use virtual_link::{build_bridge, build_vxlan, VxlanConfig, VXLAN_PORT};
 
 /// Route scopes, as used by [`Route::scope`] and [`Address::scope`].
 pub use netlink_packet_route::{address::AddressScope, route::RouteScope};

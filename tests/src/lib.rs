@@ -3,6 +3,7 @@
 
 pub mod etcd;
 pub mod fabric;
+pub mod fake_sysfs;
 pub mod fault;
 pub mod harness;
 pub mod topo_layouts;

@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use jobnet_api::{Client, ReserveRequest};
-pub use jobnet_daemon::testing::FakeSysfs;
+pub use jobnet_tests::fake_sysfs::FakeSysfs;
 
 static COUNTER: AtomicU32 = AtomicU32::new(0);
 

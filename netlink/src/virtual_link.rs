@@ -1,18 +1,15 @@
-//! Creating virtual links: veth pairs (peer born directly in another
-//! namespace), bridges and VXLAN devices. Used by the simulated fabric and
-//! by isolation between jobs.
+//! Creating bridges and VXLAN devices: the per-job bridges and tunnels of
+//! `vxlan` isolation.
 
-use std::{net::IpAddr, os::fd::AsRawFd};
+use std::net::IpAddr;
 
 use netlink_packet_route::link::{
-    InfoData, InfoKind, InfoVeth, InfoVxlan, LinkAttribute, LinkInfo, LinkMessage,
+    InfoData, InfoKind, InfoVxlan, LinkAttribute, LinkInfo, LinkMessage,
 };
 
 use crate::{
     error::{ErrorKind, NetlinkError},
     handle::Handle,
-    link::validate_ifname,
-    netns::Netns,
 };
 
 /// IANA-assigned VXLAN UDP port.
@@ -53,25 +50,6 @@ impl VxlanConfig {
             mtu: None,
         }
     }
-}
-
-/// Builds the RTM_NEWLINK for a veth pair; the peer is created directly in
-/// `peer_netns_fd` when given, so it never exists in this namespace.
-pub fn build_veth(name: &str, peer: &str, peer_netns_fd: Option<i32>) -> LinkMessage {
-    let mut peer_msg = LinkMessage::default();
-    peer_msg
-        .attributes
-        .push(LinkAttribute::IfName(peer.to_string()));
-    if let Some(fd) = peer_netns_fd {
-        peer_msg.attributes.push(LinkAttribute::NetNsFd(fd));
-    }
-    let mut msg = LinkMessage::default();
-    msg.attributes.push(LinkAttribute::IfName(name.to_string()));
-    msg.attributes.push(LinkAttribute::LinkInfo(vec![
-        LinkInfo::Kind(InfoKind::Veth),
-        LinkInfo::Data(InfoData::Veth(InfoVeth::Peer(peer_msg))),
-    ]));
-    msg
 }
 
 /// Builds the RTM_NEWLINK for a bridge.
@@ -115,19 +93,6 @@ pub fn build_vxlan(cfg: &VxlanConfig) -> LinkMessage {
 }
 
 impl Handle {
-    /// Creates a veth pair `name` (here) and `peer` (in `peer_ns`, or here).
-    pub async fn create_veth(
-        &self,
-        name: &str,
-        peer: &str,
-        peer_ns: Option<&Netns>,
-    ) -> Result<(), NetlinkError> {
-        validate_ifname(peer)
-            .map_err(|e| NetlinkError::new("create veth", name, ErrorKind::InvalidInput(e)))?;
-        let msg = build_veth(name, peer, peer_ns.map(|n| n.as_raw_fd()));
-        self.create_link("create veth", name, msg).await
-    }
-
     /// Creates a bridge.
     pub async fn create_bridge(&self, name: &str) -> Result<(), NetlinkError> {
         self.create_link("create bridge", name, build_bridge(name))
