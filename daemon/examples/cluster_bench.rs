@@ -68,11 +68,11 @@ use jobnet_api::{self as api, ReserveRequest, VfAssignment};
 use jobnet_daemon::config::Config;
 use jobnet_daemon::engine::Engine;
 use jobnet_daemon::metrics::Metrics;
-use jobnet_tests::fake_sysfs::FakeSysfs;
 use jobnet_hw::PciAddr;
 use jobnet_ipam::store::{Compare, Op, StoreFuture, Txn, TxnOutcome, Versioned};
 use jobnet_ipam::{EtcdStore, JobNetwork, RailSelection, RecordWrite, Store, SystemClock};
 use jobnet_tests::etcd::{EtcdCluster, EtcdSpec};
+use jobnet_tests::fake_sysfs::FakeSysfs;
 
 const POOL: &str = "rdma";
 const JOB: &str = "train";

@@ -26,9 +26,9 @@ use jobnet_api::{Client, ReserveRequest, VfAssignment};
 use jobnet_daemon::config::Config;
 use jobnet_daemon::engine::Engine;
 use jobnet_daemon::metrics::Metrics;
-use jobnet_tests::fake_sysfs::FakeSysfs;
 use jobnet_hw::PciAddr;
 use jobnet_ipam::{RedbStore, SystemClock};
+use jobnet_tests::fake_sysfs::FakeSysfs;
 
 struct Args {
     jobs: usize,

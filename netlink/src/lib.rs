@@ -17,9 +17,9 @@ mod link;
 mod mac;
 mod netns;
 mod route;
-mod vf;
 #[cfg(feature = "testing")]
 mod veth;
+mod vf;
 mod virtual_link;
 
 pub use addr::{build_address, Address, AddressOptions};
@@ -36,13 +36,13 @@ pub use link::{
 pub use mac::{MacAddr, ParseMacError};
 pub use netns::{NamedNetns, Netns, NetnsGuard, NETNS_RUN_DIR};
 pub use route::{build_route, Route, RouteFamily, TABLE_MAIN};
+#[cfg(feature = "testing")]
+pub use veth::build_veth;
 pub use vf::{
     build_vf_info, build_vf_message, vf_message_bytes, vf_message_payload, vf_states_from_message,
     VfLinkStateConfig, VfSettings, VfSettingsError, VfState, VfVlanConfig, VlanProto, MAX_VLAN_ID,
     MAX_VLAN_QOS,
 };
-#[cfg(feature = "testing")]
-pub use veth::build_veth;
 pub use virtual_link::{build_bridge, build_vxlan, VxlanConfig, VXLAN_PORT};
 
 /// Route scopes, as used by [`Route::scope`] and [`Address::scope`].
