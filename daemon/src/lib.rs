@@ -10,13 +10,12 @@ pub mod hints_handler;
 pub mod install;
 pub mod inventory;
 pub mod isolation;
+pub mod jobcheck;
 pub mod keylock;
 pub mod metrics;
 pub mod netns;
 pub mod rdma_view;
 pub mod run;
 pub mod server;
-#[doc(hidden)]
-pub mod testing;
 pub mod topology;
 pub mod validate;

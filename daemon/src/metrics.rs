@@ -19,6 +19,8 @@ use prometheus_client::registry::Registry;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
+use crate::jobcheck::gauges::JobGauges;
+
 /// Label of per-pool gauges.
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct PoolLabel {
@@ -66,6 +68,8 @@ pub struct Metrics {
     pub attachments: Gauge,
     /// Attachments released by reconciliation.
     pub reconciled: Counter,
+    /// Per-job readiness and preflight gauges.
+    pub jobs: JobGauges,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -125,6 +129,7 @@ impl Metrics {
             "Attachments released by reconciliation or GC",
             reconciled.clone(),
         );
+        let jobs = JobGauges::register(&mut registry);
         Self {
             registry,
             reserve_seconds,
@@ -135,6 +140,7 @@ impl Metrics {
             free_subnets,
             attachments,
             reconciled,
+            jobs,
         }
     }
 

@@ -14,6 +14,7 @@ use crate::config::{Config, MetricsAddr, StoreBackend, StoreConfig};
 use crate::engine::{Engine, StartError};
 use crate::hints::HintStore;
 use crate::hints_handler::TopologyHandler;
+use crate::jobcheck::{self, JobChecks};
 use crate::metrics::{self, Metrics};
 use crate::server::{self, ListenError};
 use crate::topology::{NodeTopology, TopologySelector};
@@ -212,10 +213,24 @@ async fn run_with<S: Store>(
         })
     };
 
+    let default_rails = config
+        .pools
+        .iter()
+        .find(|p| p.ipam.name == config.default_pool_name())
+        .map_or(1, |p| p.rail_count());
+    let checks = Arc::new(JobChecks::new(
+        engine.clone(),
+        metrics.clone(),
+        (0..u32::from(default_rails)).collect(),
+        stop_rx.clone(),
+    ));
+    let agent_task = tokio::spawn(jobcheck::agent::run(checks.clone()));
+
     tracing::info!(socket = %config.socket.display(), node = %engine.node(), "jobnetd ready");
     let serving = tokio::spawn(server::serve(
         listener,
         handler.clone(),
+        checks.clone(),
         metrics.clone(),
         stop_rx,
     ));
@@ -226,6 +241,8 @@ async fn run_with<S: Store>(
         tracing::warn!(error = %e, "API server task failed");
     }
     let _ = reconcile_task.await;
+    let _ = agent_task.await;
+    drop(checks);
     if let Some(t) = metrics_task {
         let _ = t.await;
     }

@@ -20,8 +20,9 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use jobnet_api::paths;
 use jobnet_api::{
     ApiError, Attachment, AttachmentKey, ErrorCode, ForgetNodeRequest, ForgetNodeResponse,
-    GangReservation, GangReserveRequest, GcRequest, GcResponse, JobDetail, JobSummary, NodeView,
-    Page, PageRequest, PodHints, ReleaseResponse, ReserveRequest, StatusResponse, VfInfo,
+    GangReservation, GangReserveRequest, GcRequest, GcResponse, JobDetail, JobSummary,
+    JobWaitQuery, NodeView, Page, PageRequest, PodHints, PreflightRequest, ReleaseResponse,
+    ReserveRequest, StatusResponse, VfInfo,
 };
 use jobnet_hw::topology::TopoView;
 use serde::de::DeserializeOwned;
@@ -30,6 +31,7 @@ use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
+use crate::jobcheck::JobActions;
 use crate::metrics::Metrics;
 
 /// Largest request body accepted.
@@ -169,10 +171,12 @@ pub fn bind(path: &Path) -> Result<UnixListener, ListenError> {
     UnixListener::from_std(std_listener).map_err(io("registering"))
 }
 
-/// Serves the API on `listener` until `shutdown` becomes true, then drains.
-pub async fn serve<H: ApiHandler>(
+/// Serves the API on `listener` until `shutdown` becomes true, then drains;
+/// the job readiness calls go to `jobs`.
+pub async fn serve<H: ApiHandler, K: JobActions>(
     listener: UnixListener,
     handler: Arc<H>,
+    jobs: Arc<K>,
     metrics: Arc<Metrics>,
     mut shutdown: watch::Receiver<bool>,
 ) {
@@ -212,6 +216,7 @@ pub async fn serve<H: ApiHandler>(
         conns.spawn(serve_conn(
             stream,
             handler.clone(),
+            jobs.clone(),
             metrics.clone(),
             shutdown.clone(),
         ));
@@ -243,16 +248,18 @@ async fn refuse(stream: UnixStream) {
     let _ = tokio::time::timeout(Duration::from_secs(5), conn).await;
 }
 
-async fn serve_conn<H: ApiHandler>(
+async fn serve_conn<H: ApiHandler, K: JobActions>(
     stream: UnixStream,
     handler: Arc<H>,
+    jobs: Arc<K>,
     metrics: Arc<Metrics>,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let svc = hyper::service::service_fn(move |req: Request<Incoming>| {
         let handler = handler.clone();
+        let jobs = jobs.clone();
         let metrics = metrics.clone();
-        async move { Ok::<_, Infallible>(handle(handler.as_ref(), &metrics, req).await) }
+        async move { Ok::<_, Infallible>(handle(handler.as_ref(), jobs.as_ref(), &metrics, req).await) }
     });
     let conn = hyper::server::conn::http1::Builder::new()
         .timer(TokioTimer::new())
@@ -272,8 +279,9 @@ async fn serve_conn<H: ApiHandler>(
 }
 
 /// Handles one request: limits, routing, decoding, the call, the answer.
-pub async fn handle<H: ApiHandler>(
+pub async fn handle<H: ApiHandler, K: JobActions>(
     handler: &H,
+    jobs: &K,
     metrics: &Metrics,
     req: Request<Incoming>,
 ) -> Response<Full<Bytes>> {
@@ -283,7 +291,7 @@ pub async fn handle<H: ApiHandler>(
     let query = req.uri().query().map(str::to_owned);
     let endpoint = endpoint_name(&method, &path);
     let result = match read_body(req).await {
-        Ok(body) => route(handler, &method, &path, query.as_deref(), body).await,
+        Ok(body) => route(handler, jobs, &method, &path, query.as_deref(), body).await,
         Err(e) => Err(e),
     };
     metrics.observe_request(endpoint, started.elapsed());
@@ -350,14 +358,19 @@ fn endpoint_name(method: &Method, path: &str) -> &'static str {
         (&Method::GET, paths::TOPOLOGY) => "topology",
         (&Method::GET, paths::NODES) => "nodes",
         (&Method::POST, paths::FORGET_NODE) => "forget-node",
+        (_, p) if paths::parse_job_action(p).is_some_and(|(_, a)| a == paths::JobAction::Wait) => {
+            "job-wait"
+        }
+        (_, p) if paths::parse_job_action(p).is_some() => "preflight",
         (&Method::GET, p) if p.starts_with("/v1/jobs/") => "job",
         (&Method::GET, p) if paths::parse_hints(p).is_some() => "hints",
         _ => "other",
     }
 }
 
-async fn route<H: ApiHandler>(
+async fn route<H: ApiHandler, K: JobActions>(
     h: &H,
+    jobs: &K,
     method: &Method,
     path: &str,
     query: Option<&str>,
@@ -369,7 +382,11 @@ async fn route<H: ApiHandler>(
     let is_get = *method == Method::GET;
     match path {
         paths::RESERVE if is_post => to_json(&h.reserve(parse(&body)?).await?),
-        paths::COMMIT if is_post => to_json(&h.commit(parse(&body)?).await?),
+        paths::COMMIT if is_post => {
+            let att = h.commit(parse(&body)?).await?;
+            jobs.committed(&att);
+            to_json(&att)
+        }
         paths::RELEASE if is_post => to_json(&h.release(parse(&body)?).await?),
         paths::CHECK if is_post => to_json(&h.check(parse(&body)?).await?),
         paths::GC if is_post => to_json(&h.gc(parse(&body)?).await?),
@@ -381,6 +398,9 @@ async fn route<H: ApiHandler>(
         paths::ATTACHMENTS if is_get => to_json(&h.attachments(page()?).await?),
         paths::VFS if is_get => to_json(&h.vfs().await?),
         paths::TOPOLOGY if is_get => to_json(&h.topology().await?),
+        p if paths::parse_job_action(p).is_some() => {
+            job_action(jobs, method, p, query, &body).await
+        }
         p if is_get && p.starts_with("/v1/jobs/") => {
             let seg = p.trim_start_matches("/v1/jobs/");
             let job = (!seg.contains('/'))
@@ -421,6 +441,39 @@ async fn route<H: ApiHandler>(
                 "unknown API version or path {}: this daemon serves /v1/",
                 p.chars().take(128).collect::<String>()
             ),
+        )),
+    }
+}
+
+/// `GET /v1/jobs/{job}/wait` and `POST /v1/jobs/{job}/preflight`.
+async fn job_action<K: JobActions>(
+    jobs: &K,
+    method: &Method,
+    path: &str,
+    query: Option<&str>,
+    body: &[u8],
+) -> Result<Bytes, ApiError> {
+    let bad = |m: String| ApiError::new(ErrorCode::InvalidArgument, m);
+    let (job, action) =
+        paths::parse_job_action(path).ok_or_else(|| bad("bad job name in path".into()))?;
+    match (action, method) {
+        (paths::JobAction::Wait, &Method::GET) => to_json(
+            &jobs
+                .wait(job, JobWaitQuery::from_query(query).map_err(bad)?)
+                .await?,
+        ),
+        (paths::JobAction::Preflight, &Method::POST) => {
+            // An empty body asks for the defaults.
+            let req = if body.is_empty() {
+                PreflightRequest::default()
+            } else {
+                parse(body)?
+            };
+            to_json(&jobs.preflight(job, req).await?)
+        }
+        _ => Err(ApiError::new(
+            ErrorCode::MethodNotAllowed,
+            format!("{method} is not allowed on {path}"),
         )),
     }
 }

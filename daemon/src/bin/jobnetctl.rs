@@ -2,12 +2,15 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 use jobnet_api::{
     paths, ApiError, BlockingClient, ErrorCode, ForgetNodeRequest, GcRequest, PodHints,
+    PreflightRequest,
 };
 use jobnet_daemon::ctl;
+use jobnet_daemon::jobcheck::render::{self, parse_duration};
 use jobnet_hw::topology::{render_dot, render_matrix, TopoView};
 
 /// Inspect job networks through the local jobnetd's API.
@@ -113,6 +116,47 @@ enum JobCmd {
         #[arg(long)]
         rank: u32,
     },
+    /// Wait until ranks 0..N are attached on every rail, cluster-wide; exit 1
+    /// at the timeout, naming the missing ranks and rails.
+    Wait {
+        /// Job name.
+        job: String,
+        /// How many ranks the job has.
+        #[arg(long)]
+        ranks: u32,
+        /// How long to wait (`300s`, `5m`, `1500ms`).
+        #[arg(long, default_value = "300s", value_parser = parse_duration)]
+        timeout: Duration,
+    },
+    /// Check the job's network end to end from inside every rank's pod
+    /// (reachability, MTU, duplicate addresses, isolation, round trips);
+    /// exit 1 when a check fails.
+    Preflight {
+        /// Job name.
+        job: String,
+        /// Deadline of the whole run (`60s`, `2m`).
+        #[arg(long, default_value = "60s", value_parser = parse_duration)]
+        timeout: Duration,
+        /// Ranks 0..N must be attached (default: the ranks recorded now).
+        #[arg(long)]
+        ranks: Option<u32>,
+        /// Timed echo requests per pair.
+        #[arg(long)]
+        samples: Option<u32>,
+    },
+}
+
+/// Why jobnetctl exits 1: the API failed, or it answered "not ready".
+enum Failure {
+    Api(ApiError),
+    /// What to print before exiting 1.
+    NotReady(String),
+}
+
+impl From<ApiError> for Failure {
+    fn from(e: ApiError) -> Self {
+        Self::Api(e)
+    }
 }
 
 fn main() -> ExitCode {
@@ -122,14 +166,27 @@ fn main() -> ExitCode {
             print!("{out}");
             ExitCode::SUCCESS
         }
-        Err(e) => {
+        Err(Failure::NotReady(out)) => {
+            print!("{out}");
+            ExitCode::FAILURE
+        }
+        Err(Failure::Api(e)) => {
             eprintln!("jobnetctl: {e}");
             ExitCode::FAILURE
         }
     }
 }
 
-fn run(cli: &Cli) -> Result<String, ApiError> {
+/// `out` as the answer when `ok`, else as the reason to exit 1.
+fn verdict(ok: bool, out: String) -> Result<String, Failure> {
+    if ok {
+        Ok(out)
+    } else {
+        Err(Failure::NotReady(out))
+    }
+}
+
+fn run(cli: &Cli) -> Result<String, Failure> {
     // Only the commands that talk to jobnetd connect.
     let client = || BlockingClient::new(&cli.socket);
     Ok(match &cli.cmd {
@@ -195,7 +252,8 @@ fn run(cli: &Cli) -> Result<String, ApiError> {
                         "rank {rank} of job {job:?} is on node {}; ask that node's jobnetd",
                         m.node
                     ),
-                ));
+                )
+                .into());
             }
             let path = paths::hints(&m.key.container_id, &m.key.ifname);
             let h: PodHints = ctl::get_json(&cli.socket, &path)?;
@@ -204,6 +262,44 @@ fn run(cli: &Cli) -> Result<String, ApiError> {
             } else {
                 h.nccl_env
             }
+        }
+        Cmd::Job {
+            cmd:
+                JobCmd::Wait {
+                    job,
+                    ranks,
+                    timeout,
+                },
+        } => {
+            let w = client()?.job_wait(job, *ranks, *timeout)?;
+            let out = if cli.json {
+                json(&w)
+            } else {
+                render::wait_text(&w)
+            };
+            verdict(w.ready, out)?
+        }
+        Cmd::Job {
+            cmd:
+                JobCmd::Preflight {
+                    job,
+                    timeout,
+                    ranks,
+                    samples,
+                },
+        } => {
+            let req = PreflightRequest {
+                timeout_ms: Some(u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX)),
+                samples: *samples,
+                ranks: *ranks,
+            };
+            let r = client()?.preflight(job, &req)?;
+            let out = if cli.json {
+                json(&r)
+            } else {
+                render::preflight_text(&r)
+            };
+            verdict(r.ok, out)?
         }
         Cmd::Topo { dot } => {
             let v: TopoView = ctl::get_json(&cli.socket, paths::TOPOLOGY)?;

@@ -1,0 +1,175 @@
+//! Before the GPUs burn: is a job's network ready, and does it work?
+//!
+//! - `GET /v1/jobs/{job}/wait` ([`JobChecks::wait`], `wait`): answers once
+//!   ranks `0..N` are committed on every rail of the job cluster-wide, or at
+//!   the deadline with the missing ranks. Waiters wake on this node's
+//!   commits and look again with a growing pause for other nodes'.
+//! - `POST /v1/jobs/{job}/preflight` ([`JobChecks::preflight`],
+//!   `coordinator`): the asking node posts the job's ranks per rail in the
+//!   store; every node's [`agent`] notices the request, probes its own
+//!   ranks from inside their pods' netns (`local`, [`probe`]) and posts
+//!   what it found; the asking node gathers the results into one report
+//!   (`merge`).
+//! - per-job gauges ([`gauges`]).
+
+pub mod agent;
+mod coordinator;
+pub mod gauges;
+mod local;
+mod merge;
+mod plan;
+pub mod probe;
+mod readiness;
+pub mod render;
+mod roster;
+pub mod source;
+mod task;
+mod wait;
+
+use std::collections::BTreeSet;
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use jobnet_api::{
+    ApiError, Attachment, AttachmentState, JobWaitQuery, JobWaitResponse, PreflightReport,
+    PreflightRequest,
+};
+use tokio::sync::{watch, Notify, Semaphore};
+
+use crate::metrics::Metrics;
+pub use source::JobSource;
+
+/// Waits open at once; more are refused (`unavailable`), so waiters cannot
+/// pile up without bound.
+pub const MAX_WAITERS: usize = 256;
+/// Preflights this node coordinates at once.
+pub const MAX_PREFLIGHTS: usize = 4;
+/// Preflights this node probes for at once.
+const MAX_LOCAL_RUNS: usize = 2;
+/// Jobs whose gauges one refresh reads at most.
+const GAUGE_BATCH: usize = 64;
+
+/// The job readiness calls the API server routes, and the commits they
+/// hear of.
+pub trait JobActions: Send + Sync + 'static {
+    /// `GET /v1/jobs/{job}/wait`.
+    fn wait(
+        &self,
+        job: String,
+        q: JobWaitQuery,
+    ) -> impl Future<Output = Result<JobWaitResponse, ApiError>> + Send;
+    /// `POST /v1/jobs/{job}/preflight`.
+    fn preflight(
+        &self,
+        job: String,
+        req: PreflightRequest,
+    ) -> impl Future<Output = Result<PreflightReport, ApiError>> + Send;
+    /// An attachment was committed through this node's API.
+    fn committed(&self, att: &Attachment);
+}
+
+/// Job wait, preflight and the per-job gauges of one node.
+pub struct JobChecks<J> {
+    source: Arc<J>,
+    metrics: Arc<Metrics>,
+    /// Rails of a job not recorded yet (the default pool's).
+    default_rails: Vec<u32>,
+    /// Bumped on every commit through this node: wakes the waiters.
+    commits: watch::Sender<u64>,
+    waiters: Arc<Semaphore>,
+    preflights: Arc<Semaphore>,
+    local_runs: Arc<Semaphore>,
+    /// Wakes this node's agent when this node posted a request.
+    wake: Notify,
+    stop: watch::Receiver<bool>,
+    /// Jobs committed to here since the gauges were last refreshed.
+    dirty: Mutex<BTreeSet<String>>,
+}
+
+impl<J> std::fmt::Debug for JobChecks<J> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("JobChecks").finish_non_exhaustive()
+    }
+}
+
+/// Milliseconds since the Unix epoch.
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+        .unwrap_or(0)
+}
+
+impl<J: JobSource> JobChecks<J> {
+    /// Job checks over `source`; `default_rails` are the rails of a job
+    /// not recorded yet; everything ends when `stop` turns true.
+    pub fn new(
+        source: Arc<J>,
+        metrics: Arc<Metrics>,
+        default_rails: Vec<u32>,
+        stop: watch::Receiver<bool>,
+    ) -> Self {
+        Self {
+            source,
+            metrics,
+            default_rails,
+            commits: watch::Sender::new(0),
+            waiters: Arc::new(Semaphore::new(MAX_WAITERS)),
+            preflights: Arc::new(Semaphore::new(MAX_PREFLIGHTS)),
+            local_runs: Arc::new(Semaphore::new(MAX_LOCAL_RUNS)),
+            wake: Notify::new(),
+            stop,
+            dirty: Mutex::new(BTreeSet::new()),
+        }
+    }
+
+    /// Re-reads the ranks of the jobs with gauges and of those committed to
+    /// since the last refresh; drops the series of jobs that are gone.
+    pub async fn refresh_gauges(&self) {
+        let mut jobs: BTreeSet<String> =
+            std::mem::take(&mut *self.dirty.lock().unwrap_or_else(|e| e.into_inner()));
+        jobs.extend(self.metrics.jobs.jobs());
+        for job in jobs.into_iter().take(GAUGE_BATCH) {
+            match self.source.job_detail(&job).await {
+                Ok(None) => self.metrics.jobs.forget(&job),
+                Ok(Some(d)) => {
+                    let r = readiness::readiness(Some(&d), 0, &self.default_rails);
+                    let world = self
+                        .source
+                        .world_size(&d.summary.pool, &job)
+                        .await
+                        .ok()
+                        .flatten();
+                    self.metrics.jobs.ranks(&job, r.attached, world);
+                }
+                Err(e) => tracing::debug!(job = %job, error = %e, "refreshing job gauges"),
+            }
+        }
+    }
+}
+
+impl<J: JobSource> JobActions for JobChecks<J> {
+    async fn wait(&self, job: String, q: JobWaitQuery) -> Result<JobWaitResponse, ApiError> {
+        JobChecks::wait(self, job, q).await
+    }
+
+    async fn preflight(
+        &self,
+        job: String,
+        req: PreflightRequest,
+    ) -> Result<PreflightReport, ApiError> {
+        JobChecks::preflight(self, job, req).await
+    }
+
+    fn committed(&self, att: &Attachment) {
+        if att.state != AttachmentState::Committed {
+            return;
+        }
+        self.commits.send_modify(|n| *n = n.wrapping_add(1));
+        let mut dirty = self.dirty.lock().unwrap_or_else(|e| e.into_inner());
+        if dirty.len() < gauges::MAX_JOBS {
+            dirty.insert(att.job.clone());
+        }
+    }
+}

@@ -1,0 +1,154 @@
+//! The echo exchanges of a rail probe: bursts to many peers with resends
+//! (reachability, MTU) and one-at-a-time round trips (timing).
+
+use std::collections::HashMap;
+use std::io;
+use std::net::Ipv4Addr;
+use std::time::{Duration, Instant};
+
+use super::icmp::EchoSocket;
+
+/// Why a peer gave no reply.
+#[derive(Debug)]
+pub enum Silence {
+    /// Requests left, no reply came back.
+    NoReply {
+        /// Requests sent.
+        tries: u32,
+    },
+    /// The kernel refused to send.
+    SendFailed(io::Error),
+}
+
+/// Numbers the requests of one socket, so a reply names its request.
+#[derive(Debug, Default)]
+pub struct Sequencer {
+    next: u16,
+    sent: HashMap<u16, (usize, Instant)>,
+}
+
+impl Sequencer {
+    fn send(
+        &mut self,
+        sock: &EchoSocket,
+        to: Ipv4Addr,
+        peer: usize,
+        ip_len: usize,
+    ) -> io::Result<u16> {
+        let seq = self.next;
+        self.next = self.next.wrapping_add(1);
+        sock.send(to, seq, ip_len)?;
+        self.sent.insert(seq, (peer, Instant::now()));
+        Ok(seq)
+    }
+
+    /// The peer and round trip of a reply, once per request.
+    fn answered(
+        &mut self,
+        seq: u16,
+        from: Ipv4Addr,
+        peers: &[Ipv4Addr],
+    ) -> Option<(usize, Duration)> {
+        let (peer, at) = *self.sent.get(&seq)?;
+        if peers.get(peer) != Some(&from) {
+            return None;
+        }
+        self.sent.remove(&seq);
+        Some((peer, at.elapsed()))
+    }
+}
+
+/// Sends one `ip_len`-byte request to every peer and resends to the silent
+/// ones every `every` until `until`: per peer, the first round trip or why
+/// there was none.
+pub fn burst(
+    sock: &mut EchoSocket,
+    seq: &mut Sequencer,
+    peers: &[Ipv4Addr],
+    ip_len: usize,
+    every: Duration,
+    until: Instant,
+) -> Vec<Result<Duration, Silence>> {
+    let mut got: Vec<Option<Duration>> = vec![None; peers.len()];
+    let mut tries = vec![0u32; peers.len()];
+    let mut refused: Vec<Option<io::Error>> = (0..peers.len()).map(|_| None).collect();
+    let mut open = peers.len();
+    while open > 0 && Instant::now() < until {
+        for (i, to) in peers.iter().enumerate() {
+            if got[i].is_some() {
+                continue;
+            }
+            tries[i] += 1;
+            refused[i] = seq.send(sock, *to, i, ip_len).err();
+        }
+        let round_end = (Instant::now() + every).min(until);
+        while open > 0 {
+            match sock.recv(round_end) {
+                Ok(Some((from, s))) => {
+                    if let Some((i, rtt)) = seq.answered(s, from, peers) {
+                        if got[i].is_none() {
+                            got[i] = Some(rtt);
+                            open -= 1;
+                        }
+                    }
+                }
+                Ok(None) => break,
+                Err(e) => {
+                    tracing::debug!(error = %e, "echo receive failed");
+                    std::thread::sleep(
+                        every.min(round_end.saturating_duration_since(Instant::now())),
+                    );
+                    break;
+                }
+            }
+        }
+    }
+    got.into_iter()
+        .zip(tries)
+        .zip(refused)
+        .map(|((g, tries), refused)| match (g, refused) {
+            (Some(rtt), _) => Ok(rtt),
+            (None, Some(e)) => Err(Silence::SendFailed(e)),
+            (None, None) => Err(Silence::NoReply { tries }),
+        })
+        .collect()
+}
+
+/// `samples` round trips to each peer, one request in flight at a time
+/// (so a time is not a queue's), each waiting `wait` at most, all before
+/// `until`: per peer, the round trips that came back and the requests sent.
+pub fn timed(
+    sock: &mut EchoSocket,
+    seq: &mut Sequencer,
+    peers: &[Ipv4Addr],
+    ip_len: usize,
+    samples: u32,
+    wait: Duration,
+    until: Instant,
+) -> Vec<(Vec<Duration>, u16)> {
+    let mut out: Vec<(Vec<Duration>, u16)> = vec![(Vec::new(), 0); peers.len()];
+    'rounds: for _ in 0..samples {
+        for (i, to) in peers.iter().enumerate() {
+            if Instant::now() >= until {
+                break 'rounds;
+            }
+            let Ok(s) = seq.send(sock, *to, i, ip_len) else {
+                out[i].1 = out[i].1.saturating_add(1);
+                continue;
+            };
+            out[i].1 = out[i].1.saturating_add(1);
+            let give_up = (Instant::now() + wait).min(until);
+            while let Ok(Some((from, got))) = sock.recv(give_up) {
+                match seq.answered(got, from, peers) {
+                    Some((j, rtt)) if got == s => {
+                        out[j].0.push(rtt);
+                        break;
+                    }
+                    // A late reply to an earlier request: not this one's time.
+                    _ => continue,
+                }
+            }
+        }
+    }
+    out
+}
