@@ -19,9 +19,7 @@ use std::path::Path;
 use jobnet_hw::rdma::{self, GidType, Guid, LinkLayer, NodeType, PhysState, PortState, Rate};
 use jobnet_hw::sriov;
 use jobnet_hw::topology::pci_tree::parse_device_path;
-use jobnet_hw::topology::{
-    render_dot, render_matrix, CpuInfo, HostBridge, PciTree, Rails, TopoView, Topology,
-};
+use jobnet_hw::topology::{CpuInfo, HostBridge, PciTree, Rails, TopoView, Topology};
 use jobnet_hw::{PciAddr, SysfsRoot};
 use libfuzzer_sys::fuzz_target;
 
@@ -244,8 +242,8 @@ fn read_tree(root: &SysfsRoot) {
     if let Ok(topo) = Topology::discover(root) {
         let rails = Rails::by_pci_order(&topo);
         let _ = rails.summary(&topo);
-        let view = TopoView::build(&topo, &rails);
-        let _ = (render_matrix(&view), render_dot(&view));
+        // The view is what jobnetd serves as JSON (jobnetctl draws it).
+        let _ = serde_json::to_string(&TopoView::build(&topo, &rails));
     }
 }
 
