@@ -48,8 +48,8 @@ fi
 
 if [ "$what" = topology ] || [ "$what" = all ]; then
   echo "== topology: single-GPU pods on a PIX NIC, jobnet vs first free VF"
-  cargo run --quiet --release -p jobnet-hw --example alignment -- --layout 8x8
-  cargo run --quiet --release -p jobnet-hw --example alignment -- --layout uneven
+  cargo run --quiet --release -p jobnet-daemon --example alignment -- --layout 8x8
+  cargo run --quiet --release -p jobnet-daemon --example alignment -- --layout uneven
 fi
 
 if [ "$what" = cluster ] || [ "$what" = all ]; then

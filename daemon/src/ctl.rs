@@ -1,5 +1,7 @@
 //! jobnetctl's output: human tables and host files built from API answers.
 
+pub mod topology;
+
 use std::fmt::Write as _;
 use std::io::{Read as _, Write as _};
 use std::os::unix::net::UnixStream;

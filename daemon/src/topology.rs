@@ -5,19 +5,21 @@
 //! start and again on every reconciliation; readers take a cheap snapshot.
 //! [`TopologySelector`] plugs into the engine's [`VfSelector`] seam: with
 //! the pod's GPUs known it picks the free VF on the NIC closest to them
-//! (the rules are `jobnet_hw::topology::choice`'s); without GPUs it is the
-//! first-free choice the engine had before.
+//! (the rules are [`choice`]'s); without GPUs it is the first-free choice
+//! the engine had before.
+
+pub mod alignment;
+pub mod choice;
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, RwLock};
 
-use jobnet_hw::topology::{
-    choose_vfs, FreeVfs, PathClass, PciTree, RailRequest, Rails, TopoView, Topology, TopologyError,
-};
+use jobnet_hw::topology::{PathClass, PciTree, Rails, TopoView, Topology, TopologyError};
 use jobnet_hw::{PciAddr, SysfsRoot};
 
 use crate::config::{Config, RailPfs};
 use crate::inventory::{FirstFree, RailWant, VfEntry, VfSelector};
+use choice::{choose_vfs, FreeVfs, RailRequest};
 
 /// One discovery's results.
 #[derive(Debug, Clone)]

@@ -1,13 +1,12 @@
-//! Topology discovery, path classes, rails and VF choice on fake sysfs
-//! trees of real-looking GPU servers (see `tests/src/topo_layouts.rs`).
+//! Topology discovery, path classes and rails on fake sysfs trees of
+//! real-looking GPU servers (see `tests/src/topo_layouts.rs`).
 
 mod common;
 use common::{layouts, p, Server};
 
 use common::layouts::{eight_by_eight, uneven, write_layout};
 use jobnet_hw::topology::{
-    check_rails_agree, choose_vfs, first_free_vf, single_gpu_alignment, ChoiceError, FreeVfs,
-    PathClass, RailError, RailMismatch, RailRequest, Rails, Topology, TopologyError,
+    check_rails_agree, PathClass, RailError, RailMismatch, Rails, Topology, TopologyError,
 };
 use jobnet_hw::{PciAddr, SysfsRoot};
 
@@ -20,10 +19,6 @@ impl Server {
 
     fn gpu(&self, i: usize) -> PciAddr {
         self.topo.gpus[i].pci
-    }
-
-    fn nic(&self, i: usize) -> PciAddr {
-        self.rails().pf(i).unwrap()
     }
 
     /// The GPU x NIC matrix of path classes.
@@ -40,13 +35,6 @@ impl Server {
                     .collect()
             })
             .collect()
-    }
-
-    fn pick_one(&self, gpus: &[usize], free: &FreeVfs) -> (usize, PciAddr) {
-        let g: Vec<PciAddr> = gpus.iter().map(|i| self.gpu(*i)).collect();
-        let picks = choose_vfs(&self.topo, &self.rails(), &g, free, RailRequest::One).unwrap();
-        assert_eq!(picks.len(), 1);
-        (picks[0].rail, picks[0].vf)
     }
 }
 
@@ -170,124 +158,6 @@ fn uneven_discovery_and_path_classes() {
 }
 
 #[test]
-fn single_gpu_choice_on_both_layouts() {
-    let s = Server::new(&eight_by_eight(0, 4));
-    let free = FreeVfs::all_of(&s.topo);
-    for i in 0..8 {
-        let (rail, vf) = s.pick_one(&[i], &free);
-        assert_eq!(rail, i, "GPU{i}");
-        assert_eq!(vf, s.topo.nics[i].vfs[0].info.pci, "GPU{i}");
-    }
-    let u = Server::new(&uneven(0, 2));
-    let free = FreeVfs::all_of(&u.topo);
-    let expected_rail = [0, 0, 0, 0, 1];
-    for (i, want) in expected_rail.into_iter().enumerate() {
-        let (rail, vf) = u.pick_one(&[i], &free);
-        assert_eq!(rail, want, "uneven GPU{i}");
-        assert_eq!(u.topo.nic_of(vf).unwrap().pci(), u.nic(want));
-    }
-}
-
-#[test]
-fn choice_for_gpu_sets_and_tie_breaks() {
-    let s = Server::new(&eight_by_eight(0, 4));
-    let free = FreeVfs::all_of(&s.topo);
-    // {0,1}: NIC0 and NIC1 both PIX+PHB; equal free VFs -> lower rail.
-    assert_eq!(s.pick_one(&[0, 1], &free).0, 0);
-    // With one VF of NIC0 taken, NIC1 has more free VFs.
-    let mut fewer = free.clone();
-    assert!(fewer.take(s.topo.nics[0].vfs[0].info.pci));
-    assert_eq!(s.pick_one(&[0, 1], &fewer).0, 1);
-    // {0,4}: every NIC's worst case is SYS; NIC0 and NIC4 have the best sum.
-    assert_eq!(s.pick_one(&[0, 4], &free).0, 0);
-    // {1,2,3}: NIC1..3 are PIX to one of them and PHB to the rest.
-    assert_eq!(s.pick_one(&[1, 2, 3], &free).0, 1);
-    // {5,6}: socket 1 only.
-    assert_eq!(s.pick_one(&[5, 6], &free).0, 5);
-    // No GPUs known: most free VFs, then rail order.
-    let none = choose_vfs(&s.topo, &s.rails(), &[], &fewer, RailRequest::One).unwrap();
-    assert_eq!((none[0].rail, none[0].class), (1, None));
-
-    let u = Server::new(&uneven(0, 2));
-    let free = FreeVfs::all_of(&u.topo);
-    // {GPU0, GPU4}: both NICs are SYS to one GPU; NIC0 is PIX to the other.
-    assert_eq!(u.pick_one(&[0, 4], &free).0, 0);
-    // {GPU1, GPU2}: NIC0 (worst PHB) beats NIC1 (SYS).
-    assert_eq!(u.pick_one(&[1, 2], &free).0, 0);
-    // {GPU3, GPU4}: NIC0 is NODE+SYS, NIC1 is SYS+PHB: NIC1 wins on the sum.
-    assert_eq!(u.pick_one(&[3, 4], &free).0, 1);
-}
-
-#[test]
-fn choice_moves_on_when_the_best_nic_is_full() {
-    let s = Server::new(&eight_by_eight(0, 2));
-    let mut free = FreeVfs::all_of(&s.topo);
-    let nic0_vfs: Vec<PciAddr> = s.topo.nics[0].vfs.iter().map(|v| v.info.pci).collect();
-    for vf in &nic0_vfs {
-        assert!(free.take(*vf));
-    }
-    assert!(!free.take(nic0_vfs[0]), "taking twice must fail");
-    let g0 = [s.gpu(0)];
-    let pick = choose_vfs(&s.topo, &s.rails(), &g0, &free, RailRequest::One).unwrap();
-    assert_eq!((pick[0].rail, pick[0].class), (1, Some(PHB)));
-    // Nothing left anywhere.
-    let empty = FreeVfs::new();
-    assert_eq!(
-        choose_vfs(&s.topo, &s.rails(), &g0, &empty, RailRequest::One),
-        Err(ChoiceError::NoFreeVf)
-    );
-}
-
-#[test]
-fn all_rails_choice() {
-    let s = Server::new(&eight_by_eight(0, 2));
-    let mut free = FreeVfs::all_of(&s.topo);
-    let g = [s.gpu(3)];
-    let picks = choose_vfs(&s.topo, &s.rails(), &g, &free, RailRequest::All).unwrap();
-    assert_eq!(picks.len(), 8);
-    for (i, pick) in picks.iter().enumerate() {
-        assert_eq!(pick.rail, i);
-        assert_eq!(pick.pf, p(NICS_8X8[i]));
-        assert_eq!(pick.vf, s.topo.nics[i].vfs[0].info.pci);
-    }
-    let classes: Vec<_> = picks.iter().map(|p| p.class.unwrap()).collect();
-    assert_eq!(classes, [PHB, PHB, PHB, PIX, SYS, SYS, SYS, SYS]);
-    // Exhaust rail 5.
-    for v in &s.topo.nics[5].vfs {
-        free.take(v.info.pci);
-    }
-    assert_eq!(
-        choose_vfs(&s.topo, &s.rails(), &g, &free, RailRequest::All),
-        Err(ChoiceError::RailExhausted {
-            rail: 5,
-            pf: p(NICS_8X8[5])
-        })
-    );
-}
-
-#[test]
-fn first_free_baseline_and_alignment_figure() {
-    let s = Server::new(&eight_by_eight(0, 8));
-    let free = FreeVfs::all_of(&s.topo);
-    let b = first_free_vf(&s.rails(), &free).unwrap();
-    assert_eq!((b.rail, b.vf), (0, p("0000:13:00.2")));
-    let a = single_gpu_alignment(&s.topo, &s.rails(), &free).unwrap();
-    // jobnet puts every pod on its GPU's switch; first-free stacks all
-    // eight pods on NIC0, which only GPU0 shares a switch with.
-    assert_eq!((a.pods, a.jobnet_pix, a.first_free_pix), (8, 8, 1));
-    assert_eq!(a.jobnet_fraction(), 1.0);
-    assert_eq!(a.first_free_fraction(), 0.125);
-    // With 4 VFs per NIC first-free fills NIC0 then NIC1: still only GPU0.
-    let s4 = Server::new(&eight_by_eight(0, 4));
-    let a4 = single_gpu_alignment(&s4.topo, &s4.rails(), &FreeVfs::all_of(&s4.topo)).unwrap();
-    assert_eq!((a4.jobnet_pix, a4.first_free_pix), (8, 1));
-    // On the uneven server only GPU0 has a PIX NIC at all.
-    let u = Server::new(&uneven(0, 8));
-    let au = single_gpu_alignment(&u.topo, &u.rails(), &FreeVfs::all_of(&u.topo)).unwrap();
-    assert_eq!((au.pods, au.jobnet_pix, au.first_free_pix), (5, 1, 1));
-}
-
-#[test]
 fn rails_agree_across_generated_nodes() {
     let a = Server::new(&eight_by_eight(0, 4));
     let b = Server::new(&eight_by_eight(1, 4));
@@ -399,9 +269,5 @@ fn an_empty_tree_has_no_rails() {
     let tmp = tempfile::tempdir().unwrap();
     let topo = Topology::discover(&SysfsRoot::new(tmp.path())).unwrap();
     assert!(topo.gpus.is_empty() && topo.nics.is_empty());
-    let rails = Rails::by_pci_order(&topo);
-    assert_eq!(
-        choose_vfs(&topo, &rails, &[], &FreeVfs::new(), RailRequest::One),
-        Err(ChoiceError::NoRails)
-    );
+    assert!(Rails::by_pci_order(&topo).is_empty());
 }

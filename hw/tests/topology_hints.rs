@@ -1,5 +1,5 @@
 //! What a pod is told: the NCCL topology file, `nccl.env`, and the
-//! matrix/JSON/dot views, on the fake GPU servers.
+//! topology view (matrix and PCI tree as data), on the fake GPU servers.
 
 mod common;
 use common::{p, Server};
@@ -10,8 +10,7 @@ use std::net::{IpAddr, Ipv4Addr};
 use common::layouts::{eight_by_eight, uneven};
 use jobnet_hw::rdma;
 use jobnet_hw::topology::{
-    nccl_env, render_dot, render_matrix, topo_xml, CpuInfo, HintOptions, PodNic, PodView, Rails,
-    TopoView,
+    nccl_env, topo_xml, CpuInfo, HintOptions, PodNic, PodView, Rails, TopoView,
 };
 use jobnet_hw::SysfsRoot;
 
@@ -324,70 +323,28 @@ fn nccl_env_never_writes_unsafe_values() {
 }
 
 #[test]
-fn matrix_json_and_dot_views() {
+fn matrix_and_tree_as_data() {
     let s = Server::new(&uneven(0, 2));
     let view = TopoView::build(&s.topo, &Rails::by_pci_order(&s.topo));
-    let text = render_matrix(&view);
-    let lines: Vec<&str> = text.lines().collect();
-    assert_eq!(
-        lines[0].split_whitespace().collect::<Vec<_>>(),
-        [
-            "GPU0", "GPU1", "GPU2", "GPU3", "GPU4", "NIC0", "NIC1", "CPU", "Affinity", "NUMA",
-            "Affinity"
-        ]
-    );
-    let row = |i: usize| lines[i].split_whitespace().collect::<Vec<_>>();
-    assert_eq!(
-        row(1),
-        [
-            "GPU0",
-            "X",
-            "PXB",
-            "PHB",
-            "NODE",
-            "SYS",
-            "PIX",
-            "SYS",
-            "0-31,64-95",
-            "0"
-        ]
-    );
-    assert_eq!(
-        row(5),
-        [
-            "GPU4",
-            "SYS",
-            "SYS",
-            "SYS",
-            "SYS",
-            "X",
-            "SYS",
-            "PHB",
-            "32-63,96-127",
-            "1"
-        ]
-    );
-    assert_eq!(
-        row(7),
-        [
-            "NIC1",
-            "SYS",
-            "SYS",
-            "SYS",
-            "SYS",
-            "PHB",
-            "SYS",
-            "X",
-            "32-63,96-127",
-            "1"
-        ]
-    );
-    assert!(text.contains("NIC Legend:"));
-    assert!(
-        text.contains("  NIC0: mlx5_0 (rail 0, enp4s0f0np0, 0000:04:00.0, 2 VFs)\n"),
-        "{text}"
-    );
-    assert!(text.contains("  NIC1: mlx5_1 (rail 1, enp130s0f0np0, 0000:82:00.0, 2 VFs)\n"));
+    // GPUs by index, then NICs by rail, as the matrix's rows and columns.
+    assert_eq!((view.gpus.len(), view.nics.len()), (5, 2));
+    for (i, g) in view.gpus.iter().enumerate() {
+        assert_eq!(g.name, format!("GPU{i}"));
+    }
+    assert_eq!((&*view.nics[0].name, &*view.nics[1].name), ("NIC0", "NIC1"));
+    let row = |i: usize| {
+        let cells: Vec<String> = view.cells[i].iter().map(ToString::to_string).collect();
+        cells.join(" ")
+    };
+    assert_eq!(row(0), "X PXB PHB NODE SYS PIX SYS");
+    assert_eq!(row(4), "SYS SYS SYS SYS X SYS PHB");
+    assert_eq!(row(6), "SYS SYS SYS SYS PHB SYS X");
+    assert_eq!(view.gpus[0].cpus.as_deref(), Some("0-31,64-95"));
+    assert_eq!(view.nics[1].numa_node, Some(1));
+    assert_eq!(view.nics[1].rail, Some(1));
+    assert_eq!(view.nics[0].rdma_device.as_deref(), Some("mlx5_0"));
+    assert_eq!(view.nics[0].netdevs, ["enp4s0f0np0"]);
+    assert_eq!(view.nics[0].vfs, 2);
 
     let json = serde_json::to_string(&view).unwrap();
     let back: TopoView = serde_json::from_str(&json).unwrap();
@@ -397,22 +354,15 @@ fn matrix_json_and_dot_views() {
     assert_eq!(v["cells"][3][5], "NODE");
     assert_eq!(v["nics"][1]["rail"], 1);
 
-    let dot = render_dot(&view);
-    assert!(dot.starts_with("digraph topology {"));
-    assert!(
-        dot.contains("\"sw 0000:01:00.0\" -> \"sw 0000:05:00.0\";"),
-        "{dot}"
-    );
-    assert!(dot.contains("\"sw 0000:05:00.0\" -> \"GPU1\";"));
-    assert!(dot.contains("\"pci0000:40\" -> \"GPU3\";"));
-    assert!(dot.contains("\"numa1\" -> \"pci0000:80\";"));
-    assert!(dot.contains(
-        "\"GPU0\" -> \"NIC0\" [dir=none, style=dashed, constraint=false, label=\"PIX\"];"
-    ));
-    assert!(dot.contains(
-        "\"GPU1\" -> \"NIC0\" [dir=none, style=dashed, constraint=false, label=\"PXB\"];"
-    ));
-    assert!(!dot.contains("\"GPU2\" -> \"NIC0\""));
+    let parent = |id: &str| {
+        let n = view.tree.iter().find(|n| n.id == id).unwrap();
+        n.parent.clone().unwrap_or_default()
+    };
+    assert_eq!(parent("sw 0000:05:00.0"), "sw 0000:01:00.0");
+    assert_eq!(parent("GPU1"), "sw 0000:05:00.0");
+    assert_eq!(parent("GPU3"), "pci0000:40");
+    assert_eq!(parent("pci0000:80"), "numa1");
+    assert_eq!(parent("numa1"), "");
     // Every edge's ends are declared nodes.
     for n in &view.tree {
         if let Some(parent) = &n.parent {

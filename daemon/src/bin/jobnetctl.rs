@@ -10,8 +10,9 @@ use jobnet_api::{
     PreflightRequest,
 };
 use jobnet_daemon::ctl;
+use jobnet_daemon::ctl::topology::{render_dot, render_matrix};
 use jobnet_daemon::jobcheck::render::{self, parse_duration};
-use jobnet_hw::topology::{render_dot, render_matrix, TopoView};
+use jobnet_hw::topology::TopoView;
 
 /// Inspect job networks through the local jobnetd's API.
 #[derive(Debug, Parser)]

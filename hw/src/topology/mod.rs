@@ -7,15 +7,17 @@
 //! - [`discover`]: GPUs, SR-IOV NICs (with VFs and RDMA devices) and NUMA
 //!   nodes of a node, as a [`Topology`];
 //! - [`rails`]: NIC *i* is rail *i*, and rails must agree across nodes;
-//! - [`choice`]: which free VF a pod gets, and the first-free baseline;
 //! - [`hints`]: the `nccl.env` a pod is given;
 //! - [`nccl_xml`]: the NCCL topology file restricted to a pod;
-//! - [`render`]: the `nvidia-smi topo -m`-like matrix, JSON and dot forms;
+//! - [`view`]: the GPU/NIC matrix and PCI tree as plain data (the API's
+//!   topology answer);
 //! - [`cpu`]: the CPU identity NCCL's topology file needs.
+//!
+//! Which VF a pod gets is the daemon's policy and how the view is drawn
+//! is `jobnetctl`'s: neither lives here.
 //!
 //! Everything except discovery is a pure function of its inputs.
 
-pub mod choice;
 pub mod cpu;
 pub mod discover;
 pub mod hints;
@@ -23,14 +25,10 @@ pub mod nccl_xml;
 pub mod path_class;
 pub mod pci_tree;
 pub mod rails;
-pub mod render;
+pub mod view;
 
 use std::path::PathBuf;
 
-pub use choice::{
-    choose_vfs, first_free_vf, single_gpu_alignment, Alignment, ChoiceError, FreeVfs, RailRequest,
-    VfPick,
-};
 pub use cpu::CpuInfo;
 pub use discover::{Gpu, Nic, NumaNode, Topology, Vf};
 pub use hints::{nccl_env, HintOptions, PodNic, PodView};
@@ -38,7 +36,7 @@ pub use nccl_xml::topo_xml;
 pub use path_class::{path_class, Hop, PathClass, Placement};
 pub use pci_tree::{HostBridge, PciFunction, PciTree, PcieLink};
 pub use rails::{check_rails_agree, RailError, RailInfo, RailMismatch, RailSummary, Rails};
-pub use render::{render_dot, render_matrix, Cell, TopoView};
+pub use view::{Cell, TopoView};
 
 use crate::pci::PciAddr;
 use crate::rdma::RdmaSysfsError;

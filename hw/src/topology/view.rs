@@ -1,8 +1,9 @@
-//! Views of a node's topology for people: a matrix like `nvidia-smi topo
-//! -m`, the same data as JSON (serde), and a Graphviz picture.
+//! A node's topology as plain data: the GPU/NIC matrix of path classes and
+//! the PCI tree from NUMA nodes down to the devices.
 //!
-//! [`TopoView`] is built once from a [`Topology`] and is plain data, so the
-//! daemon can send it over its API and `jobnetctl` can render it.
+//! [`TopoView`] is built once from a [`Topology`] and is serde data, so the
+//! daemon can send it over its API and `jobnetctl` can render it (as a
+//! matrix like `nvidia-smi topo -m` or a Graphviz picture).
 
 use std::collections::BTreeSet;
 use std::fmt;
@@ -214,115 +215,4 @@ fn build_tree(devices: &[&ViewDevice], placements: &[Option<Placement>]) -> Vec<
         add(&mut tree, d.name.clone(), label, Some(parent));
     }
     tree
-}
-
-const LEGEND: &str = "Legend:
-
-  X    = the device itself
-  SYS  = path across the SMP interconnect between NUMA nodes (e.g. UPI, xGMI)
-  NODE = path between PCIe host bridges within one NUMA node
-  PHB  = path through a PCIe host bridge (the CPU root complex)
-  PXB  = path through several PCIe bridges, not through a host bridge
-  PIX  = path through at most one PCIe bridge (same PCIe switch)
-";
-
-/// The matrix as text, `nvidia-smi topo -m` style, with the NIC legend.
-pub fn render_matrix(v: &TopoView) -> String {
-    let names: Vec<&str> = v
-        .gpus
-        .iter()
-        .chain(&v.nics)
-        .map(|d| d.name.as_str())
-        .collect();
-    let width = names.iter().map(|n| n.len()).max().unwrap_or(0).max(4) + 2;
-    let mut out = format!("{:width$}", "");
-    for n in &names {
-        out.push_str(&format!("{n:width$}"));
-    }
-    out.push_str("CPU Affinity    NUMA Affinity\n");
-    for (d, row) in v.gpus.iter().chain(&v.nics).zip(&v.cells) {
-        out.push_str(&format!("{:width$}", d.name));
-        for c in row {
-            out.push_str(&format!("{:width$}", c.to_string()));
-        }
-        let cpus = d.cpus.as_deref().unwrap_or("N/A");
-        let numa = d
-            .numa_node
-            .map_or_else(|| "N/A".to_owned(), |n| n.to_string());
-        out.push_str(&format!("{cpus:16}{numa}\n"));
-    }
-    out.push('\n');
-    out.push_str(LEGEND);
-    if !v.nics.is_empty() {
-        out.push_str("\nNIC Legend:\n\n");
-        for n in &v.nics {
-            let rdma = n.rdma_device.as_deref().unwrap_or("no RDMA");
-            let rail = n.rail.map_or_else(|| "-".to_owned(), |r| r.to_string());
-            let netdevs = if n.netdevs.is_empty() {
-                "-".to_owned()
-            } else {
-                n.netdevs.join(",")
-            };
-            out.push_str(&format!(
-                "  {}: {rdma} (rail {rail}, {netdevs}, {}, {} VFs)\n",
-                n.name, n.pci, n.vfs
-            ));
-        }
-    }
-    out
-}
-
-fn dot_quote(s: &str) -> String {
-    let mut out = String::from("\"");
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            c if c.is_control() => {}
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-    out
-}
-
-/// The PCI picture as a Graphviz digraph: NUMA nodes, host bridges,
-/// switches and devices; GPU-NIC pairs at PIX/PXB get a dashed edge.
-pub fn render_dot(v: &TopoView) -> String {
-    let mut out = String::from("digraph topology {\n  rankdir=TB;\n  node [shape=box];\n");
-    for n in &v.tree {
-        let shape = if n.id.starts_with("GPU") {
-            ", style=filled, fillcolor=palegreen"
-        } else if n.id.starts_with("NIC") {
-            ", style=filled, fillcolor=lightblue"
-        } else {
-            ""
-        };
-        out.push_str(&format!(
-            "  {} [label={}{shape}];\n",
-            dot_quote(&n.id),
-            dot_quote(&n.label)
-        ));
-    }
-    for n in &v.tree {
-        if let Some(p) = &n.parent {
-            out.push_str(&format!("  {} -> {};\n", dot_quote(p), dot_quote(&n.id)));
-        }
-    }
-    let g = v.gpus.len();
-    for (i, gpu) in v.gpus.iter().enumerate() {
-        for (j, nic) in v.nics.iter().enumerate() {
-            let cell = v.cells.get(i).and_then(|r| r.get(g + j));
-            if let Some(Cell::Path(c @ (PathClass::Pix | PathClass::Pxb))) = cell {
-                out.push_str(&format!(
-                    "  {} -> {} [dir=none, style=dashed, constraint=false, label={}];\n",
-                    dot_quote(&gpu.name),
-                    dot_quote(&nic.name),
-                    dot_quote(c.as_str())
-                ));
-            }
-        }
-    }
-    out.push_str("}\n");
-    out
 }

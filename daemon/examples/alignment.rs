@@ -5,19 +5,17 @@
 //! one single-GPU pod per GPU both ways and prints the share of pods whose
 //! VF is on their GPU's PCIe switch (PIX).
 //!
-//! `cargo run -p jobnet-hw --example alignment -- [--layout 8x8|uneven]
+//! `cargo run -p jobnet-daemon --example alignment -- [--layout 8x8|uneven]
 //! [--vfs N] [--matrix] [--json]`
-
-#[allow(dead_code)]
-#[path = "../../tests/src/topo_layouts.rs"]
-mod layouts;
 
 use std::process::ExitCode;
 
-use jobnet_hw::topology::{
-    render_matrix, single_gpu_alignment, FreeVfs, Rails, TopoView, Topology,
-};
+use jobnet_daemon::ctl::topology::render_matrix;
+use jobnet_daemon::topology::alignment::single_gpu_alignment;
+use jobnet_daemon::topology::choice::FreeVfs;
+use jobnet_hw::topology::{Rails, TopoView, Topology};
 use jobnet_hw::SysfsRoot;
+use jobnet_tests::topo_layouts as layouts;
 
 struct Args {
     layout: String,
