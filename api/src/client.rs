@@ -151,6 +151,18 @@ impl Client {
         self.post(paths::FORGET_NODE, req).await
     }
 
+    /// The collective-ops hints of the pod an attachment belongs to.
+    pub async fn hints(&self, key: &AttachmentKey) -> Result<PodHints, ApiError> {
+        self.get(&paths::hints(&key.container_id, &key.ifname))
+            .await
+    }
+
+    /// GETs `path` and decodes the JSON answer as `T`: for answers whose
+    /// type is not this crate's (the topology view of [`paths::TOPOLOGY`]).
+    pub async fn get_json<T: DeserializeOwned>(&self, path: &str) -> Result<T, ApiError> {
+        self.get(path).await
+    }
+
     /// Waits (on the server, up to `timeout`) until ranks `0..ranks` of
     /// `job` are attached on every rail; the answer says whether they are.
     pub async fn job_wait(
@@ -390,6 +402,16 @@ impl BlockingClient {
         self.rt.block_on(self.inner.forget_node(req))
     }
 
+    /// See [`Client::hints`].
+    pub fn hints(&self, key: &AttachmentKey) -> Result<PodHints, ApiError> {
+        self.rt.block_on(self.inner.hints(key))
+    }
+
+    /// See [`Client::get_json`].
+    pub fn get_json<T: DeserializeOwned>(&self, path: &str) -> Result<T, ApiError> {
+        self.rt.block_on(self.inner.get_json(path))
+    }
+
     /// See [`Client::job_wait`].
     pub fn job_wait(
         &self,
@@ -453,11 +475,69 @@ mod tests {
         assert!(ok.released);
     }
 
+    #[tokio::test]
+    async fn hints_and_get_json_ask_their_paths_and_read_error_bodies() {
+        use std::io::{Read, Write};
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.sock");
+        let listener = std::os::unix::net::UnixListener::bind(&path).unwrap();
+        let hints = PodHints {
+            container_id: "c/1".into(),
+            attachments: vec!["net1".into()],
+            dir: "/run/jobnet/pods/c".into(),
+            env: Vec::new(),
+            nccl_env: "NCCL_CROSS_NIC=0\n".into(),
+            topo_xml: String::new(),
+        };
+        let answers = [
+            (
+                "GET /v1/attachments/c%2F1/net1/hints HTTP/1.1\r\n",
+                "200 OK",
+                serde_json::to_string(&hints).unwrap(),
+            ),
+            (
+                "GET /v1/topology HTTP/1.1\r\n",
+                "404 Not Found",
+                r#"{"code":"not-found","message":"no topology"}"#.to_owned(),
+            ),
+        ];
+        // A plain thread: the server side needs no runtime of its own.
+        let server = std::thread::spawn(move || {
+            for (request, status, body) in answers {
+                let (mut c, _) = listener.accept().unwrap();
+                let mut buf = vec![0u8; 4096];
+                let n = c.read(&mut buf).unwrap();
+                let got = String::from_utf8_lossy(&buf[..n]).into_owned();
+                assert!(got.starts_with(request), "{got}");
+                let answer = format!(
+                    "HTTP/1.1 {status}\r\ncontent-length: {}\r\n\r\n{body}",
+                    body.len()
+                );
+                c.write_all(answer.as_bytes()).unwrap();
+            }
+        });
+        let c = Client::new(&path);
+        assert_eq!(
+            c.hints(&AttachmentKey::new("c/1", "net1")).await.unwrap(),
+            hints
+        );
+        let e = c
+            .get_json::<serde_json::Value>(paths::TOPOLOGY)
+            .await
+            .unwrap_err();
+        assert_eq!(e.code, ErrorCode::NotFound);
+        assert_eq!(e.message, "no topology");
+        server.join().unwrap();
+    }
+
     #[test]
     fn blocking_client_reports_unavailable() {
         let dir = tempfile::tempdir().unwrap();
         let c = BlockingClient::new(dir.path().join("x.sock")).unwrap();
         let key = AttachmentKey::new("c", "net1");
         assert_eq!(c.release(&key).unwrap_err().code, ErrorCode::Unavailable);
+        assert_eq!(c.hints(&key).unwrap_err().code, ErrorCode::Unavailable);
+        let topo = c.get_json::<serde_json::Value>(paths::TOPOLOGY);
+        assert_eq!(topo.unwrap_err().code, ErrorCode::Unavailable);
     }
 }

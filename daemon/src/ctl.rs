@@ -3,22 +3,12 @@
 pub mod topology;
 
 use std::fmt::Write as _;
-use std::io::{Read as _, Write as _};
-use std::os::unix::net::UnixStream;
-use std::path::Path;
-use std::time::Duration;
 
 use jobnet_api::{
     ApiError, Attachment, AttachmentKey, AttachmentState, ErrorCode, ForgetNodeResponse,
     GcResponse, Isolation, IsolationMode, JobDetail, JobMember, JobSummary, NodeView, RailAddress,
     StatusResponse, VfAssignment, VfInfo, VfState,
 };
-use serde::de::DeserializeOwned;
-
-/// Largest answer [`get_json`] reads.
-const MAX_GET_BYTES: u64 = 64 << 20;
-/// How long [`get_json`] waits for jobnetd.
-const GET_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Host-file flavour.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -343,55 +333,6 @@ pub fn gc_text(r: &GcResponse) -> String {
     out
 }
 
-/// GETs `path` from jobnetd on `socket` and decodes the JSON answer (or
-/// the daemon's error body): for the read-only topology paths.
-pub fn get_json<T: DeserializeOwned>(socket: &Path, path: &str) -> Result<T, ApiError> {
-    let unavailable = |e: std::io::Error| {
-        ApiError::new(
-            ErrorCode::Unavailable,
-            format!("cannot reach jobnetd at {}: {e}", socket.display()),
-        )
-    };
-    let mut s = UnixStream::connect(socket).map_err(unavailable)?;
-    s.set_read_timeout(Some(GET_TIMEOUT)).map_err(unavailable)?;
-    s.set_write_timeout(Some(GET_TIMEOUT))
-        .map_err(unavailable)?;
-    // One write: the request goes out whole, not in formatting pieces.
-    let request = format!("GET {path} HTTP/1.1\r\nHost: jobnetd\r\nConnection: close\r\n\r\n");
-    s.write_all(request.as_bytes()).map_err(unavailable)?;
-    let mut raw = Vec::new();
-    s.take(MAX_GET_BYTES)
-        .read_to_end(&mut raw)
-        .map_err(unavailable)?;
-    let bad = |what: &str| ApiError::new(ErrorCode::Internal, format!("jobnetd answer {what}"));
-    let split = raw
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .ok_or_else(|| bad("has no header end"))?;
-    let head = std::str::from_utf8(raw.get(..split).unwrap_or_default())
-        .map_err(|_| bad("header is not text"))?;
-    let body = raw.get(split + 4..).unwrap_or_default();
-    let status: u16 = head
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .ok_or_else(|| bad("has no status"))?;
-    if (200..300).contains(&status) {
-        return serde_json::from_slice(body).map_err(|e| bad(&format!("is not understood: {e}")));
-    }
-    Err(
-        serde_json::from_slice::<ApiError>(body).unwrap_or_else(|_| {
-            ApiError::new(
-                ErrorCode::Internal,
-                format!(
-                    "jobnetd answered {status}: {}",
-                    String::from_utf8_lossy(body.get(..body.len().min(512)).unwrap_or_default())
-                ),
-            )
-        }),
-    )
-}
-
 /// The member of `d` with rank `rank`.
 pub fn rank_member(d: &JobDetail, rank: u32) -> Result<&JobMember, ApiError> {
     d.members
@@ -495,33 +436,6 @@ mod tests {
         let e = rank_member(&d, 0).unwrap_err();
         assert_eq!(e.code, ErrorCode::NotFound);
         assert!(e.message.contains("rank 0"), "{}", e.message);
-    }
-
-    #[test]
-    fn get_json_reads_answers_and_error_bodies() {
-        use std::os::unix::net::UnixListener;
-        let dir = tempfile::tempdir().unwrap();
-        let sock = dir.path().join("s.sock");
-        let l = UnixListener::bind(&sock).unwrap();
-        let server = std::thread::spawn(move || {
-            for answer in [
-                "HTTP/1.1 200 OK\r\nContent-Length: 17\r\n\r\n{\"released\":true}",
-                "HTTP/1.1 404 Not Found\r\n\r\n{\"code\":\"not-found\",\"message\":\"no\"}",
-            ] {
-                let (mut c, _) = l.accept().unwrap();
-                let mut req = [0u8; 256];
-                let n = c.read(&mut req).unwrap();
-                assert!(req[..n].starts_with(b"GET /v1/x HTTP/1.1\r\n"));
-                c.write_all(answer.as_bytes()).unwrap();
-            }
-        });
-        let ok: jobnet_api::ReleaseResponse = get_json(&sock, "/v1/x").unwrap();
-        assert!(ok.released);
-        let e = get_json::<jobnet_api::ReleaseResponse>(&sock, "/v1/x").unwrap_err();
-        assert_eq!(e.code, ErrorCode::NotFound);
-        server.join().unwrap();
-        let gone = get_json::<jobnet_api::ReleaseResponse>(&dir.path().join("no"), "/v1/x");
-        assert_eq!(gone.unwrap_err().code, ErrorCode::Unavailable);
     }
 
     #[test]

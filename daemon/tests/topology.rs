@@ -302,11 +302,7 @@ fn hints_are_written_on_commit_served_and_removed_on_release() {
     assert_eq!(cpus.len(), 1);
     assert_eq!(cpus[0].attribute("numaid"), Some("0"));
 
-    let served: PodHints = jobnet_daemon::ctl::get_json(
-        &d.socket,
-        &jobnet_api::paths::hints(&key.container_id, &key.ifname),
-    )
-    .unwrap();
+    let served: PodHints = rt().block_on(d.client().hints(&key)).unwrap();
     assert_eq!(served.nccl_env, env);
     assert_eq!(served.topo_xml, xml);
     assert_eq!(served.attachments, vec!["net1".to_owned()]);
@@ -330,11 +326,7 @@ fn hints_are_written_on_commit_served_and_removed_on_release() {
     let c = d.client();
     rt().block_on(c.release(&key)).unwrap();
     assert!(!dir.exists(), "hints left after release");
-    let e = jobnet_daemon::ctl::get_json::<PodHints>(
-        &d.socket,
-        &jobnet_api::paths::hints(&key.container_id, &key.ifname),
-    )
-    .unwrap_err();
+    let e = rt().block_on(c.hints(&key)).unwrap_err();
     assert_eq!(e.code, ErrorCode::UnknownAttachment);
 }
 

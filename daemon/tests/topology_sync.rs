@@ -134,9 +134,12 @@ fn a_restart_rewrites_only_missing_or_stale_pods_across_pages() {
 
     // The API serves what the files hold, and renders files a pod lost.
     std::fs::remove_dir_all(dir(&pods[4])).unwrap();
-    let served: PodHints =
-        jobnet_daemon::ctl::get_json(&d.socket, &jobnet_api::paths::hints(&pods[4], "net2"))
-            .unwrap();
+    let served: PodHints = rt()
+        .block_on(
+            d.client()
+                .hints(&AttachmentKey::new(pods[4].as_str(), "net2")),
+        )
+        .unwrap();
     assert_eq!(served.attachments, IFNAMES);
     assert_eq!(served.nccl_env, read(&dir(&pods[4]).join("nccl.env")));
 

@@ -6,8 +6,7 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 use jobnet_api::{
-    paths, ApiError, BlockingClient, ErrorCode, ForgetNodeRequest, GcRequest, PodHints,
-    PreflightRequest,
+    paths, ApiError, BlockingClient, ErrorCode, ForgetNodeRequest, GcRequest, PreflightRequest,
 };
 use jobnet_daemon::ctl;
 use jobnet_daemon::ctl::topology::{render_dot, render_matrix};
@@ -256,8 +255,7 @@ fn run(cli: &Cli) -> Result<String, Failure> {
                 )
                 .into());
             }
-            let path = paths::hints(&m.key.container_id, &m.key.ifname);
-            let h: PodHints = ctl::get_json(&cli.socket, &path)?;
+            let h = client()?.hints(&m.key)?;
             if cli.json {
                 json(&h)
             } else {
@@ -303,7 +301,7 @@ fn run(cli: &Cli) -> Result<String, Failure> {
             verdict(r.ok, out)?
         }
         Cmd::Topo { dot } => {
-            let v: TopoView = ctl::get_json(&cli.socket, paths::TOPOLOGY)?;
+            let v: TopoView = client()?.get_json(paths::TOPOLOGY)?;
             if *dot {
                 render_dot(&v)
             } else if cli.json {
