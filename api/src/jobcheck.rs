@@ -248,6 +248,10 @@ pub struct PreflightReport {
     /// Checks that could not run, and why (e.g. no other job's pod on a node).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub skipped: Vec<String>,
+    /// What the nodes saw that may explain failures (e.g. a neighbour table
+    /// too small for the job's mesh).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub notes: Vec<String>,
 }
 
 #[cfg(test)]

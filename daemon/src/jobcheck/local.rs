@@ -141,6 +141,10 @@ pub async fn probe_node<J: JobSource>(source: &J, task: &Task, until: Instant) -
             },
         ));
     }
+    let entries: usize = work.iter().map(|(_, p)| p.peers.len()).sum();
+    if let Some(note) = neighbour_room(&me, entries) {
+        result.notes.push(note);
+    }
     let outcomes = match tokio::task::spawn_blocking(move || run_all(work)).await {
         Ok(o) => o,
         Err(e) => {
@@ -152,6 +156,27 @@ pub async fn probe_node<J: JobSource>(source: &J, task: &Task, until: Instant) -
         absorb(&mut result, o);
     }
     result
+}
+
+/// The kernel's neighbour table limit (one table for every netns of a
+/// kernel; readable where jobnetd runs in the host netns).
+const GC_THRESH3: &str = "/proc/sys/net/ipv4/neigh/default/gc_thresh3";
+
+/// A note when this node's kernel cannot hold a neighbour entry for every
+/// peer its ranks probe: past the limit new peers are not resolved, which
+/// reads as unreachable ranks (and would stall NCCL the same way).
+fn neighbour_room(node: &str, entries: usize) -> Option<String> {
+    let limit: usize = std::fs::read_to_string(GC_THRESH3)
+        .ok()?
+        .trim()
+        .parse()
+        .ok()?;
+    (entries > limit).then(|| {
+        format!(
+            "node {node}: its ranks need {entries} neighbour entries, the kernel keeps at most \
+             {limit} (net.ipv4.neigh.default.gc_thresh3): raise gc_thresh1/2/3"
+        )
+    })
 }
 
 /// Folds one rail's outcome into the node's result.

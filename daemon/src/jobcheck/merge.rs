@@ -154,6 +154,8 @@ pub fn report(g: Gathered<'_>) -> PreflightReport {
     rtt.sort_by_key(|p| (p.rail, p.from_rank, p.to_rank));
     let mut skipped: Vec<String> = g.results.iter().flat_map(|r| r.skipped.clone()).collect();
     skipped.sort();
+    let mut notes: Vec<String> = g.results.iter().flat_map(|r| r.notes.clone()).collect();
+    notes.sort();
     let ranks: BTreeSet<u32> = g.roster.targets.iter().map(|t| t.rank).collect();
     let mut nodes: Vec<String> = g.results.iter().map(|r| r.node.clone()).collect();
     nodes.sort();
@@ -169,6 +171,7 @@ pub fn report(g: Gathered<'_>) -> PreflightReport {
         rtt,
         failures,
         skipped,
+        notes,
     }
 }
 

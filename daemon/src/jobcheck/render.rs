@@ -95,6 +95,9 @@ pub fn preflight_text(r: &PreflightReport) -> String {
     for s in &r.skipped {
         let _ = writeln!(out, "skipped: {s}");
     }
+    for n in &r.notes {
+        let _ = writeln!(out, "note: {n}");
+    }
     out
 }
 
@@ -184,6 +187,7 @@ mod tests {
             }],
             rtt: Vec::new(),
             skipped: vec!["isolation on rail 0 of node n1: no other job's pod on the node".into()],
+            notes: Vec::new(),
         };
         let t = preflight_text(&r);
         assert!(

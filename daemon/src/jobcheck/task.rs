@@ -105,6 +105,9 @@ pub struct NodeResult {
     pub pairs: u64,
     /// Checks that could not run.
     pub skipped: Vec<String>,
+    /// What may explain failures on this node.
+    #[serde(default)]
+    pub notes: Vec<String>,
 }
 
 impl NodeResult {

@@ -4,9 +4,9 @@
 use std::collections::HashMap;
 use std::io;
 use std::net::Ipv4Addr;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
-use super::icmp::EchoSocket;
+use super::icmp::{EchoSocket, Reply};
 
 /// Why a peer gave no reply.
 #[derive(Debug)]
@@ -20,11 +20,20 @@ pub enum Silence {
     SendFailed(io::Error),
 }
 
+/// One request in flight: to which peer, and when (on both clocks: the
+/// kernel stamps replies with the wall clock).
+#[derive(Debug, Clone, Copy)]
+struct Sent {
+    peer: usize,
+    at: Instant,
+    wall: SystemTime,
+}
+
 /// Numbers the requests of one socket, so a reply names its request.
 #[derive(Debug, Default)]
 pub struct Sequencer {
     next: u16,
-    sent: HashMap<u16, (usize, Instant)>,
+    sent: HashMap<u16, Sent>,
 }
 
 impl Sequencer {
@@ -37,24 +46,29 @@ impl Sequencer {
     ) -> io::Result<u16> {
         let seq = self.next;
         self.next = self.next.wrapping_add(1);
+        // Stamped before the send: on a path inside one kernel the reply
+        // can be queued before sendto returns.
+        let sent = Sent {
+            peer,
+            at: Instant::now(),
+            wall: SystemTime::now(),
+        };
         sock.send(to, seq, ip_len)?;
-        self.sent.insert(seq, (peer, Instant::now()));
+        self.sent.insert(seq, sent);
         Ok(seq)
     }
 
     /// The peer and round trip of a reply, once per request.
-    fn answered(
-        &mut self,
-        seq: u16,
-        from: Ipv4Addr,
-        peers: &[Ipv4Addr],
-    ) -> Option<(usize, Duration)> {
-        let (peer, at) = *self.sent.get(&seq)?;
-        if peers.get(peer) != Some(&from) {
+    fn answered(&mut self, r: &Reply, peers: &[Ipv4Addr]) -> Option<(usize, Duration)> {
+        let sent = *self.sent.get(&r.seq)?;
+        if peers.get(sent.peer) != Some(&r.from) {
             return None;
         }
-        self.sent.remove(&seq);
-        Some((peer, at.elapsed()))
+        self.sent.remove(&r.seq);
+        let rtt =
+            r.at.and_then(|at| at.duration_since(sent.wall).ok())
+                .unwrap_or_else(|| sent.at.elapsed());
+        Some((sent.peer, rtt))
     }
 }
 
@@ -84,8 +98,8 @@ pub fn burst(
         let round_end = (Instant::now() + every).min(until);
         while open > 0 {
             match sock.recv(round_end) {
-                Ok(Some((from, s))) => {
-                    if let Some((i, rtt)) = seq.answered(s, from, peers) {
+                Ok(Some(reply)) => {
+                    if let Some((i, rtt)) = seq.answered(&reply, peers) {
                         if got[i].is_none() {
                             got[i] = Some(rtt);
                             open -= 1;
@@ -95,9 +109,7 @@ pub fn burst(
                 Ok(None) => break,
                 Err(e) => {
                     tracing::debug!(error = %e, "echo receive failed");
-                    std::thread::sleep(
-                        every.min(round_end.saturating_duration_since(Instant::now())),
-                    );
+                    std::thread::sleep(round_end.saturating_duration_since(Instant::now()));
                     break;
                 }
             }
@@ -114,9 +126,10 @@ pub fn burst(
         .collect()
 }
 
-/// `samples` round trips to each peer, one request in flight at a time
-/// (so a time is not a queue's), each waiting `wait` at most, all before
-/// `until`: per peer, the round trips that came back and the requests sent.
+/// Up to `samples` round trips to each peer, one request in flight at a
+/// time (so a time is not a queue's), each waiting `wait` at most, round
+/// by round so every peer gets samples, all before `until`: per peer, the
+/// round trips that came back and the requests sent.
 pub fn timed(
     sock: &mut EchoSocket,
     seq: &mut Sequencer,
@@ -132,20 +145,18 @@ pub fn timed(
             if Instant::now() >= until {
                 break 'rounds;
             }
+            out[i].1 = out[i].1.saturating_add(1);
             let Ok(s) = seq.send(sock, *to, i, ip_len) else {
-                out[i].1 = out[i].1.saturating_add(1);
                 continue;
             };
-            out[i].1 = out[i].1.saturating_add(1);
             let give_up = (Instant::now() + wait).min(until);
-            while let Ok(Some((from, got))) = sock.recv(give_up) {
-                match seq.answered(got, from, peers) {
-                    Some((j, rtt)) if got == s => {
+            while let Ok(Some(reply)) = sock.recv(give_up) {
+                // A late reply to an earlier request is not this one's time.
+                if let Some((j, rtt)) = seq.answered(&reply, peers) {
+                    if reply.seq == s {
                         out[j].0.push(rtt);
                         break;
                     }
-                    // A late reply to an earlier request: not this one's time.
-                    _ => continue,
                 }
             }
         }

@@ -6,7 +6,7 @@
 use std::io;
 use std::net::Ipv4Addr;
 use std::os::fd::{AsRawFd, OwnedFd};
-use std::time::Instant;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use super::sys;
 
@@ -16,6 +16,10 @@ pub const HEADERS: usize = 20 + 8;
 const TOKEN: usize = 8;
 /// `ICMP_FILTER` (linux/icmp.h): a mask of ICMP types a raw socket drops.
 const ICMP_FILTER: i32 = 1;
+/// `SO_TIMESTAMPNS` / `SCM_TIMESTAMPNS` (asm-generic, x86 and arm64): the
+/// kernel stamps each packet when it arrives, so a reply's time does not
+/// include how late this thread was scheduled.
+const SO_TIMESTAMPNS: i32 = 35;
 const ECHO_REPLY: u8 = 0;
 const ECHO_REQUEST: u8 = 8;
 
@@ -67,6 +71,36 @@ pub fn parse_reply(packet: &[u8], id: u16, token: u64) -> Option<(Ipv4Addr, u16)
     (got_id == id && icmp[8..8 + TOKEN] == token.to_be_bytes()).then_some((src, seq))
 }
 
+/// One reply to one of our requests.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Reply {
+    /// Who answered.
+    pub from: Ipv4Addr,
+    /// The request's sequence number.
+    pub seq: u16,
+    /// When the kernel received it, if it said.
+    pub at: Option<SystemTime>,
+}
+
+/// The receive time in a `recvmsg` control buffer, if the kernel put one.
+fn arrival(msg: &libc::msghdr) -> Option<SystemTime> {
+    // SAFETY: `msg` was filled by recvmsg; the CMSG macros stay inside its
+    // control buffer, and the payload is read unaligned.
+    unsafe {
+        let mut c = libc::CMSG_FIRSTHDR(msg);
+        while !c.is_null() {
+            if (*c).cmsg_level == libc::SOL_SOCKET && (*c).cmsg_type == SO_TIMESTAMPNS {
+                let ts: libc::timespec = std::ptr::read_unaligned(libc::CMSG_DATA(c).cast());
+                let secs = u64::try_from(ts.tv_sec).ok()?;
+                let nanos = u32::try_from(ts.tv_nsec).ok()?;
+                return UNIX_EPOCH.checked_add(Duration::new(secs, nanos));
+            }
+            c = libc::CMSG_NXTHDR(msg, c);
+        }
+    }
+    None
+}
+
 /// A raw ICMP socket on one interface of the calling thread's netns.
 #[derive(Debug)]
 pub struct EchoSocket {
@@ -91,6 +125,7 @@ impl EchoSocket {
         // Everything but echo replies stays in the kernel.
         let mask: u32 = !(1u32 << ECHO_REPLY);
         sys::setsockopt(&fd, libc::SOL_RAW, ICMP_FILTER, &mask)?;
+        sys::setsockopt(&fd, libc::SOL_SOCKET, SO_TIMESTAMPNS, &1i32)?;
         let r = sys::random_u64();
         Ok(Self {
             fd,
@@ -129,18 +164,21 @@ impl EchoSocket {
     }
 
     /// The next reply to one of our requests, waiting until `until` at most.
-    pub fn recv(&mut self, until: Instant) -> io::Result<Option<(Ipv4Addr, u16)>> {
-        let buf = &mut self.buf;
+    pub fn recv(&mut self, until: Instant) -> io::Result<Option<Reply>> {
         while sys::readable_before(&self.fd, until)? {
-            // SAFETY: `buf` is writable for its length.
-            let n = unsafe {
-                libc::recv(
-                    self.fd.as_raw_fd(),
-                    buf.as_mut_ptr().cast(),
-                    buf.len(),
-                    libc::MSG_DONTWAIT,
-                )
+            let mut iov = libc::iovec {
+                iov_base: self.buf.as_mut_ptr().cast(),
+                iov_len: self.buf.len(),
             };
+            let mut control = [0u64; 16];
+            // SAFETY: msghdr is plain old data; zeroes are a valid start.
+            let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+            msg.msg_iov = &mut iov;
+            msg.msg_iovlen = 1;
+            msg.msg_control = control.as_mut_ptr().cast();
+            msg.msg_controllen = std::mem::size_of_val(&control);
+            // SAFETY: every buffer `msg` points to is valid and writable.
+            let n = unsafe { libc::recvmsg(self.fd.as_raw_fd(), &mut msg, libc::MSG_DONTWAIT) };
             if n < 0 {
                 let e = io::Error::last_os_error();
                 if e.kind() == io::ErrorKind::WouldBlock || e.kind() == io::ErrorKind::Interrupted {
@@ -149,11 +187,16 @@ impl EchoSocket {
                 return Err(e);
             }
             let n = usize::try_from(n).unwrap_or(0);
-            if let Some(r) = buf
+            let parsed = self
+                .buf
                 .get(..n)
-                .and_then(|p| parse_reply(p, self.id, self.token))
-            {
-                return Ok(Some(r));
+                .and_then(|p| parse_reply(p, self.id, self.token));
+            if let Some((from, seq)) = parsed {
+                return Ok(Some(Reply {
+                    from,
+                    seq,
+                    at: arrival(&msg),
+                }));
             }
         }
         Ok(None)

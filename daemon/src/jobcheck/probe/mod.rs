@@ -27,7 +27,10 @@ const SMALL: usize = 84;
 /// Resend interval of silent peers.
 const RESEND: Duration = Duration::from_millis(300);
 /// Longest wait for one timed reply.
-const TIMED_WAIT: Duration = Duration::from_millis(500);
+const TIMED_WAIT: Duration = Duration::from_millis(200);
+/// Longest the timed round trips of one rail may take: they are numbers to
+/// report, not a check, and must not eat the budget of the checks.
+const TIMED_MAX: Duration = Duration::from_secs(3);
 /// ARP probes per target, and their spacing.
 const ARP_PROBES: u32 = 3;
 const ARP_SPACING: Duration = Duration::from_millis(100);
@@ -288,7 +291,11 @@ fn echo_checks(p: &RailProbe, facts: &IfaceFacts, total: Duration, out: &mut Rai
         }
     }
     let alive_addrs: Vec<Ipv4Addr> = alive.iter().map(|x| x.addr).collect();
-    let timed_until = p.deadline.checked_sub(mtu_window).unwrap_or(p.deadline);
+    let timed_until = p
+        .deadline
+        .checked_sub(mtu_window)
+        .unwrap_or(p.deadline)
+        .min(Instant::now() + (total / 4).min(TIMED_MAX));
     let times = echo::timed(
         &mut sock,
         &mut seq,
