@@ -130,8 +130,15 @@ fn add_with_delegated_ipam(
         Some(d) => match d.add(req.conf.cni_version) {
             Ok(r) => (Some(r), IpamRelease { delegate: Some(d) }),
             Err(e) => {
-                // Spec section 4: a failed delegated ADD is followed by its DEL.
-                drop(IpamRelease { delegate: Some(d) });
+                // Spec section 4: a failed delegated ADD is followed by its
+                // DEL; but not when this ADD repeats one that finished (most
+                // IPAM plugins, host-local among them, refuse a second
+                // allocation for one attachment): that allocation is the
+                // finished attachment's, in use by the pod, and only the
+                // attachment's own DEL may hand it back.
+                if !finished(&env, req) {
+                    drop(IpamRelease { delegate: Some(d) });
+                }
                 return Err(e);
             }
         },
@@ -180,6 +187,17 @@ fn add_with_delegated_ipam(
             Err(f.error)
         }
     }
+}
+
+/// True when an earlier ADD of this attachment finished (its cache holds
+/// the printed result); it stays until its DEL.
+fn finished(env: &DeviceEnv, req: &AddRequest) -> bool {
+    let path = sriov::cache::path_for(
+        &env.state,
+        req.env.container_id.as_str(),
+        req.env.ifname.as_str(),
+    );
+    sriov::cache::load::<sriov::record::AttachmentRecord>(&path).is_ok_and(|r| r.result.is_some())
 }
 
 fn add_with_daemon(req: &AddRequest, faults: &dyn FaultHook) -> Result<CniResult, CniError> {
