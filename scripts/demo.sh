@@ -6,7 +6,8 @@
 # container runtime would attach them (in opposite orders on different
 # nodes), shows addresses, rails and topology, proves rank-to-rank
 # reachability across nodes on every rail and isolation from the other job,
-# and tears it all down. Needs root; installs what it needs.
+# waits for a job's ranks and checks its network end to end (job wait, job
+# preflight), and tears it all down. Needs root; installs what it needs.
 #
 # --ci: plain headings (no terminal escapes), for logs; the tour is the same
 # and any failed step fails the script.
@@ -194,6 +195,27 @@ if out=$(cni 0 ADD llama-1x "$pod" "$(conf_for llama 1 0)"); then
 else
   echo "$out" | jq -c '{code, msg}'
 fi
+
+say "job readiness: wait until every rank is attached, then check the job's network from inside its pods"
+ctl 1 job wait llama --ranks "$NODES" --timeout 30s
+echo "-- a rank that never comes: job wait names it at its deadline and exits 1"
+if ctl 0 job wait llama --ranks $((NODES + 1)) --timeout 2s; then
+  echo "job wait passed with a rank missing"; exit 1
+fi
+echo "-- preflight, asked on node 2: each node probes its ranks (link, reachability, MTU, duplicate address, isolation from gpt, round trips)"
+if ctl 2 job preflight llama >"$work/preflight.txt"; then
+  cat "$work/preflight.txt"; echo "preflight passed 9000-byte frames the simulated eswitch ports cannot carry"; exit 1
+fi
+head -n 5 "$work/preflight.txt"
+echo "   ... $(grep -c ': mtu: ' "$work/preflight.txt") MTU failures in all, nothing else"
+if grep -E '^rail [0-9]+: rank' "$work/preflight.txt" | grep -qv ': mtu: '; then
+  echo "preflight failed on more than the MTU:"; cat "$work/preflight.txt"; exit 1
+fi
+echo "-- the config asks for MTU 9000, this simulated eswitch's ports carry 1500: with llama's pods at 1500 it passes"
+for n in $(seq 0 $((NODES - 1))); do
+  for ifc in net1 net1r1; do ip -n "$(pod_of llama "$n")" link set "$ifc" mtu 1500; done
+done
+ctl 2 job preflight llama
 
 say "DEL: every VF goes back to its node exactly as it was, the jobs leave the nodes"
 for n in $(seq 0 $((NODES - 1))); do
