@@ -15,7 +15,11 @@
 #      nodes (own etcd client each) on a 3-member etcd on loopback, vs the same
 #      load behind one cluster-wide etcd lock (whereabouts' single lease);
 #      medians of BENCH_RUNS (default 3) runs, each on a fresh etcd.
-# Needs root. Usage: scripts/bench.sh [attach|ipam|daemon|topology|cluster|all] (default all).
+#   6. preflight: `jobnetctl job preflight` of one job of 64 ranks x 2 rails
+#      on 4 simulated nodes (jobnetd per node netns, etcd in the mgmt netns):
+#      8,064 directed pairs probed from inside the pods; median wall time of
+#      3 runs, target <= 10 s.
+# Needs root. Usage: scripts/bench.sh [attach|ipam|daemon|topology|cluster|preflight|all] (default all).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 [ "$(id -u)" = 0 ] || { echo "bench.sh: run as root" >&2; exit 1; }
@@ -69,4 +73,18 @@ if [ "$what" = cluster ] || [ "$what" = all ]; then
   TMPDIR="$cluster_tmp" "$TARGET/examples/cluster_bench" --runs "${BENCH_RUNS:-3}" --probe-secs 3
   cluster_cleanup
   trap - EXIT
+fi
+
+if [ "$what" = preflight ] || [ "$what" = all ]; then
+  echo "== preflight: 64 ranks x 2 rails on 4 nodes (target <= 10 s wall)"
+  # The test builds the release plugin, jobnetd and jobnetctl it runs, and
+  # puts the host's neighbour table limits back when it ends.
+  preflight_log=$(mktemp)
+  if cargo test --quiet --release -p jobnet-tests --test preflight bench_preflight_64x2_on_4_nodes \
+    -- --ignored --nocapture >"$preflight_log" 2>&1; then
+    grep -E '^(attached|preflight)' "$preflight_log"
+    rm -f "$preflight_log"
+  else
+    cat "$preflight_log"; rm -f "$preflight_log"; exit 1
+  fi
 fi
