@@ -32,9 +32,13 @@ pub fn del_with(req: &DelRequest, faults: &dyn sriov::FaultHook) -> Result<(), C
     let _lock = lock_attachment(&env, req, faults)?;
     let netns = att.netns.as_ref().map(|n| std::path::Path::new(n.as_str()));
     let mut busy = None;
-    // The other rails' interfaces of a `rails: all` attachment are named in
-    // the first rail's cache; they go first (reverse of ADD).
-    let siblings = env.siblings(att.container_id.as_str(), att.ifname.as_str());
+    // The other rails' interfaces of a `rails: all` attachment go first
+    // (reverse of ADD).
+    let siblings = env.rails_to_undo(
+        att.container_id.as_str(),
+        att.ifname.as_str(),
+        req.conf.name.as_str(),
+    );
     for ifname in siblings.iter().rev() {
         let outcome = detach_one(&ctx, att.container_id.as_str(), ifname, netns, None, None)?;
         busy = busy.or(busy_of(&outcome));

@@ -75,6 +75,35 @@ impl DeviceEnv {
         .map(|r| r.siblings)
         .unwrap_or_default()
     }
+
+    /// The other rails' interfaces DEL of (`container_id`, `ifname`) in
+    /// `network` must undo: those the first rail's cache names, and every
+    /// other rail's cache of the same container and network. The first
+    /// rail's cache names them only once ADD has attached every rail, so an
+    /// ADD killed before that (or a first-rail cache that cannot be read)
+    /// leaves rails only their own caches know of.
+    pub fn rails_to_undo(&self, container_id: &str, ifname: &str, network: &str) -> Vec<String> {
+        let mut rails = self.siblings(container_id, ifname);
+        let mut found: Vec<(u32, String)> =
+            sriov::cache::list::<sriov::record::AttachmentRecord>(&self.state)
+                .into_iter()
+                .filter_map(|(_, rec)| rec)
+                .filter(|r| r.container_id == container_id && r.network.as_deref() == Some(network))
+                .filter_map(|r| rail_of(&r.ifname, ifname).map(|rail| (rail, r.ifname)))
+                .filter(|(_, name)| !rails.contains(name))
+                .collect();
+        found.sort();
+        rails.extend(found.into_iter().map(|(_, name)| name));
+        rails
+    }
+}
+
+/// The rail `name` is the interface of when it is a later rail's name for
+/// the first rail's `first` (see `jobnet_api::rail_ifname`).
+fn rail_of(name: &str, first: &str) -> Option<u32> {
+    let digits = name.len() - name.bytes().rev().take_while(u8::is_ascii_digit).count();
+    let rail: u32 = name.get(digits..)?.parse().ok()?;
+    (name != first && jobnet_api::rail_ifname(first, 1, rail) == name).then_some(rail)
 }
 
 /// Runs one async operation on a single-threaded runtime: a CNI run does
@@ -255,6 +284,19 @@ mod tests {
 
     fn route(dst: &str, gw: Option<&str>) -> CniRoute {
         CniRoute::new(dst.parse().unwrap(), gw.map(|g| g.parse().unwrap()))
+    }
+
+    #[test]
+    fn later_rails_are_recognised_by_their_names() {
+        assert_eq!(rail_of("net1r1", "net1"), Some(1));
+        assert_eq!(rail_of("net1r12", "net1"), Some(12));
+        assert_eq!(rail_of("net1", "net1"), None);
+        assert_eq!(rail_of("net2", "net1"), None);
+        assert_eq!(rail_of("net1r", "net1"), None);
+        assert_eq!(rail_of("eth0r1", "net1"), None);
+        // Long first names are cut to leave room for the rail.
+        let long = jobnet_api::rail_ifname("abcdefghijklmno", 1, 3);
+        assert_eq!(rail_of(&long, "abcdefghijklmno"), Some(3));
     }
 
     #[test]
