@@ -5,6 +5,8 @@
 //! Needs root (namespaces, raw and packet sockets).
 
 use std::net::Ipv4Addr;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use jobnet_api::PreflightCheck;
@@ -69,6 +71,7 @@ impl Link3 {
             foreign,
             samples: 4,
             deadline: Instant::now() + Duration::from_secs(8),
+            stop: Arc::new(AtomicBool::new(false)),
         };
         let ns = KernelNetns::open(self.pods[0].path()).expect("open pod netns");
         ns.run(|| probe::run(&spec)).expect("enter pod netns")

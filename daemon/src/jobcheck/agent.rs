@@ -5,6 +5,7 @@
 //! refreshes the per-job gauges.
 
 use std::collections::HashSet;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -83,7 +84,18 @@ async fn answer<J: JobSource>(checks: Arc<JobChecks<J>>, id: PreflightId, task: 
         return;
     };
     let until = noticed + Duration::from_millis(task.budget_ms);
-    let result = probe_node(checks.source.as_ref(), &task, until).await;
+    let cut = Arc::new(AtomicBool::new(false));
+    let probing = probe_node(checks.source.as_ref(), &task, until, cut.clone());
+    tokio::pin!(probing);
+    let mut stop = checks.stop.clone();
+    let result = tokio::select! {
+        r = &mut probing => r,
+        _ = stop.changed() => {
+            // jobnetd stops: the probe threads end their phases at once.
+            cut.store(true, Ordering::Relaxed);
+            probing.await
+        }
+    };
     tracing::info!(job = %task.job, coordinator = %task.coordinator, pairs = result.pairs,
         findings = result.findings.len(), "preflight probes done");
     if let Err(e) = checks.source.post_result(&id, result.encode()).await {

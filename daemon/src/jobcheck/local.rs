@@ -4,6 +4,8 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::{IpAddr, Ipv4Addr};
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
 use std::time::Instant;
 
 use jobnet_api::{
@@ -77,8 +79,14 @@ fn finding(t: &Target, to_rank: Option<u32>, check: PreflightCheck, detail: Stri
     }
 }
 
-/// Probes this node's ranks of `task`, finishing by `until`.
-pub async fn probe_node<J: JobSource>(source: &J, task: &Task, until: Instant) -> NodeResult {
+/// Probes this node's ranks of `task`, finishing by `until`, or as soon as
+/// `stop` is set.
+pub async fn probe_node<J: JobSource>(
+    source: &J,
+    task: &Task,
+    until: Instant,
+    stop: Arc<AtomicBool>,
+) -> NodeResult {
     let me = source.node_name().to_owned();
     let mut result = NodeResult {
         node: me.clone(),
@@ -105,6 +113,13 @@ pub async fn probe_node<J: JobSource>(source: &J, task: &Task, until: Instant) -
             atts.insert(key.clone(), a);
         }
         let att = match atts.get(&key) {
+            Some(Ok(a)) if a.job != task.job => {
+                let d = format!("attachment {key} on node {me} now holds job {:?}", a.job);
+                result
+                    .findings
+                    .push(finding(t, None, PreflightCheck::Attachment, d));
+                continue;
+            }
             Some(Ok(a)) => a,
             Some(Err(e)) => {
                 let d = format!(
@@ -119,9 +134,10 @@ pub async fn probe_node<J: JobSource>(source: &J, task: &Task, until: Instant) -
             None => continue,
         };
         result.job_mtu = result.job_mtu.or(att.mtu);
-        let ranks: Vec<u32> = by_rail[&t.rail].iter().map(|x| x.rank).collect();
-        let addr_of: HashMap<u32, Ipv4Addr> =
-            by_rail[&t.rail].iter().map(|x| (x.rank, x.addr)).collect();
+        let on_rail = by_rail.get(&t.rail).map(Vec::as_slice).unwrap_or(&[]);
+        let addr_of: HashMap<u32, Ipv4Addr> = on_rail.iter().map(|x| (x.rank, x.addr)).collect();
+        let mut ranks: Vec<u32> = addr_of.keys().copied().collect();
+        ranks.sort_unstable();
         let peers = peers_of(t.rank, &ranks, task.seed)
             .into_iter()
             .filter_map(|rank| addr_of.get(&rank).map(|addr| Peer { rank, addr: *addr }))
@@ -138,6 +154,7 @@ pub async fn probe_node<J: JobSource>(source: &J, task: &Task, until: Instant) -
                 foreign: foreign.get(&t.rail).cloned(),
                 samples: task.samples,
                 deadline: until,
+                stop: stop.clone(),
             },
         ));
     }

@@ -4,9 +4,13 @@
 use std::collections::HashMap;
 use std::io;
 use std::net::Ipv4Addr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant, SystemTime};
 
 use super::icmp::{EchoSocket, Reply};
+
+/// IP size of the small echo requests (as `ping`'s default).
+pub const SMALL: usize = 84;
 
 /// Why a peer gave no reply.
 #[derive(Debug)]
@@ -73,21 +77,21 @@ impl Sequencer {
 }
 
 /// Sends one `ip_len`-byte request to every peer and resends to the silent
-/// ones every `every` until `until`: per peer, the first round trip or why
-/// there was none.
+/// ones every `every` until `until` (or `stop`): per peer, the first round
+/// trip or why there was none.
 pub fn burst(
     sock: &mut EchoSocket,
     seq: &mut Sequencer,
     peers: &[Ipv4Addr],
     ip_len: usize,
     every: Duration,
-    until: Instant,
+    (until, stop): (Instant, &AtomicBool),
 ) -> Vec<Result<Duration, Silence>> {
     let mut got: Vec<Option<Duration>> = vec![None; peers.len()];
     let mut tries = vec![0u32; peers.len()];
     let mut refused: Vec<Option<io::Error>> = (0..peers.len()).map(|_| None).collect();
     let mut open = peers.len();
-    while open > 0 && Instant::now() < until {
+    while open > 0 && Instant::now() < until && !stop.load(Ordering::Relaxed) {
         for (i, to) in peers.iter().enumerate() {
             if got[i].is_some() {
                 continue;
@@ -128,25 +132,23 @@ pub fn burst(
 
 /// Up to `samples` round trips to each peer, one request in flight at a
 /// time (so a time is not a queue's), each waiting `wait` at most, round
-/// by round so every peer gets samples, all before `until`: per peer, the
-/// round trips that came back and the requests sent.
+/// by round so every peer gets samples, all before `until` (or `stop`):
+/// per peer, the round trips that came back and the requests sent.
 pub fn timed(
     sock: &mut EchoSocket,
     seq: &mut Sequencer,
     peers: &[Ipv4Addr],
-    ip_len: usize,
-    samples: u32,
-    wait: Duration,
-    until: Instant,
+    (samples, wait): (u32, Duration),
+    (until, stop): (Instant, &AtomicBool),
 ) -> Vec<(Vec<Duration>, u16)> {
     let mut out: Vec<(Vec<Duration>, u16)> = vec![(Vec::new(), 0); peers.len()];
     'rounds: for _ in 0..samples {
         for (i, to) in peers.iter().enumerate() {
-            if Instant::now() >= until {
+            if Instant::now() >= until || stop.load(Ordering::Relaxed) {
                 break 'rounds;
             }
             out[i].1 = out[i].1.saturating_add(1);
-            let Ok(s) = seq.send(sock, *to, i, ip_len) else {
+            let Ok(s) = seq.send(sock, *to, i, SMALL) else {
                 continue;
             };
             let give_up = (Instant::now() + wait).min(until);

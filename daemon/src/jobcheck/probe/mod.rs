@@ -13,17 +13,17 @@ mod stats;
 mod sys;
 
 use std::net::Ipv4Addr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use jobnet_api::{PairRtt, PreflightCheck};
 
-use self::echo::{Sequencer, Silence};
+use self::echo::{Sequencer, Silence, SMALL};
 use self::icmp::EchoSocket;
 use self::iface::{mac_text, IfaceFacts};
 pub use self::sys::random_u64;
 
-/// IP size of the small echo requests (as `ping`'s default).
-const SMALL: usize = 84;
 /// Resend interval of silent peers.
 const RESEND: Duration = Duration::from_millis(300);
 /// Longest wait for one timed reply.
@@ -74,6 +74,8 @@ pub struct RailProbe {
     pub samples: u32,
     /// When everything must be done.
     pub deadline: Instant,
+    /// Set when jobnetd stops: every phase ends at once.
+    pub stop: Arc<AtomicBool>,
 }
 
 /// One failed check.
@@ -197,7 +199,7 @@ fn arp_checks(p: &RailProbe, facts: &IfaceFacts, total: Duration, out: &mut Rail
     let mut probes = 0;
     let mut duplicate: Option<[u8; 6]> = None;
     let mut leak: Option<[u8; 6]> = None;
-    while Instant::now() < until {
+    while Instant::now() < until && !p.stop.load(Ordering::Relaxed) {
         if probes < ARP_PROBES && Instant::now() >= next_probe {
             probes += 1;
             next_probe += ARP_SPACING;
@@ -268,7 +270,7 @@ fn echo_checks(p: &RailProbe, facts: &IfaceFacts, total: Duration, out: &mut Rai
         &addrs,
         SMALL,
         RESEND,
-        Instant::now() + reach_window,
+        (Instant::now() + reach_window, &p.stop),
     );
     let mut alive = Vec::new();
     for (peer, r) in p.peers.iter().zip(reach) {
@@ -300,10 +302,8 @@ fn echo_checks(p: &RailProbe, facts: &IfaceFacts, total: Duration, out: &mut Rai
         &mut sock,
         &mut seq,
         &alive_addrs,
-        SMALL,
-        p.samples,
-        TIMED_WAIT,
-        timed_until,
+        (p.samples, TIMED_WAIT),
+        (timed_until, &p.stop),
     );
     for (peer, (got, sent)) in alive.iter().zip(times) {
         out.rtt.push(PairRtt {
@@ -339,7 +339,7 @@ fn mtu_checks(
     }
     let addrs: Vec<Ipv4Addr> = alive.iter().map(|x| x.addr).collect();
     let until = (Instant::now() + window).min(p.deadline);
-    let got = echo::burst(sock, seq, &addrs, ip_len, RESEND, until);
+    let got = echo::burst(sock, seq, &addrs, ip_len, RESEND, (until, &p.stop));
     let too_big = got.iter().any(
         |r| matches!(r, Err(Silence::SendFailed(e)) if e.raw_os_error() == Some(libc::EMSGSIZE)),
     );
