@@ -16,7 +16,9 @@ mod kernel;
 mod skip;
 mod wait;
 
-pub use cni::{result_addr, result_pci, CniCall, PluginRun};
+pub use cni::{
+    remove_default_devinfo, result_addr, result_pci, CniCall, PluginRun, DEFAULT_DEVINFO_DIR,
+};
 pub use kernel::{ip_batch, ip_json, link_details, links_by_name, master_of};
 pub use skip::{record_skip, skip, SKIP_LOG_ENV};
 pub use wait::{udp_echo_within, wait_oper_up, wait_until, STATE_DEADLINE};

@@ -29,7 +29,9 @@ use std::time::{Duration, Instant};
 use jobnet_hw::PciAddr;
 use jobnet_tests::etcd::{EtcdCluster, EtcdSpec, ETCD_BIN};
 use jobnet_tests::fabric::{Fabric, FabricSpec, FabricVf};
-use jobnet_tests::harness::{binaries, ip_batch, master_of, unique, CniCall, Daemon, Pod};
+use jobnet_tests::harness::{
+    binaries, ip_batch, master_of, remove_default_devinfo, unique, CniCall, Daemon, Pod,
+};
 use jobnet_tests::skip;
 use serde_json::{json, Value};
 
@@ -37,8 +39,6 @@ use serde_json::{json, Value};
 const IFNAME: &str = "net1";
 /// Longest a jobnetctl run may take before `timeout(1)` kills it.
 const CTL_LIMIT: Duration = Duration::from_secs(120);
-/// Where the plugin writes device-info files of rails after the first.
-const DEVINFO_DIR: &str = "/var/run/k8s.cni.cncf.io/devinfo/cni";
 
 /// One cluster at a time: each test builds fabric, etcd and daemons.
 static TURN: Mutex<()> = Mutex::new(());
@@ -92,16 +92,7 @@ struct World {
 
 impl Drop for World {
     fn drop(&mut self) {
-        // Pods dropped without DEL leave the device-info files of their
-        // later rails; only this world's runs named files after its network.
-        let mine = format!("{}-", self.network);
-        if let Ok(rd) = std::fs::read_dir(DEVINFO_DIR) {
-            for e in rd.flatten() {
-                if e.file_name().to_string_lossy().starts_with(&mine) {
-                    let _ = std::fs::remove_file(e.path());
-                }
-            }
-        }
+        remove_default_devinfo(&self.network);
     }
 }
 
@@ -455,126 +446,120 @@ fn healthy_job_passes_and_wait_returns_when_the_last_rank_attaches() {
     );
 }
 
-#[test]
-fn an_interface_down_is_named() {
-    if !can_run("an_interface_down_is_named", true) {
+/// One fault test on job `pf` ([`four_ranks`]): its preflight asked on
+/// `node` passes; `make` breaks something and returns how to undo it; the
+/// preflight must then fail, `check` reads its lines; undone, it passes
+/// again. So a fault that is not made, or not caught, fails the test.
+fn fault_case(
+    test: &str,
+    node: usize,
+    make: impl FnOnce(&World) -> Box<dyn FnOnce(&World)>,
+    check: impl FnOnce(&World, &[String]),
+) {
+    if !can_run(test, true) {
         return;
     }
     let _turn = turn();
     let mut w = World::start(2, 3, Backend::Etcd);
     four_ranks(&mut w);
-    w.passes(0, "pf", "before");
-    let ns = w.rank("pf", 1).pod.ns();
-    ip_batch(&ns, &["link set net1 down"]);
-    let f = w.fails(0, "pf", "rank 1's net1 down");
-    assert!(names(&f, "rail 0: rank 1: link: net1 is down"), "{f:#?}");
-    for peer in [0, 2, 3] {
-        assert!(
-            names(&f, &format!("rail 0: rank {peer} -> rank 1: reachability")),
-            "{f:#?}"
-        );
-    }
-    assert!(
-        f.iter()
-            .all(|l| l.starts_with("rail 0:") && l.contains("rank 1")),
-        "only rank 1 on rail 0 fails: {f:#?}"
-    );
-    ip_batch(&ns, &["link set net1 up"]);
-    w.passes(0, "pf", "after");
+    w.passes(node, "pf", "before the fault");
+    let undo = make(&w);
+    let f = w.fails(node, "pf", test);
+    check(&w, &f);
+    undo(&w);
+    w.passes(node, "pf", "after undoing the fault");
+}
+
+#[test]
+fn an_interface_down_is_named() {
+    let make = |w: &World| -> Box<dyn FnOnce(&World)> {
+        let ns = w.rank("pf", 1).pod.ns();
+        ip_batch(&ns, &["link set net1 down"]);
+        Box::new(move |_| ip_batch(&ns, &["link set net1 up"]))
+    };
+    fault_case("an_interface_down_is_named", 0, make, |_, f| {
+        assert!(names(f, "rail 0: rank 1: link: net1 is down"), "{f:#?}");
+        for peer in [0, 2, 3] {
+            let pair = format!("rail 0: rank {peer} -> rank 1: reachability");
+            assert!(names(f, &pair), "{f:#?}");
+        }
+        let only = |l: &String| l.starts_with("rail 0:") && l.contains("rank 1");
+        assert!(f.iter().all(only), "only rank 1 on rail 0 fails: {f:#?}");
+    });
 }
 
 #[test]
 fn an_mtu_mismatch_is_named() {
-    if !can_run("an_mtu_mismatch_is_named", true) {
-        return;
-    }
-    let _turn = turn();
-    let mut w = World::start(2, 3, Backend::Etcd);
-    four_ranks(&mut w);
-    w.passes(1, "pf", "before");
-    let ns = w.rank("pf", 2).pod.ns();
-    ip_batch(&ns, &["link set net1r1 mtu 1400"]);
-    let f = w.fails(1, "pf", "rank 2's net1r1 at MTU 1400");
-    assert!(names(&f, "rail 1: rank 2: mtu:"), "{f:#?}");
-    for peer in [0, 1, 3] {
-        assert!(
-            names(&f, &format!("rail 1: rank {peer} -> rank 2: mtu:")),
-            "{f:#?}"
-        );
-    }
-    assert_eq!(ranks_named(&f), BTreeSet::from([0, 1, 2, 3]), "{f:#?}");
-    assert!(
-        f.iter()
-            .all(|l| l.starts_with("rail 1:") && l.contains("rank 2") && l.contains(": mtu:")),
-        "only MTU failures of rank 2 on rail 1: {f:#?}"
-    );
-    ip_batch(&ns, &["link set net1r1 mtu 1500"]);
-    w.passes(1, "pf", "after");
+    let make = |w: &World| -> Box<dyn FnOnce(&World)> {
+        let ns = w.rank("pf", 2).pod.ns();
+        ip_batch(&ns, &["link set net1r1 mtu 1400"]);
+        Box::new(move |_| ip_batch(&ns, &["link set net1r1 mtu 1500"]))
+    };
+    fault_case("an_mtu_mismatch_is_named", 1, make, |_, f| {
+        assert!(names(f, "rail 1: rank 2: mtu:"), "{f:#?}");
+        for peer in [0, 1, 3] {
+            let pair = format!("rail 1: rank {peer} -> rank 2: mtu:");
+            assert!(names(f, &pair), "{f:#?}");
+        }
+        assert_eq!(ranks_named(f), BTreeSet::from([0, 1, 2, 3]), "{f:#?}");
+        // "rail 1: rank 2: mtu: ..." or "rail 1: rank N -> rank 2: mtu: ...".
+        let only = |l: &String| l.starts_with("rail 1:") && l.contains("rank 2: mtu:");
+        assert!(f.iter().all(only), "only rank 2's MTU on rail 1: {f:#?}");
+    });
 }
 
 #[test]
 fn a_duplicate_address_is_named() {
-    if !can_run("a_duplicate_address_is_named", true) {
-        return;
-    }
-    let _turn = turn();
-    let mut w = World::start(2, 3, Backend::Etcd);
-    four_ranks(&mut w);
-    w.passes(0, "pf", "before");
     // Rank 3 (node 1) takes rank 2's (node 0) rail-0 address as well.
-    let taken = w.rank("pf", 2).addrs[0];
-    let ns = w.rank("pf", 3).pod.ns();
-    let add = format!("addr add {taken}/24 dev net1");
-    ip_batch(&ns, &[&add]);
-    let f = w.fails(0, "pf", "rank 2's address also on rank 3");
-    let want = format!("rail 0: rank 2: duplicate-address: {taken} is also answered by");
-    let dup = f.iter().find(|l| l.starts_with(&want));
-    assert!(
-        dup.is_some_and(|l| l.ends_with("(rank 3, rail 0)")),
-        "{f:#?}"
-    );
-    let del = format!("addr del {taken}/24 dev net1");
-    ip_batch(&ns, &[&del]);
-    w.passes(0, "pf", "after");
+    let make = |w: &World| -> Box<dyn FnOnce(&World)> {
+        let taken = w.rank("pf", 2).addrs[0];
+        let ns = w.rank("pf", 3).pod.ns();
+        ip_batch(&ns, &[&format!("addr add {taken}/24 dev net1")]);
+        Box::new(move |_| ip_batch(&ns, &[&format!("addr del {taken}/24 dev net1")]))
+    };
+    fault_case("a_duplicate_address_is_named", 0, make, |w, f| {
+        let taken = w.rank("pf", 2).addrs[0];
+        let want = format!("rail 0: rank 2: duplicate-address: {taken} is also answered by");
+        let dup = f.iter().find(|l| l.starts_with(&want));
+        assert!(
+            dup.is_some_and(|l| l.ends_with("(rank 3, rail 0)")),
+            "{f:#?}"
+        );
+    });
 }
 
 #[test]
 fn a_cross_job_leak_is_named() {
-    if !can_run("a_cross_job_leak_is_named", true) {
-        return;
-    }
-    let _turn = turn();
-    let mut w = World::start(2, 3, Backend::Etcd);
-    four_ranks(&mut w);
-    w.passes(1, "pf", "before");
     // Isolation off by hand: job other's rail-0 representor on node 0 joins
     // job pf's rail-0 bridge there.
-    let node_ns = w.fabric.node(0).expect("node").ip_netns();
-    let rep = |job: &str, rank: u32| {
-        w.rank(job, rank).vfs[0]
-            .representor
-            .clone()
-            .expect("switchdev VFs have representors")
+    let make = |w: &World| -> Box<dyn FnOnce(&World)> {
+        let node_ns = w.fabric.node(0).expect("node").ip_netns();
+        let rep = |job: &str, rank: u32| {
+            w.rank(job, rank).vfs[0]
+                .representor
+                .clone()
+                .expect("switchdev VFs have representors")
+        };
+        let pf_bridge = master_of(&node_ns, &rep("pf", 0)).expect("pf rail 0 bridge");
+        let other_rep = rep("other", 0);
+        let other_bridge = master_of(&node_ns, &other_rep).expect("other rail 0 bridge");
+        assert_ne!(pf_bridge, other_bridge);
+        ip_batch(
+            &node_ns,
+            &[&format!("link set {other_rep} master {pf_bridge}")],
+        );
+        let undo = format!("link set {other_rep} master {other_bridge}");
+        Box::new(move |_| ip_batch(&node_ns, &[&undo]))
     };
-    let pf_bridge = master_of(&node_ns, &rep("pf", 0)).expect("pf rail 0 bridge");
-    let other_rep = rep("other", 0);
-    let other_bridge = master_of(&node_ns, &other_rep).expect("other rail 0 bridge");
-    assert_ne!(pf_bridge, other_bridge);
-    let leak = format!("link set {other_rep} master {pf_bridge}");
-    ip_batch(&node_ns, &[&leak]);
-    let f = w.fails(1, "pf", "job other's pod on job pf's bridge");
-    let other_addr = w.rank("other", 0).addrs[0];
-    for local in [0, 2] {
-        let want = format!("rail 0: rank {local}: isolation: {other_addr} of job \"other\"");
-        assert!(names(&f, &want), "{f:#?}");
-    }
-    assert!(
-        f.iter().all(|l| l.contains(": isolation: ")),
-        "only isolation fails: {f:#?}"
-    );
-    let undo = format!("link set {other_rep} master {other_bridge}");
-    ip_batch(&node_ns, &[&undo]);
-    w.passes(1, "pf", "after");
+    fault_case("a_cross_job_leak_is_named", 1, make, |w, f| {
+        let other_addr = w.rank("other", 0).addrs[0];
+        for local in [0, 2] {
+            let want = format!("rail 0: rank {local}: isolation: {other_addr} of job \"other\"");
+            assert!(names(f, &want), "{f:#?}");
+        }
+        let only = |l: &String| l.contains(": isolation: ");
+        assert!(f.iter().all(only), "only isolation fails: {f:#?}");
+    });
 }
 
 #[test]

@@ -110,6 +110,25 @@ fn run_in_node<'a, V: AsRef<OsStr>>(
     }
 }
 
+/// Where the plugin writes the device-info files of rails the runtime gave
+/// no path for (every rail after the first).
+pub const DEFAULT_DEVINFO_DIR: &str = "/var/run/k8s.cni.cncf.io/devinfo/cni";
+
+/// Removes what the plugin left in [`DEFAULT_DEVINFO_DIR`] for CNI network
+/// `network` (pods dropped without DEL leave their later rails' files;
+/// the file names start with the network's).
+pub fn remove_default_devinfo(network: &str) {
+    let mine = format!("{network}-");
+    let Ok(entries) = std::fs::read_dir(DEFAULT_DEVINFO_DIR) else {
+        return;
+    };
+    for e in entries.flatten() {
+        if e.file_name().to_string_lossy().starts_with(&mine) {
+            let _ = std::fs::remove_file(e.path());
+        }
+    }
+}
+
 /// The PCI address (`pciID`) of the first interface in an ADD result.
 pub fn result_pci(result: &serde_json::Value) -> Option<PciAddr> {
     result["interfaces"][0]["pciID"].as_str()?.parse().ok()

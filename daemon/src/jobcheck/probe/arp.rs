@@ -106,21 +106,7 @@ impl ArpSocket {
     pub fn probe(&self, target: Ipv4Addr) -> io::Result<()> {
         let pkt = probe_packet(self.mac, target);
         let addr = link_addr(self.index, [0xff; 6])?;
-        // SAFETY: `pkt` and `addr` are valid for the lengths given.
-        let n = unsafe {
-            libc::sendto(
-                self.fd.as_raw_fd(),
-                pkt.as_ptr().cast(),
-                pkt.len(),
-                0,
-                (&addr as *const libc::sockaddr_ll).cast(),
-                std::mem::size_of::<libc::sockaddr_ll>() as libc::socklen_t,
-            )
-        };
-        if n < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        Ok(())
+        sys::send_to(&self.fd, &pkt, &addr)
     }
 
     /// The next ARP packet another host sent on the link, waiting until
@@ -144,7 +130,7 @@ impl ArpSocket {
             };
             if n < 0 {
                 let e = io::Error::last_os_error();
-                if e.kind() == io::ErrorKind::WouldBlock || e.kind() == io::ErrorKind::Interrupted {
+                if sys::transient(&e) {
                     continue;
                 }
                 return Err(e);

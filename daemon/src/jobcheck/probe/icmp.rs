@@ -146,21 +146,7 @@ impl EchoSocket {
             },
             sin_zero: [0; 8],
         };
-        // SAFETY: `pkt` and `addr` are valid for the lengths given.
-        let n = unsafe {
-            libc::sendto(
-                self.fd.as_raw_fd(),
-                pkt.as_ptr().cast(),
-                pkt.len(),
-                0,
-                (&addr as *const libc::sockaddr_in).cast(),
-                std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t,
-            )
-        };
-        if n < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        Ok(())
+        sys::send_to(&self.fd, &pkt, &addr)
     }
 
     /// The next reply to one of our requests, waiting until `until` at most.
@@ -181,7 +167,7 @@ impl EchoSocket {
             let n = unsafe { libc::recvmsg(self.fd.as_raw_fd(), &mut msg, libc::MSG_DONTWAIT) };
             if n < 0 {
                 let e = io::Error::last_os_error();
-                if e.kind() == io::ErrorKind::WouldBlock || e.kind() == io::ErrorKind::Interrupted {
+                if sys::transient(&e) {
                     continue;
                 }
                 return Err(e);

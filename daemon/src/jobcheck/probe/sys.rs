@@ -28,6 +28,35 @@ pub fn setsockopt<T: Copy>(fd: &OwnedFd, level: i32, name: i32, value: &T) -> io
     Ok(())
 }
 
+/// `sendto(2)` of `data` to the socket address `addr` (a `sockaddr_*`).
+pub fn send_to<A: Copy>(fd: &OwnedFd, data: &[u8], addr: &A) -> io::Result<()> {
+    let len = libc::socklen_t::try_from(std::mem::size_of::<A>())
+        .map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+    // SAFETY: `data` and `addr` are valid for the lengths given.
+    let n = unsafe {
+        libc::sendto(
+            fd.as_raw_fd(),
+            data.as_ptr().cast(),
+            data.len(),
+            0,
+            (addr as *const A).cast(),
+            len,
+        )
+    };
+    if n < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// True for a receive error that only means "nothing now, try again".
+pub fn transient(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
+    )
+}
+
 /// Binds `fd` to interface `ifname` (`SO_BINDTODEVICE`), so probes leave
 /// and are heard on that rail only.
 pub fn bind_to_device(fd: &OwnedFd, ifname: &str) -> io::Result<()> {
