@@ -52,7 +52,10 @@ async fn serve_engine(cfg: Config, stop: tokio::sync::oneshot::Receiver<()>) {
     );
     let listener = jobnet_daemon::server::bind(&cfg.socket).expect("bind");
     let (tx, rx) = tokio::sync::watch::channel(false);
-    let serving = tokio::spawn(jobnet_daemon::server::serve(listener, engine, metrics, rx));
+    let no_checks = Arc::new(jobnet_daemon::jobcheck::NoJobChecks);
+    let serving = tokio::spawn(jobnet_daemon::server::serve(
+        listener, engine, no_checks, metrics, rx,
+    ));
     let _ = stop.await;
     let _ = tx.send(true);
     let _ = serving.await;

@@ -32,8 +32,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use jobnet_api::{
-    ApiError, Attachment, AttachmentState, JobWaitQuery, JobWaitResponse, PreflightReport,
-    PreflightRequest,
+    ApiError, Attachment, AttachmentState, ErrorCode, JobWaitQuery, JobWaitResponse,
+    PreflightReport, PreflightRequest,
 };
 use tokio::sync::{watch, Notify, Semaphore};
 
@@ -67,6 +67,33 @@ pub trait JobActions: Send + Sync + 'static {
     ) -> impl Future<Output = Result<PreflightReport, ApiError>> + Send;
     /// An attachment was committed through this node's API.
     fn committed(&self, att: &Attachment);
+}
+
+/// No job checks: both calls answer `not-found` (a server with the engine
+/// alone, as benchmarks run it).
+#[derive(Debug, Default, Clone, Copy)]
+pub struct NoJobChecks;
+
+impl JobActions for NoJobChecks {
+    async fn wait(&self, _job: String, _q: JobWaitQuery) -> Result<JobWaitResponse, ApiError> {
+        Err(ApiError::new(
+            ErrorCode::NotFound,
+            "job wait is not served here",
+        ))
+    }
+
+    async fn preflight(
+        &self,
+        _job: String,
+        _req: PreflightRequest,
+    ) -> Result<PreflightReport, ApiError> {
+        Err(ApiError::new(
+            ErrorCode::NotFound,
+            "job preflight is not served here",
+        ))
+    }
+
+    fn committed(&self, _att: &Attachment) {}
 }
 
 /// Job wait, preflight and the per-job gauges of one node.
