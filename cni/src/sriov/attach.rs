@@ -242,8 +242,10 @@ pub async fn attach_with(
         }),
         Err(err) => {
             tracing::warn!(pci = %spec.pci, error = %err, "ADD failed; rolling back");
-            restore(ctx.sysfs, ctx.rdma.as_ref(), &rec).await;
-            if let Err(e) = cache::remove(&cache_path) {
+            let restored = restore(ctx.sysfs, ctx.rdma.as_ref(), &rec).await;
+            if !restored {
+                keep_for_del(&cache_path);
+            } else if let Err(e) = cache::remove(&cache_path) {
                 tracing::warn!(error = %e, "could not remove attachment cache during rollback");
             }
             if let Err(e) = claim.release() {
@@ -536,6 +538,16 @@ fn write_devinfo(
     devinfo::write(&spec.devinfo_path, &info).map_err(AttachError::DevInfo)
 }
 
+/// A rollback that could not put the VF back (its pod's netns can no
+/// longer be entered, e.g. removed under this ADD: the VF comes back to the
+/// host only when the kernel destroys the netns) keeps the cache: it is the
+/// only record of the VF's original state, for the DEL that follows a
+/// failed ADD (or the VF's next attach) to restore from.
+fn keep_for_del(cache_path: &std::path::Path) {
+    tracing::warn!(cache = %cache_path.display(),
+        "VF not restored; its attachment cache stays for DEL");
+}
+
 /// Gives the VF back before reporting `err` (nothing was changed).
 fn release_with(claim: VfClaim, err: AttachError) -> AttachError {
     if let Err(e) = claim.release() {
@@ -596,11 +608,15 @@ impl Attachment {
 
     /// Undoes the attach (a later step of ADD failed).
     pub async fn abort(self, sysfs: &SysfsRoot) {
-        restore(sysfs, self.rdma.as_ref(), &self.record).await;
+        let restored = restore(sysfs, self.rdma.as_ref(), &self.record).await;
         if let Some(p) = &self.record.devinfo {
             let _ = devinfo::remove(p);
         }
-        let _ = cache::remove(&self.cache_path);
+        if restored {
+            let _ = cache::remove(&self.cache_path);
+        } else {
+            keep_for_del(&self.cache_path);
+        }
         if let Err(e) = self.claim.release() {
             tracing::warn!(error = %e, "could not release VF claim");
         }
