@@ -113,6 +113,38 @@ impl Net {
     }
 }
 
+/// Fault classes, by the names `JOBNET_FAULT_SKIP` takes (comma-separated)
+/// to leave some out while working out which one a leak comes from.
+const FAULTS: [&str; 11] = [
+    "kill-add",
+    "kill-del",
+    "kill-jobnetd",
+    "netns-add",
+    "netns-del",
+    "truncate-cache",
+    "truncate-lock",
+    "truncate-owner",
+    "truncate-queue",
+    "forget",
+    "repeat-add",
+];
+
+/// The fault classes `JOBNET_FAULT_SKIP` leaves out; panics on a name that
+/// is not one, so that a typo does not quietly run everything.
+fn skipped_faults() -> Vec<&'static str> {
+    let v = std::env::var("JOBNET_FAULT_SKIP").unwrap_or_default();
+    v.split(',')
+        .map(str::trim)
+        .filter(|n| !n.is_empty())
+        .map(|n| {
+            *FAULTS
+                .iter()
+                .find(|f| **f == n)
+                .unwrap_or_else(|| panic!("JOBNET_FAULT_SKIP: no fault {n:?}; faults: {FAULTS:?}"))
+        })
+        .collect()
+}
+
 /// What the runtime believes of one attachment of a sandbox.
 #[derive(Debug, Clone)]
 enum Att {
@@ -242,6 +274,10 @@ struct Suite {
     /// land anywhere in it.
     typical: HashMap<(&'static str, Net), Duration>,
     step: usize,
+    skip: Vec<&'static str>,
+    /// `JOBNET_FAULT_TRACE`: every step, run and fault, with the plugin's
+    /// logs, for working out what a failing seed did.
+    trace: Option<std::fs::File>,
     _devinfo: DevinfoGuard,
     fabric: Fabric,
 }
@@ -317,6 +353,12 @@ impl Suite {
             sync: SysfsSync::new(),
             typical: HashMap::new(),
             step: 0,
+            skip: skipped_faults(),
+            trace: std::env::var_os("JOBNET_FAULT_TRACE").map(|p| {
+                std::fs::File::create(&p).unwrap_or_else(|e| {
+                    panic!("JOBNET_FAULT_TRACE={}: {e}", Path::new(&p).display())
+                })
+            }),
             fabric,
         };
         s.sync_sysfs();
@@ -413,6 +455,20 @@ impl Suite {
             }
         }
         let out = r.finish();
+        if self.trace.is_some() {
+            let line = format!(
+                "{verb} {} {} ({during:?}): {} in {:?}\n{}{}",
+                net.name(),
+                inv.get("CNI_CONTAINERID")
+                    .map(|c| c.to_string_lossy().into_owned())
+                    .unwrap_or_default(),
+                out.kind(),
+                out.elapsed,
+                out.stdout,
+                out.stderr
+            );
+            self.trace(&line);
+        }
         if out.ok() {
             let t = self.typical.entry((verb, net)).or_insert(out.elapsed);
             *t = (*t * 3 + out.elapsed) / 4;
@@ -422,7 +478,9 @@ impl Suite {
             .outcomes
             .entry(format!("{verb} {}: {}", net.name(), out.kind()))
             .or_default() += 1;
-        if out.cni_code() == Some(999) {
+        // host-local's own errors come through unchanged, with its 999.
+        let delegate_refused = net == Net::Dev && out.stdout.contains("duplicate allocation");
+        if out.cni_code() == Some(999) && !delegate_refused {
             self.fail(&format!(
                 "internal error (999) from the plugin\n{}",
                 out.describe()
@@ -439,6 +497,17 @@ impl Suite {
             .copied()
             .unwrap_or(Duration::from_millis(300));
         self.rng.duration_up_to(typical * 3 / 2)
+    }
+
+    fn on(&self, fault: &str) -> bool {
+        debug_assert!(FAULTS.contains(&fault), "{fault}");
+        !self.skip.contains(&fault)
+    }
+
+    fn trace(&mut self, line: &str) {
+        if let Some(f) = self.trace.as_mut() {
+            let _ = writeln!(f, "[{}] {line}", self.step);
+        }
     }
 
     fn sync_sysfs(&mut self) {
@@ -519,6 +588,28 @@ impl Suite {
             },
             Net::Dev => None,
         }
+    }
+
+    /// jobnetd had no free VF: counted by how many job attachments the
+    /// runtime knows of besides this one (fewer than the pool's VFs per
+    /// rail means jobnetd holds VFs of attachments already gone: released
+    /// later by GC or reconciliation, or leaked).
+    fn note_no_free_vf(&mut self, slot: usize) {
+        let known = self
+            .slots
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| *i != slot)
+            .filter_map(|(_, s)| s.as_ref())
+            .chain(self.forgotten.iter())
+            .filter(|s| !matches!(s.att[Net::Job.index()], Att::None))
+            .count();
+        let key = if known < VFS_PER_NIC {
+            "no free VF while the runtime knows fewer attachments than VFs"
+        } else {
+            "no free VF, every VF known to be in use"
+        };
+        *self.stats.actions.entry(key).or_default() += 1;
     }
 
     fn rank_taken(&self, slot: usize) -> bool {
@@ -606,6 +697,14 @@ impl Suite {
                 candidates.push((f, "owner"));
             }
         }
+        candidates.retain(|(_, kind)| {
+            self.on(match *kind {
+                "cache" => "truncate-cache",
+                "lock" => "truncate-lock",
+                "owner" => "truncate-owner",
+                _ => "truncate-queue",
+            })
+        });
         let Some((path, kind)) = self.rng.pick(&candidates).cloned() else {
             return false;
         };
@@ -620,6 +719,8 @@ impl Suite {
             .open(&path)
             .and_then(|f| f.set_len(to))
             .is_ok();
+        let line = format!("truncated {} from {len} to {to} bytes", path.display());
+        self.trace(&line);
         if ok {
             self.stats.fault(match kind {
                 "cache" => "state truncated: attachment cache",
@@ -640,6 +741,15 @@ impl Suite {
         let back = ns.destroy(&self.fabric, 0);
         self.stats.returned_by_kernel += back.len();
         self.sync_sysfs();
+        // A pod without its netns holds no address any more.
+        if let Some(sb) = self.slots[slot].as_ref() {
+            for net in Net::ALL {
+                let holder = sb.holder(net);
+                self.book.drop_holder(&holder);
+            }
+        }
+        let line = format!("netns of slot {slot} died; the kernel returned {back:?}");
+        self.trace(&line);
         back
     }
 
@@ -702,6 +812,9 @@ impl Suite {
             if !faulted && !out.killed && self.excuse(slot, net, &out).is_none() {
                 self.fail(&format!("ADD failed without a cause\n{}", out.describe()));
             }
+            if net == Net::Job && out.cni_code() == Some(108) {
+                self.note_no_free_vf(slot);
+            }
             let alive = self.slots[slot].as_ref().is_some_and(Sandbox::alive);
             if alive && self.rng.chance(35) && self.retry_add(slot, net, faulted) {
                 continue;
@@ -743,15 +856,15 @@ impl Suite {
     fn add_fault(&mut self, net: Net) -> During {
         let roll = self.rng.below(100);
         match roll {
-            0..=11 => {
+            0..=11 if self.on("kill-add") => {
                 self.stats.fault("plugin SIGKILL during ADD");
                 During::KillPlugin(self.kill_delay("ADD", net))
             }
-            12..=15 => {
+            12..=15 if self.on("netns-add") => {
                 self.stats.fault("netns removed during ADD");
                 During::RemoveNetns(self.kill_delay("ADD", net))
             }
-            16..=19 if net == Net::Job && self.daemon_up => {
+            16..=19 if net == Net::Job && self.daemon_up && self.on("kill-jobnetd") => {
                 self.stats.fault("jobnetd SIGKILL during ADD");
                 self.daemon_down_left = u32::try_from(self.rng.below(3)).unwrap_or(0);
                 During::KillJobnetd(self.kill_delay("ADD", net))
@@ -792,7 +905,11 @@ impl Suite {
         if faults && self.rng.chance(10) {
             self.truncate_state(slot);
         }
-        if faults && self.rng.chance(6) && self.slots[slot].as_ref().is_some_and(Sandbox::alive) {
+        if faults
+            && self.rng.chance(6)
+            && self.on("netns-del")
+            && self.slots[slot].as_ref().is_some_and(Sandbox::alive)
+        {
             self.stats.fault("netns removed before DEL");
             self.kill_netns(slot);
         }
@@ -807,7 +924,7 @@ impl Suite {
             ) {
                 continue;
             }
-            let kill = faults && self.rng.chance(12);
+            let kill = faults && self.rng.chance(12) && self.on("kill-del");
             self.del(slot, net, kill);
         }
         let sb = self.slots[slot].take().expect("sandbox");
@@ -818,6 +935,8 @@ impl Suite {
     /// be left in it.
     fn teardown(&mut self, mut sb: Sandbox, after: &str) {
         if let Some(ns) = sb.ns.take() {
+            let line = format!("teardown of {} ({}) after {after}", sb.cid, sb.ns_name);
+            self.trace(&line);
             for r in ns.destroy(&self.fabric, 0) {
                 self.stats.left_in_pod.push(format!(
                     "step {}: {:?} was still in {} as {} after {after} succeeded",
@@ -853,8 +972,9 @@ impl Suite {
     }
 
     /// The runtime ADDs a live attachment again (it lost track of whether
-    /// ADD finished, e.g. after a restart): a healthy one is answered with
-    /// the same result.
+    /// ADD finished, e.g. after a restart). Through jobnetd a healthy one
+    /// is answered with the same result; host-local refuses a second
+    /// allocation, and then the attachment must be left as it was.
     fn re_add(&mut self, slot: usize) {
         let sb = self.slots[slot].as_ref().expect("sandbox");
         let live: Vec<Net> = Net::ALL
@@ -882,13 +1002,16 @@ impl Suite {
             }
             return;
         }
-        if healthy {
+        if healthy && net == Net::Job {
             self.fail(&format!(
                 "repeated ADD of a healthy attachment failed\n{}",
                 out.describe()
             ));
         }
-        self.stop(slot, false);
+        if healthy {
+            // Refused by host-local: the pod keeps what it had.
+            self.check(slot);
+        }
     }
 
     /// GC of one network with every attachment the runtime knows listed.
@@ -985,12 +1108,15 @@ impl Suite {
                 (A::Create, w(!free.is_empty(), 30)),
                 (A::Stop, w(!any.is_empty(), 22)),
                 (A::Check, w(!live.is_empty(), 12)),
-                (A::ReAdd, w(!live.is_empty(), 4)),
+                (A::ReAdd, w(!live.is_empty() && self.on("repeat-add"), 4)),
                 (A::Gc(Net::Job), 5),
                 (A::Gc(Net::Dev), 2),
-                (A::KillDaemon, w(self.daemon_up, 3)),
-                (A::KillNetns, w(!live.is_empty(), 3)),
-                (A::Forget, w(!job_only.is_empty(), 2)),
+                (
+                    A::KillDaemon,
+                    w(self.daemon_up && self.on("kill-jobnetd"), 3),
+                ),
+                (A::KillNetns, w(!live.is_empty() && self.on("netns-del"), 3)),
+                (A::Forget, w(!job_only.is_empty() && self.on("forget"), 2)),
             ])
             .expect("some action");
         let name = match choice {
@@ -1005,6 +1131,8 @@ impl Suite {
             A::Forget => "forget sandbox",
         };
         *self.stats.actions.entry(name).or_default() += 1;
+        let line = format!("action: {name}; daemon up: {}", self.daemon_up);
+        self.trace(&line);
         match choice {
             A::Create => {
                 let slot = *self.rng.pick(&free).expect("free slot");
@@ -1202,7 +1330,10 @@ fn random_faults_leave_nothing_behind() {
     );
     let seed = seed_from_env("JOBNET_FAULT_SEED");
     let ops = count_from_env("JOBNET_FAULT_OPS", DEFAULT_OPS);
-    say(&format!("JOBNET_FAULT_SEED={seed} JOBNET_FAULT_OPS={ops}"));
+    say(&format!(
+        "JOBNET_FAULT_SEED={seed} JOBNET_FAULT_OPS={ops} JOBNET_FAULT_SKIP={}",
+        skipped_faults().join(",")
+    ));
     // Built before the clock starts: a first build can take minutes.
     binaries();
     let started = Instant::now();
