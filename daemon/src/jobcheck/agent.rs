@@ -70,7 +70,7 @@ pub async fn run<J: JobSource>(checks: Arc<JobChecks<J>>) {
         }
         let me = checks.source.node_name().to_owned();
         for (id, task) in fresh {
-            if task.targets.iter().any(|t| t.node == me) {
+            if task.names(&me) {
                 tokio::spawn(answer(checks.clone(), id, task));
             }
         }

@@ -28,6 +28,9 @@ const MAX_SAMPLES: u32 = 32;
 /// What the nodes leave of the deadline for noticing the request (one poll)
 /// and posting their result.
 const NOTICE_AND_POST: Duration = Duration::from_millis(1500);
+/// Largest request posted: below etcd's default request limit (1.5 MiB)
+/// with room for the transaction around it; about 40,000 rank-rails.
+const MAX_TASK_BYTES: usize = 1 << 20;
 /// Longest pause between counts of the results.
 const MAX_COUNT_PAUSE: Duration = Duration::from_millis(200);
 
@@ -82,19 +85,24 @@ impl<J: JobSource> JobChecks<J> {
         let mut results = Vec::new();
         if !asked.is_empty() {
             let deadline = started + Duration::from_millis(timeout);
-            let task = Task {
-                job: job.clone(),
-                coordinator: self.source.node_name().to_owned(),
-                created_ms: now_ms(),
-                timeout_ms: timeout,
-                budget_ms: timeout
-                    .saturating_sub(u64::try_from(NOTICE_AND_POST.as_millis()).unwrap_or(u64::MAX)),
-                samples: req.samples.unwrap_or(DEFAULT_SAMPLES).clamp(1, MAX_SAMPLES),
-                seed: random_u64(),
-                targets: ros.targets.clone(),
-            };
+            let mut task = Task::new(&job, self.source.node_name(), &ros.targets);
+            task.created_ms = now_ms();
+            task.timeout_ms = timeout;
+            task.budget_ms = timeout
+                .saturating_sub(u64::try_from(NOTICE_AND_POST.as_millis()).unwrap_or(u64::MAX));
+            task.samples = req.samples.unwrap_or(DEFAULT_SAMPLES).clamp(1, MAX_SAMPLES);
+            task.seed = random_u64();
             let bytes = serde_json::to_vec(&task)
                 .map_err(|e| ApiError::new(ErrorCode::Internal, e.to_string()))?;
+            if bytes.len() > MAX_TASK_BYTES {
+                return Err(ApiError::new(
+                    ErrorCode::InvalidArgument,
+                    format!(
+                        "job {job:?} has too many ranks and rails for one preflight request ({} bytes, at most {MAX_TASK_BYTES})",
+                        bytes.len()
+                    ),
+                ));
+            }
             self.source.post_task(&id, bytes).await?;
             self.wake.notify_one();
             results = self.gather(&id, asked.len(), deadline).await;

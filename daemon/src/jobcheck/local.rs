@@ -1,83 +1,91 @@
-//! One node's probes for one preflight: finds the node's ranks' pods and
-//! another job's pod per rail, then probes every (rank, rail) on its own
-//! thread inside the pod's netns, off the async workers.
+//! One node's probes for one preflight: finds its own pods of the job and
+//! another job's pod per rail among the node's attachments, then probes
+//! every (rank, rail) on its own thread inside the pod's netns, off the
+//! async workers.
 
 use std::collections::{BTreeMap, HashMap};
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::Ipv4Addr;
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::Instant;
 
-use jobnet_api::{
-    ApiError, Attachment, AttachmentKey, AttachmentState, PageRequest, PreflightCheck,
-    PreflightFailure,
-};
+use jobnet_api::{AttachmentState, PageRequest, PreflightCheck, PreflightFailure};
 use jobnet_netlink::Netns;
 
 use super::plan::peers_of;
 use super::probe::{self, ForeignPod, Peer, RailOutcome, RailProbe};
+use super::roster::rail_interfaces;
 use super::task::{IfaceSeen, NodeFinding, NodeResult, Target, Task};
 use super::JobSource;
 
-/// Pages of this node's attachments read to find another job's pod.
-const FOREIGN_PAGES: usize = 4;
+/// Pages of this node's attachments read at most (the node's attachments
+/// are bounded by its VFs).
+const MAX_PAGES: usize = 64;
 /// Probe threads running at once.
 const THREADS: usize = 64;
 
-/// The first IPv4 address on each rail of another job's committed pod on
-/// this node, by rail.
-async fn foreign_pods<J: JobSource>(
-    source: &J,
-    job: &str,
-    rails: &[u32],
-) -> BTreeMap<u32, ForeignPod> {
-    let mut out = BTreeMap::new();
+/// A rank's interface on this node.
+#[derive(Debug, Clone)]
+struct LocalIf {
+    netns: String,
+    pod_ifname: String,
+    mtu: Option<u32>,
+}
+
+/// What this node holds: the job's interfaces by (rank, rail), and the
+/// first IPv4 address of another job's pod by rail.
+#[derive(Debug, Default)]
+struct NodeView {
+    mine: HashMap<(u32, u32), LocalIf>,
+    foreign: BTreeMap<u32, ForeignPod>,
+}
+
+/// Reads this node's committed attachments, a page at a time.
+async fn node_view<J: JobSource>(source: &J, job: &str) -> NodeView {
+    let mut view = NodeView::default();
     let mut page = PageRequest::default();
-    for _ in 0..FOREIGN_PAGES {
+    for _ in 0..MAX_PAGES {
         let got = match source.local_attachments(page.clone()).await {
             Ok(p) => p,
             Err(e) => {
-                tracing::debug!(error = %e, "listing attachments for the isolation probe");
+                tracing::warn!(error = %e, "listing this node's attachments for a preflight");
                 break;
             }
         };
         for a in got
             .items
             .iter()
-            .filter(|a| a.job != job && a.state == AttachmentState::Committed)
+            .filter(|a| a.state == AttachmentState::Committed)
         {
-            for addr in &a.addresses {
-                if let IpAddr::V4(v4) = addr.address.addr() {
-                    out.entry(addr.rail).or_insert_with(|| ForeignPod {
-                        job: a.job.clone(),
-                        addr: v4,
-                    });
+            for (rail, pod_ifname, addr) in rail_interfaces(&a.ifname, &a.vfs, &a.addresses) {
+                match (a.job == job, a.rank, addr) {
+                    (true, Some(rank), _) => {
+                        view.mine.entry((rank, rail)).or_insert_with(|| LocalIf {
+                            netns: a.netns.clone(),
+                            pod_ifname,
+                            mtu: a.mtu,
+                        });
+                    }
+                    (false, _, Some(addr)) => {
+                        view.foreign.entry(rail).or_insert_with(|| ForeignPod {
+                            job: a.job.clone(),
+                            addr,
+                        });
+                    }
+                    _ => {}
                 }
             }
         }
-        if rails.iter().all(|r| out.contains_key(r)) || got.next.is_none() {
-            break;
+        match got.next {
+            Some(t) => page.token = Some(t),
+            None => break,
         }
-        page.token = got.next;
     }
-    out
+    view
 }
 
 /// One probe to run: the pod's netns path and what to do there.
 type Work = (String, RailProbe);
-
-fn finding(t: &Target, to_rank: Option<u32>, check: PreflightCheck, detail: String) -> NodeFinding {
-    NodeFinding {
-        failure: PreflightFailure {
-            rail: t.rail,
-            from_rank: t.rank,
-            to_rank,
-            check,
-            detail,
-        },
-        other_mac: None,
-    }
-}
 
 /// Probes this node's ranks of `task`, finishing by `until`, or as soon as
 /// `stop` is set.
@@ -92,66 +100,44 @@ pub async fn probe_node<J: JobSource>(
         node: me.clone(),
         ..Default::default()
     };
-    let mine: Vec<&Target> = task.targets.iter().filter(|t| t.node == me).collect();
-    let mut by_rail: BTreeMap<u32, Vec<&Target>> = BTreeMap::new();
-    for t in &task.targets {
-        by_rail.entry(t.rail).or_default().push(t);
+    let targets = task.targets();
+    let mut by_rail: BTreeMap<u32, HashMap<u32, Ipv4Addr>> = BTreeMap::new();
+    for t in &targets {
+        by_rail.entry(t.rail).or_default().insert(t.rank, t.addr);
     }
-    let rails: Vec<u32> = by_rail.keys().copied().collect();
-    let foreign = foreign_pods(source, &task.job, &rails).await;
-    for r in rails.iter().filter(|r| !foreign.contains_key(r)) {
+    let view = node_view(source, &task.job).await;
+    for r in by_rail.keys().filter(|r| !view.foreign.contains_key(r)) {
         result.skipped.push(format!(
             "isolation on rail {r} of node {me}: no other job's pod on the node"
         ));
     }
-    let mut atts: HashMap<AttachmentKey, Result<Attachment, ApiError>> = HashMap::new();
     let mut work: Vec<Work> = Vec::new();
-    for t in mine {
-        let key = AttachmentKey::new(t.container_id.clone(), t.ifname.clone());
-        if !atts.contains_key(&key) {
-            let a = source.attachment(key.clone()).await;
-            atts.insert(key.clone(), a);
-        }
-        let att = match atts.get(&key) {
-            Some(Ok(a)) if a.job != task.job => {
-                let d = format!("attachment {key} on node {me} now holds job {:?}", a.job);
-                result
-                    .findings
-                    .push(finding(t, None, PreflightCheck::Attachment, d));
-                continue;
-            }
-            Some(Ok(a)) => a,
-            Some(Err(e)) => {
-                let d = format!(
-                    "attachment {key} is not readable on node {me}: {}",
-                    e.message
-                );
-                result
-                    .findings
-                    .push(finding(t, None, PreflightCheck::Attachment, d));
-                continue;
-            }
-            None => continue,
+    for t in targets.iter().filter(|t| t.node == me) {
+        let Some(local) = view.mine.get(&(t.rank, t.rail)) else {
+            result.findings.push(unprobed(
+                t,
+                format!("rank {} is no longer committed on node {me}", t.rank),
+            ));
+            continue;
         };
-        result.job_mtu = result.job_mtu.or(att.mtu);
-        let on_rail = by_rail.get(&t.rail).map(Vec::as_slice).unwrap_or(&[]);
-        let addr_of: HashMap<u32, Ipv4Addr> = on_rail.iter().map(|x| (x.rank, x.addr)).collect();
-        let mut ranks: Vec<u32> = addr_of.keys().copied().collect();
+        result.job_mtu = result.job_mtu.or(local.mtu);
+        let on_rail = by_rail.get(&t.rail).cloned().unwrap_or_default();
+        let mut ranks: Vec<u32> = on_rail.keys().copied().collect();
         ranks.sort_unstable();
         let peers = peers_of(t.rank, &ranks, task.seed)
             .into_iter()
-            .filter_map(|rank| addr_of.get(&rank).map(|addr| Peer { rank, addr: *addr }))
+            .filter_map(|rank| on_rail.get(&rank).map(|addr| Peer { rank, addr: *addr }))
             .collect();
         work.push((
-            att.netns.clone(),
+            local.netns.clone(),
             RailProbe {
                 rank: t.rank,
                 rail: t.rail,
-                ifname: t.pod_ifname.clone(),
+                ifname: local.pod_ifname.clone(),
                 addr: t.addr,
-                job_mtu: att.mtu,
+                job_mtu: local.mtu,
                 peers,
-                foreign: foreign.get(&t.rail).cloned(),
+                foreign: view.foreign.get(&t.rail).cloned(),
                 samples: task.samples,
                 deadline: until,
                 stop: stop.clone(),
@@ -173,6 +159,20 @@ pub async fn probe_node<J: JobSource>(
         absorb(&mut result, o);
     }
     result
+}
+
+/// A rank this node was asked to probe but cannot.
+fn unprobed(t: &Target, detail: String) -> NodeFinding {
+    NodeFinding {
+        failure: PreflightFailure {
+            rail: t.rail,
+            from_rank: t.rank,
+            to_rank: None,
+            check: PreflightCheck::Attachment,
+            detail,
+        },
+        other_mac: None,
+    }
 }
 
 /// The kernel's neighbour table limit (one table for every netns of a

@@ -2,10 +2,11 @@
 //! probes, and what it cannot (ranks not committed, or not there at all).
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv4Addr};
 
 use jobnet_api::{
-    rail_ifname, AttachmentState, JobDetail, JobMember, PreflightCheck, PreflightFailure,
+    rail_ifname, AttachmentState, JobDetail, PreflightCheck, PreflightFailure, RailAddress,
+    VfAssignment,
 };
 
 use super::task::Target;
@@ -27,10 +28,16 @@ pub fn job_rails(detail: &JobDetail) -> Vec<u32> {
     rails.into_iter().collect()
 }
 
-/// The member's (rail, pod interface, IPv4 address) triples.
-fn member_rails(m: &JobMember) -> Vec<(u32, String, Option<std::net::Ipv4Addr>)> {
+/// An attachment's interfaces as (rail, name in the pod, IPv4 address):
+/// one per VF in rail order, named as the plugin names them; without VFs
+/// (not a jobnetd-chosen device) one interface for its addresses' rails.
+pub fn rail_interfaces(
+    ifname: &str,
+    vfs: &[VfAssignment],
+    addresses: &[RailAddress],
+) -> Vec<(u32, String, Option<Ipv4Addr>)> {
     let v4 = |rail: u32| {
-        m.addresses
+        addresses
             .iter()
             .filter(|a| a.rail == rail)
             .find_map(|a| match a.address.addr() {
@@ -38,18 +45,16 @@ fn member_rails(m: &JobMember) -> Vec<(u32, String, Option<std::net::Ipv4Addr>)>
                 IpAddr::V6(_) => None,
             })
     };
-    if m.vfs.is_empty() {
-        // No VF listed (not a jobnetd-chosen device): one interface, its rails' addresses.
-        let rails: BTreeSet<u32> = m.addresses.iter().map(|a| a.rail).collect();
+    if vfs.is_empty() {
+        let rails: BTreeSet<u32> = addresses.iter().map(|a| a.rail).collect();
         return rails
             .into_iter()
-            .map(|r| (r, m.key.ifname.clone(), v4(r)))
+            .map(|r| (r, ifname.to_owned(), v4(r)))
             .collect();
     }
-    m.vfs
-        .iter()
+    vfs.iter()
         .enumerate()
-        .map(|(i, vf)| (vf.rail, rail_ifname(&m.key.ifname, i, vf.rail), v4(vf.rail)))
+        .map(|(i, vf)| (vf.rail, rail_ifname(ifname, i, vf.rail), v4(vf.rail)))
         .collect()
 }
 
@@ -72,7 +77,7 @@ pub fn roster(detail: &JobDetail, want: Option<u32>) -> Roster {
     let mut reserved: BTreeSet<(u32, u32)> = BTreeSet::new();
     for m in &detail.members {
         let Some(rank) = m.rank else { continue };
-        for (rail, pod_ifname, addr) in member_rails(m) {
+        for (rail, _, addr) in rail_interfaces(&m.key.ifname, &m.vfs, &m.addresses) {
             if m.state != AttachmentState::Committed {
                 reserved.insert((rank, rail));
                 continue;
@@ -89,9 +94,6 @@ pub fn roster(detail: &JobDetail, want: Option<u32>) -> Roster {
                 rank,
                 rail,
                 node: m.node.clone(),
-                container_id: m.key.container_id.clone(),
-                ifname: m.key.ifname.clone(),
-                pod_ifname,
                 addr,
             });
         }
@@ -123,9 +125,7 @@ pub fn roster(detail: &JobDetail, want: Option<u32>) -> Roster {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use jobnet_api::{
-        AttachmentKey, IsolationMode, JobSummary, RailAddress, RailSubnet, VfAssignment,
-    };
+    use jobnet_api::{AttachmentKey, IsolationMode, JobMember, JobSummary, RailSubnet};
 
     /// A member with `rails` rails, rank `rank`, addresses 10.0.<rail>.<rank+2>.
     pub(crate) fn member(rank: u32, node: &str, rails: u32, state: AttachmentState) -> JobMember {
@@ -181,7 +181,7 @@ pub(crate) mod tests {
     }
 
     #[test]
-    fn committed_ranks_become_targets_with_rail_interface_names() {
+    fn committed_ranks_become_targets_and_interfaces_get_rail_names() {
         let d = detail(
             2,
             vec![
@@ -194,15 +194,21 @@ pub(crate) mod tests {
         let t: Vec<(u32, u32, &str, String)> = r
             .targets
             .iter()
-            .map(|t| (t.rank, t.rail, t.pod_ifname.as_str(), t.addr.to_string()))
+            .map(|t| (t.rank, t.rail, t.node.as_str(), t.addr.to_string()))
             .collect();
         assert_eq!(
             t,
             vec![
-                (0, 0, "net1", "10.0.0.2".to_string()),
-                (0, 1, "net1r1", "10.0.1.2".to_string())
+                (0, 0, "n0", "10.0.0.2".to_string()),
+                (0, 1, "n0", "10.0.1.2".to_string())
             ]
         );
+        let m = member(0, "n0", 2, AttachmentState::Committed);
+        let names: Vec<String> = rail_interfaces(&m.key.ifname, &m.vfs, &m.addresses)
+            .into_iter()
+            .map(|(rail, name, _)| format!("{rail}:{name}"))
+            .collect();
+        assert_eq!(names, vec!["0:net1", "1:net1r1"]);
         let p: Vec<String> = r.problems.iter().map(ToString::to_string).collect();
         assert_eq!(
             p,

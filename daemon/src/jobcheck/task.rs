@@ -11,8 +11,8 @@ use serde::{Deserialize, Serialize};
 /// out (the failures are what must arrive).
 pub const MAX_RESULT_BYTES: usize = 1 << 20;
 
-/// One rank's interface on one rail.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// One rank's address on one rail, and the node holding it.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Target {
     /// The rank.
     pub rank: u32,
@@ -20,17 +20,13 @@ pub struct Target {
     pub rail: u32,
     /// The node holding it.
     pub node: String,
-    /// The attachment's container.
-    pub container_id: String,
-    /// The attachment's interface name (its first rail's).
-    pub ifname: String,
-    /// The rank's interface on this rail, inside the pod.
-    pub pod_ifname: String,
     /// Its IPv4 address on the rail.
     pub addr: Ipv4Addr,
 }
 
 /// A preflight request, as posted under `preflight/<pool>/<job>/<id>`.
+/// Targets are packed as `[rank, rail, node index, IPv4 as u32]`, so that a
+/// job of thousands of ranks on several rails fits one store value.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Task {
     /// The job.
@@ -47,11 +43,64 @@ pub struct Task {
     pub samples: u32,
     /// Seed of the peer sample of large jobs.
     pub seed: u64,
-    /// Every rank's interface on every rail.
-    pub targets: Vec<Target>,
+    /// Nodes holding ranks.
+    nodes: Vec<String>,
+    /// Every rank's address on every rail.
+    targets: Vec<[u32; 4]>,
 }
 
 impl Task {
+    /// A request to probe `targets`; the other fields are for the caller to set.
+    pub fn new(job: &str, coordinator: &str, targets: &[Target]) -> Self {
+        let mut nodes: Vec<String> = targets.iter().map(|t| t.node.clone()).collect();
+        nodes.sort();
+        nodes.dedup();
+        let packed = targets
+            .iter()
+            .map(|t| {
+                let n = nodes.binary_search(&t.node).unwrap_or(0);
+                [
+                    t.rank,
+                    t.rail,
+                    u32::try_from(n).unwrap_or(u32::MAX),
+                    u32::from(t.addr),
+                ]
+            })
+            .collect();
+        Self {
+            job: job.to_owned(),
+            coordinator: coordinator.to_owned(),
+            created_ms: 0,
+            timeout_ms: 0,
+            budget_ms: 0,
+            samples: 1,
+            seed: 0,
+            nodes,
+            targets: packed,
+        }
+    }
+
+    /// The targets (entries naming no node are skipped).
+    pub fn targets(&self) -> Vec<Target> {
+        self.targets
+            .iter()
+            .filter_map(|[rank, rail, node, addr]| {
+                let node = self.nodes.get(usize::try_from(*node).ok()?)?;
+                Some(Target {
+                    rank: *rank,
+                    rail: *rail,
+                    node: node.clone(),
+                    addr: Ipv4Addr::from(*addr),
+                })
+            })
+            .collect()
+    }
+
+    /// True when `node` holds one of the ranks.
+    pub fn names(&self, node: &str) -> bool {
+        self.nodes.iter().any(|n| n == node)
+    }
+
     /// True once nobody can still be waiting for this request.
     pub fn stale(&self, now_ms: u64, grace_ms: u64) -> bool {
         now_ms
@@ -163,16 +212,30 @@ mod tests {
     #[test]
     fn a_task_is_stale_after_its_timeout_and_grace() {
         let t = Task {
-            job: "j".into(),
-            coordinator: "n0".into(),
             created_ms: 1000,
             timeout_ms: 500,
-            budget_ms: 400,
-            samples: 1,
-            seed: 0,
-            targets: Vec::new(),
+            ..Task::new("j", "n0", &[])
         };
         assert!(!t.stale(1600, 200));
         assert!(t.stale(1701, 200));
+    }
+
+    #[test]
+    fn targets_pack_and_unpack() {
+        let t = |rank, rail, node: &str, addr: [u8; 4]| Target {
+            rank,
+            rail,
+            node: node.into(),
+            addr: addr.into(),
+        };
+        let targets = vec![
+            t(0, 0, "n1", [10, 0, 0, 2]),
+            t(0, 1, "n1", [10, 0, 1, 2]),
+            t(1, 0, "n0", [10, 0, 0, 3]),
+        ];
+        let task = Task::new("j", "n0", &targets);
+        let back: Task = serde_json::from_slice(&serde_json::to_vec(&task).unwrap()).unwrap();
+        assert_eq!(back.targets(), targets);
+        assert!(back.names("n0") && back.names("n1") && !back.names("n2"));
     }
 }
