@@ -112,6 +112,9 @@ pub struct JobChecks<J> {
     stop: watch::Receiver<bool>,
     /// Jobs committed to here since the gauges were last refreshed.
     dirty: Mutex<BTreeSet<String>>,
+    /// The last job whose gauges were refreshed: the next refresh goes on
+    /// after it, so every job gets its turn.
+    gauge_cursor: Mutex<Option<String>>,
 }
 
 impl<J> std::fmt::Debug for JobChecks<J> {
@@ -148,16 +151,39 @@ impl<J: JobSource> JobChecks<J> {
             wake: Notify::new(),
             stop,
             dirty: Mutex::new(BTreeSet::new()),
+            gauge_cursor: Mutex::new(None),
         }
     }
 
-    /// Re-reads the ranks of the jobs with gauges and of those committed to
-    /// since the last refresh; drops the series of jobs that are gone.
+    /// Re-reads the ranks of the jobs committed to since the last refresh
+    /// and of up to [`GAUGE_BATCH`] jobs with gauges, taking turns; drops the
+    /// series of jobs that are gone.
     pub async fn refresh_gauges(&self) {
-        let mut jobs: BTreeSet<String> =
-            std::mem::take(&mut *self.dirty.lock().unwrap_or_else(|e| e.into_inner()));
-        jobs.extend(self.metrics.jobs.jobs());
-        for job in jobs.into_iter().take(GAUGE_BATCH) {
+        let dirty: BTreeSet<String> = {
+            let mut d = self.dirty.lock().unwrap_or_else(|e| e.into_inner());
+            // A burst of new jobs is read over several refreshes.
+            let later = d.iter().nth(GAUGE_BATCH).cloned();
+            let rest = later.map(|k| d.split_off(&k)).unwrap_or_default();
+            std::mem::replace(&mut *d, rest)
+        };
+        let known = self.metrics.jobs.jobs();
+        let cursor = self
+            .gauge_cursor
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        let split = cursor.map_or(0, |c| known.partition_point(|j| *j <= c));
+        let turn: Vec<String> = known[split..]
+            .iter()
+            .chain(&known[..split])
+            .filter(|j| !dirty.contains(*j))
+            .take(GAUGE_BATCH)
+            .cloned()
+            .collect();
+        if let Some(last) = turn.last() {
+            *self.gauge_cursor.lock().unwrap_or_else(|e| e.into_inner()) = Some(last.clone());
+        }
+        for job in dirty.into_iter().chain(turn) {
             match self.source.job_detail(&job).await {
                 Ok(None) => self.metrics.jobs.forget(&job),
                 Ok(Some(d)) => {
@@ -198,5 +224,90 @@ impl<J: JobSource> JobActions for JobChecks<J> {
         if dirty.len() < gauges::MAX_JOBS {
             dirty.insert(att.job.clone());
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use jobnet_api::{AttachmentKey, JobDetail, Page, PageRequest};
+    use jobnet_ipam::PreflightId;
+
+    /// A store that knows jobs `j0..jN` (each with no member) and counts reads.
+    struct Jobs {
+        known: usize,
+        reads: Mutex<Vec<String>>,
+    }
+
+    fn gone() -> ApiError {
+        ApiError::new(ErrorCode::NotFound, "not in this fake")
+    }
+
+    impl JobSource for Jobs {
+        fn node_name(&self) -> &str {
+            "n0"
+        }
+        async fn job_detail(&self, job: &str) -> Result<Option<JobDetail>, ApiError> {
+            self.reads.lock().unwrap().push(job.to_owned());
+            let n: usize = job.trim_start_matches('j').parse().unwrap_or(usize::MAX);
+            Ok((n < self.known).then(|| roster::tests::detail(1, Vec::new())))
+        }
+        async fn world_size(&self, _: &str, _: &str) -> Result<Option<u32>, ApiError> {
+            Ok(Some(8))
+        }
+        async fn attachment(&self, _: AttachmentKey) -> Result<Attachment, ApiError> {
+            Err(gone())
+        }
+        async fn local_attachments(&self, _: PageRequest) -> Result<Page<Attachment>, ApiError> {
+            Err(gone())
+        }
+        async fn alive_nodes(&self) -> Result<Vec<String>, ApiError> {
+            Err(gone())
+        }
+        async fn post_task(&self, _: &PreflightId, _: Vec<u8>) -> Result<(), ApiError> {
+            Err(gone())
+        }
+        async fn tasks(&self, _: usize) -> Result<Vec<(PreflightId, Vec<u8>)>, ApiError> {
+            Err(gone())
+        }
+        async fn post_result(&self, _: &PreflightId, _: Vec<u8>) -> Result<(), ApiError> {
+            Err(gone())
+        }
+        async fn count_results(&self, _: &PreflightId) -> Result<u64, ApiError> {
+            Err(gone())
+        }
+        async fn results(&self, _: &PreflightId) -> Result<Vec<(String, Vec<u8>)>, ApiError> {
+            Err(gone())
+        }
+        async fn drop_task(&self, _: &PreflightId) -> Result<(), ApiError> {
+            Err(gone())
+        }
+    }
+
+    #[tokio::test]
+    async fn gauges_take_turns_and_go_with_their_job() {
+        let source = Arc::new(Jobs {
+            known: GAUGE_BATCH * 2,
+            reads: Mutex::new(Vec::new()),
+        });
+        let metrics = Arc::new(Metrics::new());
+        let (_tx, rx) = watch::channel(false);
+        let checks = JobChecks::new(source.clone(), metrics.clone(), vec![0], rx);
+        for i in 0..GAUGE_BATCH * 2 {
+            metrics.jobs.ranks(&format!("j{i}"), 0, None);
+        }
+        checks.refresh_gauges().await;
+        checks.refresh_gauges().await;
+        let read: BTreeSet<String> = source.reads.lock().unwrap().drain(..).collect();
+        assert_eq!(read.len(), GAUGE_BATCH * 2, "two refreshes cover every job");
+        // A job the store no longer has loses its series on its turn.
+        metrics.jobs.ranks("j999", 0, None);
+        for _ in 0..3 {
+            checks.refresh_gauges().await;
+        }
+        assert!(!metrics.jobs.jobs().contains(&"j999".to_string()));
+        assert!(metrics
+            .encode()
+            .contains("jobnet_job_ranks_expected{job=\"j0\"} 8"));
     }
 }
