@@ -5,11 +5,15 @@
 //! the fuzz build need not build the whole daemon), and the path segments
 //! the GET routes decode.
 //!
-//! Byte 0 picks the endpoint; the rest is the body (or the request path).
+//! Byte 0 picks the endpoint; the rest is the body (or the request path,
+//! with its query after a `?`).
 #![no_main]
 
 use jobnet_api::paths;
-use jobnet_api::{AttachmentKey, ForgetNodeRequest, GangReserveRequest, GcRequest, ReserveRequest};
+use jobnet_api::{
+    AttachmentKey, ForgetNodeRequest, GangReserveRequest, GcRequest, JobWaitQuery, PageRequest,
+    PreflightRequest, ReserveRequest,
+};
 use libfuzzer_sys::fuzz_target;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -48,7 +52,7 @@ fuzz_target!(|data: &[u8]| {
     let Some((&endpoint, body)) = data.split_first() else {
         return;
     };
-    match endpoint % 9 {
+    match endpoint % 12 {
         0 => {
             if let Some(r) = decode::<ReserveRequest>(body) {
                 if validate::reserve(&r).is_ok() {
@@ -107,6 +111,45 @@ fuzz_target!(|data: &[u8]| {
                 if validate::job(&job).is_ok() {
                     check_valid_name(&job);
                 }
+            }
+        }
+        9 => {
+            // ?limit=N&continue=TOKEN of the paged listings.
+            let query = String::from_utf8_lossy(body);
+            if let Ok(page) = PageRequest::from_query(Some(&query)) {
+                let again = page.to_query();
+                let again = again.strip_prefix('?').unwrap_or(&again);
+                assert_eq!(PageRequest::from_query(Some(again)), Ok(page.clone()));
+                assert!((1..=jobnet_api::MAX_PAGE as usize).contains(&page.limit()));
+            }
+        }
+        10 => {
+            // GET /v1/jobs/{job}/wait?ranks=N&timeoutMs=T, POST .../preflight
+            let text = String::from_utf8_lossy(body);
+            let (path, query) = match text.split_once('?') {
+                Some((p, q)) => (p, Some(q)),
+                None => (&*text, None),
+            };
+            if let Some((job, action)) = paths::parse_job_action(path) {
+                assert_eq!(
+                    paths::parse_job_action(&paths::job_action(&job, action)),
+                    Some((job.clone(), action)),
+                    "job action path does not round-trip"
+                );
+                if validate::job(&job).is_ok() {
+                    check_valid_name(&job);
+                }
+            }
+            if let Ok(wait) = JobWaitQuery::from_query(query) {
+                let again = wait.to_query();
+                let again = again.strip_prefix('?').unwrap_or(&again);
+                assert_eq!(JobWaitQuery::from_query(Some(again)), Ok(wait));
+            }
+        }
+        11 => {
+            // An empty preflight body asks for the defaults.
+            if !body.is_empty() {
+                let _ = decode::<PreflightRequest>(body);
             }
         }
         _ => {
