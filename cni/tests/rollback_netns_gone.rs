@@ -6,10 +6,14 @@
 //! state: the rollback keeps it, so that the DEL that follows the failed
 //! ADD restores the VF. (Found by tests/tests/fault_suite.rs.)
 //!
+//! The rollback must not take another VF for its own either: the pod's
+//! interface name is every pod's, and a VF the kernel brought back from
+//! another dead pod may carry it in the node.
+//!
 //! ADD runs in-process (`jobnet_cni::run_with_faults`) so that the netns
-//! goes at an exact step; the engine reads `JOBNET_SYSFS_ROOT` and
-//! `JOBNET_STATE_DIR` from the process environment, so this file holds a
-//! single test that sets them once.
+//! goes at an exact step; the configs name the node's sysfs root and state
+//! dir (`sysfsRoot`, `stateDir`), so tests running side by side do not
+//! share them through the process environment.
 
 mod common;
 
@@ -90,46 +94,80 @@ fn ip_in(ns: &File, args: &[&str]) {
     );
 }
 
-#[test]
-fn a_rollback_that_cannot_reach_the_pod_keeps_the_cache_for_del() {
-    let node = Node::small(1);
-    let vf = node.vf(0);
-    std::env::set_var("JOBNET_SYSFS_ROOT", node.sysfs_root());
-    std::env::set_var("JOBNET_STATE_DIR", node.state_dir());
-    let pod = PodNetns::new();
-    // What keeps the netns alive once its name is gone: here this handle,
-    // in a runtime the sandbox's processes or the plugin itself.
-    let holder = File::open(pod.path()).expect("open pod netns");
-    let cid = common::unique("rg");
-    let mut conf = node.conf("1.1.0", "rollback-gone", &vf, &cid, "net1");
-    let ipam =
-        FixedIpam::new(&json!({"cniVersion": "1.1.0", "ips": [{"address": "10.66.9.5/24"}]}));
-    conf["ipam"] = json!({"type": FIXED_IPAM});
-    conf["mac"] = json!("02:0b:0c:0d:0e:01");
-    conf["mtu"] = json!(1400);
-    let vars: jobnet_cni::protocol::env::EnvMap = [
-        ("CNI_COMMAND", "ADD"),
-        ("CNI_CONTAINERID", cid.as_str()),
-        ("CNI_NETNS", pod.path().as_str()),
-        ("CNI_IFNAME", "net1"),
-        ("CNI_PATH", ipam.cni_path().as_str()),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_owned(), v.to_owned()))
-    .collect();
-    let hook = RemoveNetnsAt {
-        at: Step::LinkUp,
-        netns: pod.name.clone(),
-    };
-    let input = conf.to_string();
-    let (code, out) = node.in_netns(|| {
-        let mut out = Vec::new();
-        let code = jobnet_cni::run_with_faults(&vars, input.as_bytes(), &mut out, &hook);
-        (code, String::from_utf8_lossy(&out).into_owned())
-    });
-    assert_ne!(code, 0, "ADD succeeded: {out}");
+/// Everything one ADD in the node needs.
+struct Add<'a> {
+    node: &'a Node,
+    vf: &'a jobnet_tests::fabric::FabricVf,
+    cid: String,
+    conf: serde_json::Value,
+    ipam: FixedIpam,
+}
 
-    // The netns dies: the kernel returns the VF to the node as it is.
+impl<'a> Add<'a> {
+    fn new(
+        node: &'a Node,
+        vf: &'a jobnet_tests::fabric::FabricVf,
+        address: &str,
+        mac: &str,
+    ) -> Self {
+        let cid = common::unique("rg");
+        let mut conf = node.conf("1.1.0", "rollback-gone", vf, &cid, "net1");
+        let ipam = FixedIpam::new(&json!({"cniVersion": "1.1.0", "ips": [{"address": address}]}));
+        conf["ipam"] = json!({"type": FIXED_IPAM});
+        conf["mac"] = json!(mac);
+        conf["mtu"] = json!(1400);
+        conf["sysfsRoot"] = json!(node.sysfs_root());
+        conf["stateDir"] = json!(node.state_dir());
+        Self {
+            node,
+            vf,
+            cid,
+            conf,
+            ipam,
+        }
+    }
+
+    fn call(&self, command: &str, netns: &str) -> CniCall {
+        CniCall::new(command, &self.cid, netns, "net1").cni_path(&self.ipam.cni_path())
+    }
+
+    /// ADD in-process into `pod`, whose name is removed right before `at`.
+    fn add_losing_netns(&self, pod: &PodNetns, at: Step) -> (i32, String) {
+        let path = pod.path();
+        let cni_path = self.ipam.cni_path();
+        let vars: jobnet_cni::protocol::env::EnvMap = [
+            ("CNI_COMMAND", "ADD"),
+            ("CNI_CONTAINERID", self.cid.as_str()),
+            ("CNI_NETNS", path.as_str()),
+            ("CNI_IFNAME", "net1"),
+            ("CNI_PATH", cni_path.as_str()),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect();
+        let hook = RemoveNetnsAt {
+            at,
+            netns: pod.name.clone(),
+        };
+        let input = self.conf.to_string();
+        self.node.in_netns(|| {
+            let mut out = Vec::new();
+            let code = jobnet_cni::run_with_faults(&vars, input.as_bytes(), &mut out, &hook);
+            (code, String::from_utf8_lossy(&out).into_owned())
+        })
+    }
+
+    fn del(&self, netns: &str) {
+        self.node
+            .call(&self.call("DEL", netns), &self.conf)
+            .expect_silent_success();
+        self.node.sync(self.vf);
+    }
+}
+
+/// The kernel destroys the netns held by `holder`: the VF inside, `net1`,
+/// comes back to the node as it is, named `name`.
+fn netns_dies(node: &Node, vf: &jobnet_tests::fabric::FabricVf, holder: File, name: &str) {
     ip_in(&holder, &["link", "set", "dev", "net1", "down"]);
     ip_in(
         &holder,
@@ -141,15 +179,61 @@ fn a_rollback_that_cannot_reach_the_pod_keeps_the_cache_for_del() {
             "netns",
             node.netns_name(),
             "name",
-            "net1",
+            name,
         ],
     );
     drop(holder);
-    node.sync(&vf);
+    node.sync(vf);
+}
 
-    let del = CniCall::new("DEL", &cid, &pod.path(), "net1").cni_path(&ipam.cni_path());
-    node.call(&del, &conf).expect_silent_success();
+#[test]
+fn a_rollback_that_cannot_reach_the_pod_keeps_the_cache_for_del() {
+    let node = Node::small(1);
+    let vf = node.vf(0);
+    let add = Add::new(&node, &vf, "10.66.9.5/24", "02:0b:0c:0d:0e:01");
+    let pod = PodNetns::new();
+    // What keeps the netns alive once its name is gone: here this handle,
+    // in a runtime the sandbox's processes or the plugin itself.
+    let holder = File::open(pod.path()).expect("open pod netns");
+    let (code, out) = add.add_losing_netns(&pod, Step::LinkUp);
+    assert_ne!(code, 0, "ADD succeeded: {out}");
+
+    netns_dies(&node, &vf, holder, "net1");
+    add.del(&pod.path());
     node.assert_vf_home(&vf);
     node.assert_no_state();
-    assert!(!node.devinfo_path(&cid, "net1").exists());
+    assert!(!node.devinfo_path(&add.cid, "net1").exists());
+}
+
+#[test]
+fn a_rollback_leaves_another_vf_with_the_pod_name_alone() {
+    let node = Node::small(2);
+    let (first, second) = (node.vf(0), node.vf(1));
+    // A pod with the first VF dies without DEL: its VF is `net1` in the node.
+    let old = Add::new(&node, &first, "10.66.9.6/24", "02:0b:0c:0d:0e:02");
+    let mut old_pod = common::Netns::new("jnrg");
+    node.call(&old.call("ADD", &old_pod.path()), &old.conf)
+        .ok_json();
+    node.sync(&first);
+    node.kernel_return(&first, "net1");
+    old_pod.delete();
+
+    let add = Add::new(&node, &second, "10.66.9.7/24", "02:0b:0c:0d:0e:03");
+    let pod = PodNetns::new();
+    let holder = File::open(pod.path()).expect("open pod netns");
+    let (code, out) = add.add_losing_netns(&pod, Step::LinkUp);
+    assert_ne!(code, 0, "ADD succeeded: {out}");
+    let (ns, link) = node.locate(&first).expect("first VF");
+    assert_eq!(
+        (ns.as_str(), link.name.as_str(), link.mac.as_str()),
+        (node.netns_name(), "net1", "02:0b:0c:0d:0e:02"),
+        "the rollback changed the other pod's VF"
+    );
+
+    netns_dies(&node, &second, holder, "dev0");
+    add.del(&pod.path());
+    old.del(&old_pod.path());
+    node.assert_vf_home(&first);
+    node.assert_vf_home(&second);
+    node.assert_no_state();
 }

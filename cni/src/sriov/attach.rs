@@ -362,7 +362,7 @@ async fn attach_steps(
     let pod_ns = Netns::open(&spec.netns)?;
     let pod = Handle::in_netns(&pod_ns).map_err(AttachError::kernel(Step::MoveToPod))?;
 
-    let link = find_host_netdev(&host, spec.pci, &vf.netdevs, &[]).await?;
+    let link = find_host_netdev(&host, ctx.sysfs, spec.pci, &vf.netdevs, &[]).await?;
     rec.host = Some(HostLinkState {
         name: link.name.clone(),
         index: link.index,
@@ -558,19 +558,22 @@ fn release_with(claim: VfClaim, err: AttachError) -> AttachError {
 
 /// Finds the VF's netdev in `host`: by the names sysfs lists for the PCI
 /// function first (this is what follows the device through renames), then
-/// by `extra` names.
+/// by `extra` names, skipping any that sysfs says is another device's (a
+/// pod's ifname is every pod's: another VF the kernel brought back from a
+/// dead pod may carry it).
 async fn find_host_netdev(
     host: &Handle,
+    sysfs: &SysfsRoot,
     pci: PciAddr,
     sysfs_names: &[String],
     extra: &[&str],
 ) -> Result<Link, AttachError> {
     let mut tried = Vec::new();
-    for name in sysfs_names
+    let others = extra
         .iter()
-        .map(String::as_str)
-        .chain(extra.iter().copied())
-    {
+        .copied()
+        .filter(|name| sriov::pci_by_netdev(sysfs, name).map_or(true, |owner| owner == pci));
+    for name in sysfs_names.iter().map(String::as_str).chain(others) {
         if tried.iter().any(|t| t == name) {
             continue;
         }
@@ -695,6 +698,7 @@ pub async fn restore(sysfs: &SysfsRoot, rdma: &dyn RdmaOps, rec: &AttachmentReco
         .unwrap_or_default();
     let link = match find_host_netdev(
         &host,
+        sysfs,
         rec.pci,
         &sysfs_names,
         &[orig.name.as_str(), temp.as_str(), rec.ifname.as_str()],
