@@ -15,14 +15,6 @@ use jobnet_api::{
 };
 use jobnet_tests::harness::Pod;
 
-fn rt() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap()
-}
-
 /// Reserves and commits rank `rank` of `job` in container `c<rank>`.
 async fn attach(c: &Client, job: &str, rank: u32, netns: &str) -> AttachmentKey {
     let mut req = reserve_req(&format!("c{rank}"), job, Some(rank));
@@ -47,11 +39,11 @@ fn get(path: &str) -> Vec<u8> {
     format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").into_bytes()
 }
 
-#[test]
-fn wait_answers_on_the_commit_and_at_its_deadline() {
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wait_answers_on_the_commit_and_at_its_deadline() {
     let d = Daemon::start(sysfs(1, 4));
     let c = d.client();
-    rt().block_on(async {
+    {
         for r in 0..2 {
             attach(&c, "j", r, "/proc/self/ns/net").await;
         }
@@ -110,7 +102,7 @@ fn wait_answers_on_the_commit_and_at_its_deadline() {
             (w.ready, w.missing_total, w.rails.as_slice()),
             (false, 2, &[0][..])
         );
-    });
+    }
     let m = metrics(&d);
     assert!(m.contains("jobnet_job_ranks_attached{job=\"j\"} 3"), "{m}");
     assert!(m.contains("jobnet_job_ranks_expected{job=\"j\"} 3"), "{m}");
@@ -140,8 +132,8 @@ fn wait_answers_on_the_commit_and_at_its_deadline() {
     }
 }
 
-#[test]
-fn preflight_of_pods_without_their_interfaces_fails_naming_them() {
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn preflight_of_pods_without_their_interfaces_fails_naming_them() {
     if !nix::unistd::Uid::effective().is_root() {
         jobnet_tests::skip(
             "job_readiness::preflight_of_pods_without_their_interfaces_fails_naming_them",
@@ -154,17 +146,15 @@ fn preflight_of_pods_without_their_interfaces_fails_naming_them() {
     let netns = pod.path().display().to_string();
     let d = Daemon::start(sysfs(1, 4));
     let c = d.client();
-    let report = rt().block_on(async {
-        for r in 0..2 {
-            attach(&c, "j", r, &netns).await;
-        }
-        let req = PreflightRequest {
-            timeout_ms: Some(10_000),
-            ranks: Some(3),
-            ..Default::default()
-        };
-        c.preflight("j", &req).await.unwrap()
-    });
+    for r in 0..2 {
+        attach(&c, "j", r, &netns).await;
+    }
+    let req = PreflightRequest {
+        timeout_ms: Some(10_000),
+        ranks: Some(3),
+        ..Default::default()
+    };
+    let report = c.preflight("j", &req).await.unwrap();
     assert!(!report.ok);
     assert_eq!((report.pairs, report.ranks), (2, 2), "{report:?}");
     assert_eq!(report.nodes, vec!["node-a".to_string()]);
