@@ -212,6 +212,8 @@ enum UndoStep {
     Delete(u32),
     /// Take a port off its master again.
     Unmaster(u32),
+    /// Put a link's MTU back.
+    Mtu(u32, u32),
 }
 
 impl Undo {
@@ -220,6 +222,7 @@ impl Undo {
             let r = match step {
                 UndoStep::Delete(i) => h.delete_link(i).await,
                 UndoStep::Unmaster(i) => h.set_master(i, None).await,
+                UndoStep::Mtu(i, mtu) => h.set_mtu(i, mtu).await,
             };
             if let Err(e) = r {
                 if !e.is_not_found() {
@@ -358,6 +361,11 @@ async fn join_locked(
     h.set_up(bridge.index).await?;
     if rep.mtu > vxlan.mtu {
         tracing::warn!(representor, rep_mtu = rep.mtu, tunnel_mtu = vxlan.mtu, "representor MTU exceeds the tunnel's: larger frames will be dropped; raise the PF MTU or lower the pool MTU");
+    } else if rep.mtu < vxlan.mtu {
+        // The representor is the VF's port on the job's L2: it must carry
+        // every frame the tunnel does, or the pod's jumbo frames die there.
+        h.set_mtu(rep.index, vxlan.mtu).await?;
+        undo.steps.push(UndoStep::Mtu(rep.index, rep.mtu));
     }
     h.set_master(rep.index, Some(bridge.index)).await?;
     undo.steps.push(UndoStep::Unmaster(rep.index));
@@ -774,6 +782,8 @@ mod tests {
         assert_eq!(data["link"], "pf0");
         assert_eq!(data["learning"], true);
         assert_eq!(vx["mtu"], 9000 - VXLAN_OVERHEAD_V4);
+        // The representor carries what the tunnel carries.
+        assert_eq!(n.link("r0").unwrap().mtu, 9000 - VXLAN_OVERHEAD_V4);
 
         // Idempotent for the same representor; a second one shares the bridge.
         assert_eq!(n.join("r0", "pf0", 1000).unwrap(), m);
