@@ -78,3 +78,47 @@ fn del_after_an_add_killed_between_rails_returns_every_rail() {
         );
     }
 }
+
+/// A later rail whose cache cannot be read: DEL cannot restore its VF (the
+/// cache was the only record of its original state), but it still removes
+/// the rail's device-info file, which sits where ADD always puts it.
+#[test]
+fn del_with_an_unreadable_later_rail_cache_removes_its_device_info_file() {
+    let node = Node::build(FabricSpec {
+        nodes: 1,
+        nics_per_node: 2,
+        vfs_per_nic: 1,
+        ..FabricSpec::default()
+    });
+    let daemon = Daemon::start("rails-torn", &node.sysfs_root(), POOL);
+    let network = common::unique("railstorn");
+    let pod = Netns::new("jnrt");
+    let cid = common::unique("rt");
+    let conf = json!({
+        "cniVersion": "1.1.0", "name": network, "type": "jobnet", "rails": "all",
+        "daemonSocket": daemon.socket, "args": {"cni": {"job": "rt", "rank": 0}},
+    });
+    let call = CniCall::new("ADD", &cid, &pod.path(), "net1");
+    node.call(&call, &conf).ok_json();
+    for vf in node.vfs() {
+        node.sync(&vf);
+    }
+    let devinfo = |ifname: &str| {
+        Path::new(DEVINFO_DIR).join(format!("{network}-{cid}-{ifname}-device-info.json"))
+    };
+    assert!(devinfo("net1r1").exists());
+    std::fs::write(node.cache_file(&cid, "net1r1"), b"").expect("truncate cache");
+
+    node.call(&call.cmd("DEL"), &conf).expect_silent_success();
+    for vf in node.vfs() {
+        node.sync(&vf);
+    }
+    node.assert_vf_home(&node.vf(0));
+    node.assert_no_state();
+    for ifname in ["net1", "net1r1"] {
+        assert!(
+            !devinfo(ifname).exists(),
+            "device-info file of {ifname} left"
+        );
+    }
+}

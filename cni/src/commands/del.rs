@@ -40,7 +40,22 @@ pub fn del_with(req: &DelRequest, faults: &dyn sriov::FaultHook) -> Result<(), C
         req.conf.name.as_str(),
     );
     for ifname in siblings.iter().rev() {
-        let outcome = detach_one(&ctx, att.container_id.as_str(), ifname, netns, None, None)?;
+        // Where ADD puts a later rail's device-info file, for a cache that
+        // cannot be read.
+        let devinfo = sriov::devinfo::path_for(
+            None,
+            req.conf.name.as_str(),
+            att.container_id.as_str(),
+            ifname,
+        );
+        let outcome = detach_one(
+            &ctx,
+            att.container_id.as_str(),
+            ifname,
+            netns,
+            None,
+            Some(&devinfo),
+        )?;
         busy = busy.or(busy_of(&outcome));
     }
     let devinfo = sriov::devinfo::path_for(
