@@ -17,7 +17,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 secs=${1:-60}
-if ! [[ $secs =~ ^[0-9]+$ ]] || ((secs < 1)); then
+if ! [[ $secs =~ ^[0-9]+$ ]] || ((10#$secs < 1)); then
     echo "usage: $0 [SECONDS_PER_TARGET] [TARGET...]" >&2
     exit 2
 fi
@@ -55,7 +55,7 @@ for t in "${targets[@]}"; do
     fi
     scratch=fuzz/target/corpus/$t
     mkdir -p "$scratch" "fuzz/corpus/$t"
-    # Crash inputs of fixed bugs are run first, so a regression shows at once.
+    # Crash inputs of fixed bugs are run at start-up, so a regression shows at once.
     inputs=("$scratch" "fuzz/corpus/$t")
     if [[ -d fuzz/regressions/$t ]]; then
         inputs+=("fuzz/regressions/$t")
@@ -82,6 +82,9 @@ for t in "${targets[@]}"; do
     summary+=("$t: ${execs:-?} executions in ${secs}s, exit $status")
     if ((status != 0)); then
         artifact=$(sed -n 's/.*Test unit written to \(.*\)$/\1/p' "$log" | tail -n1)
+        if [[ -z $artifact ]] && ! grep -q 'INITED' "$log"; then
+            artifact="none: the target did not build or start"
+        fi
         echo "fuzz.sh: $t FAILED (exit $status); input: ${artifact:-none saved}; log: $log" >&2
         failed+=("$t")
     elif [[ ${FUZZ_MERGE:-0} == 1 ]]; then
