@@ -25,6 +25,8 @@ pub struct VfBaseline {
     pub mac: Option<String>,
     /// MTU.
     pub mtu: Option<u32>,
+    /// Administratively up.
+    pub up: bool,
     /// Representor name (switchdev) and its master then.
     pub representor: Option<(String, Option<String>)>,
 }
@@ -51,6 +53,7 @@ pub fn baseline(fabric: &Fabric, node: usize) -> Vec<VfBaseline> {
                 name,
                 mac: l.address.clone(),
                 mtu: l.mtu,
+                up: l.flags.iter().any(|f| f == "UP"),
                 representor: v.representor.as_ref().map(|r| {
                     let master = links.get(r).and_then(|l| l.master.clone());
                     (r.clone(), master)
@@ -58,6 +61,39 @@ pub fn baseline(fabric: &Fabric, node: usize) -> Vec<VfBaseline> {
             })
         })
         .collect()
+}
+
+impl VfBaseline {
+    /// How `now` (the VF's link in the node) differs from the baseline in
+    /// name, MAC or MTU; `None` when it does not.
+    pub fn differs(&self, now: &ip::IpLink) -> Option<String> {
+        let was = (&self.name, &self.mac, self.mtu);
+        (was != (&now.ifname, &now.address, now.mtu)).then(|| {
+            format!(
+                "{} ({:?}) is {} mac {:?} mtu {:?}, was mac {:?} mtu {:?}",
+                self.name, self.vf, now.ifname, now.address, now.mtu, self.mac, self.mtu
+            )
+        })
+    }
+
+    /// `ip` lines that put the VF, now the node's link `now`, back as it
+    /// was (what an operator does by hand once its record is lost).
+    pub fn repair_lines(&self, now: &ip::IpLink) -> Vec<String> {
+        let mut lines = vec![format!("link set dev {} down", now.ifname)];
+        if now.ifname != self.name {
+            lines.push(format!("link set dev {} name {}", now.ifname, self.name));
+        }
+        if let Some(mac) = &self.mac {
+            lines.push(format!("link set dev {} address {mac}", self.name));
+        }
+        if let Some(mtu) = self.mtu {
+            lines.push(format!("link set dev {} mtu {mtu}", self.name));
+        }
+        if self.up {
+            lines.push(format!("link set dev {} up", self.name));
+        }
+        lines
+    }
 }
 
 /// Every VF of the baseline that is not back in the node exactly as it
@@ -76,15 +112,7 @@ pub fn vf_leaks(fabric: &Fabric, node: usize, base: &[VfBaseline]) -> Vec<String
     for b in base {
         match by_vf.get(&b.vf) {
             None => out.push(format!("{} ({:?}) is not in the node", b.name, b.vf)),
-            Some(l) => {
-                let now = (&l.ifname, &l.address, l.mtu);
-                if now != (&b.name, &b.mac, b.mtu) {
-                    out.push(format!(
-                        "{} ({:?}) is back as {} mac {:?} mtu {:?}, was mac {:?} mtu {:?}",
-                        b.name, b.vf, l.ifname, l.address, l.mtu, b.mac, b.mtu
-                    ));
-                }
-            }
+            Some(l) => out.extend(b.differs(l)),
         }
         if let Some((rep, master)) = &b.representor {
             let now = by_name.get(rep.as_str()).map(|l| l.master.clone());
