@@ -38,6 +38,10 @@ pub const VXLAN_PREFIX: &str = "jnx";
 pub const VXLAN_OVERHEAD_V4: u32 = 50;
 /// Marker prefix in the VXLAN device's alias; the rest is the underlay netdev.
 const UNDERLAY_ALIAS_PREFIX: &str = "jobnet underlay=";
+/// Alias prefix on a representor whose MTU a join raised: the MTU it had
+/// before, kept in the kernel so a leave after a jobnetd restart still
+/// puts it back.
+const REP_MTU_ALIAS_PREFIX: &str = "jobnet mtu=";
 
 /// Why isolation could not be set up (or looked at).
 #[derive(Debug, thiserror::Error)]
@@ -214,6 +218,8 @@ enum UndoStep {
     Unmaster(u32),
     /// Put a link's MTU back.
     Mtu(u32, u32),
+    /// Remove the MTU stash from a representor's alias.
+    ClearAlias(Link),
 }
 
 impl Undo {
@@ -223,6 +229,13 @@ impl Undo {
                 UndoStep::Delete(i) => h.delete_link(i).await,
                 UndoStep::Unmaster(i) => h.set_master(i, None).await,
                 UndoStep::Mtu(i, mtu) => h.set_mtu(i, mtu).await,
+                UndoStep::ClearAlias(l) => match set_alias(h, &l, "").await {
+                    Ok(()) => Ok(()),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "clearing a representor's MTU stash after a failed join");
+                        Ok(())
+                    }
+                },
             };
             if let Err(e) = r {
                 if !e.is_not_found() {
@@ -364,6 +377,18 @@ async fn join_locked(
     } else if rep.mtu < vxlan.mtu {
         // The representor is the VF's port on the job's L2: it must carry
         // every frame the tunnel does, or the pod's jumbo frames die there.
+        match rep.alias.as_deref().filter(|a| !a.is_empty()) {
+            None => {
+                let stash = format!("{REP_MTU_ALIAS_PREFIX}{}", rep.mtu);
+                set_alias(h, &rep, &stash).await?;
+                undo.steps.push(UndoStep::ClearAlias(rep.clone()));
+            }
+            // Raised before and not put back yet: the stash holds the original.
+            Some(a) if a.starts_with(REP_MTU_ALIAS_PREFIX) => {}
+            Some(a) => {
+                tracing::warn!(representor, alias = a, "representor has a foreign alias: its MTU will not be put back when the job leaves");
+            }
+        }
         h.set_mtu(rep.index, vxlan.mtu).await?;
         undo.steps.push(UndoStep::Mtu(rep.index, rep.mtu));
     }
@@ -421,6 +446,7 @@ async fn leave_locked(h: &Handle, representor: &str) -> Result<LeaveOutcome, Iso
         return Ok(LeaveOutcome::NotJoined);
     }
     h.set_master(rep.index, None).await?;
+    restore_mtu(h, &rep).await?;
     let ports: Vec<Link> = h
         .links()
         .await?
@@ -444,6 +470,30 @@ async fn leave_locked(h: &Handle, representor: &str) -> Result<LeaveOutcome, Iso
         bridge: bridge.name,
         removed: true,
     })
+}
+
+/// The MTU a join stashed in `link`'s alias, if it did.
+fn stashed_mtu(link: &Link) -> Option<u32> {
+    link.alias
+        .as_deref()?
+        .strip_prefix(REP_MTU_ALIAS_PREFIX)?
+        .parse()
+        .ok()
+}
+
+/// Puts a representor's MTU back to what it had before a join raised it,
+/// and removes the stash. A representor no join raised is left alone.
+async fn restore_mtu(h: &Handle, rep: &Link) -> Result<(), IsolationError> {
+    let Some(mtu) = stashed_mtu(rep) else {
+        return Ok(());
+    };
+    ignore_missing(h.set_mtu(rep.index, mtu).await)?;
+    match set_alias(h, rep, "").await {
+        Err(IsolationError::Alias { .. }) if find(h, &rep.name).await?.is_none() => Ok(()),
+        r => r,
+    }?;
+    tracing::info!(representor = %rep.name, mtu, "representor MTU put back");
+    Ok(())
 }
 
 fn ignore_missing(r: Result<(), NetlinkError>) -> Result<(), NetlinkError> {
@@ -538,6 +588,9 @@ impl Isolator {
             return Ok(LeaveOutcome::NotJoined);
         };
         let Some(m) = rep.master else {
+            // Off every bridge (a sweep, or a leave cut short after the
+            // unmaster): the MTU may still be the tunnel's.
+            restore_mtu(&h, &rep).await?;
             return Ok(LeaveOutcome::NotJoined);
         };
         match h.link_by_index(m).await {
@@ -567,6 +620,7 @@ impl Isolator {
             }
             for port in links.iter().filter(|l| l.master == Some(bridge.index)) {
                 ignore_missing(h.set_master(port.index, None).await)?;
+                restore_mtu(&h, port).await?;
             }
             let tunnel = vni.vxlan_name();
             if let Some(t) = links.iter().find(|l| l.name == tunnel) {
@@ -575,6 +629,11 @@ impl Isolator {
             ignore_missing(h.delete_link(bridge.index).await)?;
             tracing::info!(bridge = %bridge.name, "orphaned job bridge and tunnel removed");
             removed.push(bridge.name.clone());
+        }
+        // A representor off every bridge whose MTU a join raised: its
+        // leave was cut short between the unmaster and the restore.
+        for rep in links.iter().filter(|l| l.master.is_none() && stashed_mtu(l).is_some()) {
+            restore_mtu(&h, rep).await?;
         }
         // A tunnel whose bridge is gone is an orphan too.
         for t in links.iter().filter(|l| l.name.starts_with(VXLAN_PREFIX)) {
@@ -799,6 +858,9 @@ mod tests {
         );
         assert_eq!(n.master_of("r0"), None);
         assert_eq!(n.job_links(), ["jnb1000", "jnx1000"]);
+        // The representor's MTU is what it was before the join, stash gone.
+        let r0 = n.link("r0").unwrap();
+        assert_eq!((r0.mtu, r0.alias), (1500, None));
         assert_eq!(
             n.leave("r1"),
             LeaveOutcome::Left {
@@ -824,6 +886,11 @@ mod tests {
         n.leave("r0");
         n.leave("r1");
         assert!(n.job_links().is_empty());
+        // Moved between jobs, still put back to the MTU before the first join.
+        for rep in ["r0", "r1"] {
+            let l = n.link(rep).unwrap();
+            assert_eq!((l.mtu, l.alias), (1500, None), "{rep}");
+        }
     }
 
     #[test]
