@@ -5,12 +5,14 @@ pub mod commands;
 pub mod logging;
 pub mod protocol;
 pub mod sriov;
+pub mod timings;
 
 use std::io::{IsTerminal, Read, Write};
 
 use protocol::config::{peek_version, NetConf, MAX_CONFIG_BYTES};
 use protocol::env::{self, Command, EnvMap, Invocation};
 use protocol::error::CniError;
+use protocol::values::LogLevel;
 use protocol::version::CniVersion;
 
 /// Runs the plugin against the real process environment, stdin and stdout.
@@ -47,10 +49,15 @@ pub fn run_with_faults(
     stdout: &mut impl Write,
     faults: &dyn sriov::FaultHook,
 ) -> i32 {
+    timings::start(timings::wanted(vars.get(timings::ENV).map(String::as_str)));
     let input = read_capped(stdin);
     let outcome = execute(vars, &input, faults);
+    let verb = vars.get("CNI_COMMAND").map_or("", String::as_str);
     let (text, code) = match outcome {
-        Ok(commands::Outcome::Nothing) => return 0,
+        Ok(commands::Outcome::Nothing) => {
+            log_timings(verb);
+            return 0;
+        }
         Ok(commands::Outcome::Json(v)) => (pretty(&v), 0),
         Ok(commands::Outcome::Result { result, version }) => (pretty(&result.to_json(version)), 0),
         Err(e) => {
@@ -64,9 +71,19 @@ pub fn run_with_faults(
             (pretty(&e.to_json(version.as_str())), 1)
         }
     };
-    match writeln!(stdout, "{text}").and_then(|()| stdout.flush()) {
+    let written = writeln!(stdout, "{text}").and_then(|()| stdout.flush());
+    timings::lap("output");
+    log_timings(verb);
+    match written {
         Ok(()) => code,
         Err(_) => 1,
+    }
+}
+
+/// Logs the run's phase timings when `JOBNET_TIMINGS` asked for them.
+fn log_timings(verb: &str) {
+    if let Some(line) = timings::finish(verb) {
+        tracing::info!("{line}");
     }
 }
 
@@ -106,8 +123,13 @@ fn execute(
     let inv = env::parse(vars)?;
     let bytes = input.as_ref().map_err(Clone::clone)?;
     let conf = NetConf::parse(bytes)?;
-    logging::init(conf.log_level, conf.log_file.as_deref());
+    let level = match conf.log_level {
+        LogLevel::Error | LogLevel::Warn if timings::enabled() => LogLevel::Info,
+        l => l,
+    };
+    logging::init(level, conf.log_file.as_deref());
     let inv = verify_netns(inv)?;
+    timings::lap("start");
     commands::dispatch(inv, conf, vars.clone(), faults)
 }
 

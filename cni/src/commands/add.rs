@@ -11,6 +11,7 @@ use crate::protocol::version::CniVersion;
 use crate::sriov::lockfile::{self, LockError, LockedFile};
 use crate::sriov::owner::ADD_LOCK_WAIT;
 use crate::sriov::{self, AttachOptions, FaultHook, NoFaults, Ownership};
+use crate::timings;
 
 use super::daemon;
 use super::device::{self, DeviceEnv};
@@ -118,14 +119,16 @@ fn add_with_delegated_ipam(
     })?;
     let delegate = Delegate::for_ipam(&req.conf, att.cni_path.as_ref(), &req.vars)?;
     let env = DeviceEnv::new(&req.conf);
-    let _lock = lock_attachment(&env, req, faults).inspect(|l| {
+    let lock = lock_attachment(&env, req, faults).inspect(|l| {
         // The IPAM plugin holds the lock too: killed midway, this ADD may
         // leave it running, and the attachment's DEL must wait for it or
         // the allocation it makes after that DEL would leak.
         if let Err(e) = l.inherit_by_children() {
             tracing::warn!(error = %e, "IPAM plugin will not hold the attachment lock");
         }
-    })?;
+    });
+    timings::lap("lock");
+    let _lock = lock?;
     let (allocation, release) = match &delegate {
         Some(d) => match d.add(req.conf.cni_version) {
             Ok(r) => (Some(r), IpamRelease { delegate: Some(d) }),
@@ -144,6 +147,7 @@ fn add_with_delegated_ipam(
         },
         None => (None, IpamRelease { delegate: None }),
     };
+    timings::lap("ipam");
     let ipam_routes = allocation
         .as_ref()
         .map(|a| a.routes.clone())
@@ -203,7 +207,9 @@ fn finished(env: &DeviceEnv, req: &AddRequest) -> bool {
 fn add_with_daemon(req: &AddRequest, faults: &dyn FaultHook) -> Result<CniResult, CniError> {
     let att = &req.env;
     let env = DeviceEnv::new(&req.conf);
-    let _lock = lock_attachment(&env, req, faults)?;
+    let lock = lock_attachment(&env, req, faults);
+    timings::lap("lock");
+    let _lock = lock?;
     let ctx = env.context(faults);
     let client = daemon::client(&req.conf.jobnet.daemon_socket);
     let key = AttachmentKey::new(att.container_id.as_str(), att.ifname.as_str());
@@ -227,10 +233,10 @@ fn add_with_daemon(req: &AddRequest, faults: &dyn FaultHook) -> Result<CniResult
     };
     device::block_on(async {
         daemon::flush_releases(&client, env.state.root()).await;
-        let reservation = client
-            .reserve(&request)
-            .await
-            .map_err(|e| daemon::api_error(&e))?;
+        timings::lap("flush");
+        let reservation = client.reserve(&request).await;
+        timings::lap("reserve");
+        let reservation = reservation.map_err(|e| daemon::api_error(&e))?;
         match attach_reserved(req, &env, &ctx, &client, &key, &reservation).await {
             Ok(result) => Ok(result),
             Err(f) => {
@@ -320,6 +326,7 @@ async fn attach_reserved(
         result = Some(r);
     }
     let result = result.unwrap_or_default();
+    timings::lap("spec");
     let opts = AttachOptions {
         ownership: Ownership::Daemon,
         network: Some(req.conf.name.as_str().to_owned()),
@@ -372,7 +379,9 @@ async fn attach_and_commit(
         device::describe_interface(&mut result, &spec.ifname, &a.record);
     }
     if let Some((client, key)) = daemon {
-        if let Err(e) = client.commit(key).await {
+        let committed = client.commit(key).await;
+        timings::lap("commit");
+        if let Err(e) = committed {
             abort_all(env, attached).await;
             return Err(daemon::commit_error(&e).into());
         }
@@ -397,6 +406,7 @@ async fn attach_and_commit(
         }
         committed.push(who);
     }
+    timings::lap("cache_commit");
     Ok(result)
 }
 

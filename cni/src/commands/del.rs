@@ -9,6 +9,7 @@ use jobnet_api::AttachmentKey;
 use super::daemon;
 use super::device::{self, DeviceEnv};
 use super::DelRequest;
+use crate::timings;
 
 /// DEL: the VF back to the host as it was, then the addresses released
 /// (in jobnetd, or by the delegated IPAM plugin). The device work comes
@@ -29,7 +30,9 @@ pub fn del_with(req: &DelRequest, faults: &dyn sriov::FaultHook) -> Result<(), C
     tracing::info!(container = %att.container_id, ifname = %att.ifname, netns = ?att.netns.as_ref().map(|n| n.as_str()), network = %req.conf.name, "DEL");
     let env = DeviceEnv::new(&req.conf);
     let ctx = env.context(faults);
-    let _lock = lock_attachment(&env, req, faults)?;
+    let lock = lock_attachment(&env, req, faults);
+    timings::lap("lock");
+    let _lock = lock?;
     let netns = att.netns.as_ref().map(|n| std::path::Path::new(n.as_str()));
     let mut busy = None;
     // The other rails' interfaces of a `rails: all` attachment go first
@@ -39,6 +42,7 @@ pub fn del_with(req: &DelRequest, faults: &dyn sriov::FaultHook) -> Result<(), C
         att.ifname.as_str(),
         req.conf.name.as_str(),
     );
+    timings::lap("rails_scan");
     for ifname in siblings.iter().rev() {
         // Where ADD puts a later rail's device-info file, for a cache that
         // cannot be read.
@@ -81,7 +85,11 @@ pub fn del_with(req: &DelRequest, faults: &dyn sriov::FaultHook) -> Result<(), C
         return Ok(());
     }
     match Delegate::for_ipam(&req.conf, att.cni_path.as_ref(), &req.vars) {
-        Ok(Some(d)) => d.del()?,
+        Ok(Some(d)) => {
+            let released = d.del();
+            timings::lap("ipam");
+            released?;
+        }
         Ok(None) => {}
         Err(e) => {
             tracing::warn!(error = %e, "DEL: the IPAM plugin cannot be run; its allocation, if any, stays with it");
@@ -163,8 +171,10 @@ fn release_in_daemon(req: &DelRequest, env: &DeviceEnv) {
     let client = daemon::client(&req.conf.jobnet.daemon_socket);
     let sent = device::block_on(async {
         let r = client.release(&key).await;
+        timings::lap("release");
         if r.is_ok() {
             daemon::flush_releases(&client, env.state.root()).await;
+            timings::lap("flush");
         }
         r
     });

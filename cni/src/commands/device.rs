@@ -113,6 +113,7 @@ pub fn block_on<F: Future>(f: F) -> Result<F::Output, CniError> {
         .enable_all()
         .build()
         .map_err(|e| CniError::new(ErrorCode::IoFailure, format!("cannot start runtime: {e}")))?;
+    crate::timings::lap("runtime");
     Ok(rt.block_on(f))
 }
 

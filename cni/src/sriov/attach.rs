@@ -26,6 +26,7 @@ use super::record::{
 };
 use super::state_dir::StateDir;
 use super::steps::{FaultHook, Step};
+use crate::timings;
 
 /// What the caller wants attached.
 #[derive(Debug, Clone)]
@@ -151,6 +152,7 @@ pub async fn attach_with(
         })
     };
     let mut vf = resolve()?;
+    timings::lap("sysfs");
     let want = owner_record(spec, opts);
     let claim = match opts.ownership {
         Ownership::Local => {
@@ -160,6 +162,7 @@ pub async fn attach_with(
             owner::lock_transient(ctx.state, spec.pci, want, ADD_LOCK_WAIT, ctx.faults)?
         }
     };
+    timings::lap("vf_lock");
     let earlier = cache::load::<AttachmentRecord>(&cache_path).ok();
     if let Some(rec) = &earlier {
         if rec.pci == spec.pci && rec.result.is_some() && still_attached(spec, &vf, rec).await {
@@ -201,6 +204,7 @@ pub async fn attach_with(
             }
         }
     }
+    timings::lap("leftovers");
     // Decided before the first change (after the replay check: a finished
     // exclusive attachment's RDMA device is in the pod, not in the host).
     let rdma_plan = match rdma::plan(
@@ -213,6 +217,7 @@ pub async fn attach_with(
         Ok(p) => p,
         Err(e) => return Err(release_with(claim, e)),
     };
+    timings::lap("rdma_plan");
     let mut rec = AttachmentRecord {
         format: RECORD_FORMAT,
         container_id: spec.container_id.clone(),
@@ -361,6 +366,7 @@ async fn attach_steps(
     let host = Handle::new().map_err(AttachError::kernel(Step::MoveToPod))?;
     let pod_ns = Netns::open(&spec.netns)?;
     let pod = Handle::in_netns(&pod_ns).map_err(AttachError::kernel(Step::MoveToPod))?;
+    timings::lap("netlink_open");
 
     let link = find_host_netdev(&host, ctx.sysfs, spec.pci, &vf.netdevs, &[]).await?;
     rec.host = Some(HostLinkState {
@@ -397,22 +403,26 @@ async fn attach_steps(
         });
         Some(pf.index)
     };
+    timings::lap("host_link");
 
     // Nothing has changed yet; from here on DEL can undo from the cache.
     faults.before(Step::SaveCache)?;
     cache::save(ctx.state, cache_path, rec)?;
+    timings::lap("cache_save");
 
     if let Some(pf_index) = pf_index {
         faults.before(Step::PfSettings)?;
         host.set_vf(pf_index, vf.vf_index, &spec.pf_settings)
             .await
             .map_err(AttachError::kernel(Step::PfSettings))?;
+        timings::lap("pf_set");
     }
     faults.before(Step::LinkDown)?;
     if link.admin_up {
         host.set_down(link.index)
             .await
             .map_err(AttachError::kernel(Step::LinkDown))?;
+        timings::lap("down");
     }
     faults.before(Step::DropAltnames)?;
     if !link.altnames.is_empty() {
@@ -427,6 +437,7 @@ async fn attach_steps(
     host.move_to_netns(link.index, &pod_ns, Some(&temp))
         .await
         .map_err(AttachError::kernel(Step::MoveToPod))?;
+    timings::lap("move");
     let moved = pod
         .link_by_name(&temp)
         .await
@@ -443,6 +454,7 @@ async fn attach_steps(
                 AttachError::kernel(Step::Rename)(e)
             }
         })?;
+    timings::lap("rename");
     // Only now, with the netdev in the pod: a device the pod can use
     // through verbs must never be there before its interface is.
     faults.before(Step::RdmaMove)?;
@@ -467,6 +479,7 @@ async fn attach_steps(
             .await
             .map_err(AttachError::kernel(Step::SetMtu))?;
     }
+    timings::lap("mac_mtu");
     faults.before(Step::Addresses)?;
     for addr in &spec.addresses {
         // No DAD: the address is ours by allocation, and DAD would delay
@@ -475,14 +488,17 @@ async fn attach_steps(
             .await
             .map_err(AttachError::kernel(Step::Addresses))?;
     }
+    timings::lap("addresses");
     if let Err(e) = jobnet_netlink::enable_kernel_announcements(&pod_ns, &spec.ifname) {
         // Best effort: neighbours learn the address on first traffic.
         tracing::info!(error = %e, "gratuitous ARP / unsolicited NA not enabled");
     }
+    timings::lap("announce");
     faults.before(Step::LinkUp)?;
     pod.set_up(moved.index)
         .await
         .map_err(AttachError::kernel(Step::LinkUp))?;
+    timings::lap("up");
     faults.before(Step::Routes)?;
     for route in &spec.routes {
         let mut r = route.clone();
@@ -491,10 +507,12 @@ async fn attach_steps(
             .await
             .map_err(AttachError::kernel(Step::Routes))?;
     }
+    timings::lap("routes");
     let now = pod
         .link_by_index(moved.index)
         .await
         .map_err(AttachError::kernel(Step::LinkUp))?;
+    timings::lap("readback");
     rec.pod = Some(PodLinkState {
         index: now.index,
         mac: now.mac(),
@@ -535,7 +553,9 @@ fn write_devinfo(
             char_devices: r.char_devices.clone(),
         });
     }
-    devinfo::write(&spec.devinfo_path, &info).map_err(AttachError::DevInfo)
+    let written = devinfo::write(&spec.devinfo_path, &info).map_err(AttachError::DevInfo);
+    timings::lap("devinfo");
+    written
 }
 
 /// A rollback that could not put the VF back (its pod's netns can no
@@ -657,6 +677,7 @@ pub async fn restore(sysfs: &SysfsRoot, rdma: &dyn RdmaOps, rec: &AttachmentReco
         }
     };
     let temp = temp_name(rec.pci);
+    timings::lap("netlink_open");
 
     // 0. The RDMA device first: the pod must never hold a device whose
     // netdev is already gone (the reverse of ADD's order).
@@ -678,7 +699,9 @@ pub async fn restore(sysfs: &SysfsRoot, rdma: &dyn RdmaOps, rec: &AttachmentReco
                         continue;
                     }
                 }
+                timings::lap("pod_link");
                 let _ = pod.set_down(l.index).await;
+                timings::lap("down");
                 let back = pod.move_to_netns(l.index, &host_ns, Some(&orig.name)).await;
                 if let Err(e) = back {
                     tracing::info!(error = %e, "original name busy in host; moving under temporary name");
@@ -686,6 +709,7 @@ pub async fn restore(sysfs: &SysfsRoot, rdma: &dyn RdmaOps, rec: &AttachmentReco
                         tracing::error!(error = %e, "cannot move VF out of the pod");
                     }
                 }
+                timings::lap("move");
                 break;
             }
         }
@@ -711,6 +735,7 @@ pub async fn restore(sysfs: &SysfsRoot, rdma: &dyn RdmaOps, rec: &AttachmentReco
             return false;
         }
     };
+    timings::lap("host_link");
     let mut ok = true;
     let mut warn = |what: &str, r: Result<(), jobnet_netlink::NetlinkError>| {
         if let Err(e) = r {
@@ -747,6 +772,7 @@ pub async fn restore(sysfs: &SysfsRoot, rdma: &dyn RdmaOps, rec: &AttachmentReco
     if orig.admin_up {
         warn("set up", host.set_up(link.index).await);
     }
+    timings::lap("host_fixups");
 
     // 3. PF-side settings last: the VF is quiet again.
     if let Some(pf) = &rec.pf_side {
@@ -759,6 +785,7 @@ pub async fn restore(sysfs: &SysfsRoot, rdma: &dyn RdmaOps, rec: &AttachmentReco
                 Err(e) => warn("find PF", Err(e)),
             }
         }
+        timings::lap("pf_restore");
     }
     ok && rdma_ok
 }

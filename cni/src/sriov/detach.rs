@@ -14,6 +14,7 @@ use super::cache::{self, CacheError};
 use super::devinfo;
 use super::owner::{self, OwnerError, VfLock, DEL_LOCK_WAIT};
 use super::record::AttachmentRecord;
+use crate::timings;
 
 /// How often DEL starts over when the cache changed while it waited for
 /// the VF's lock (a retried ADD of the same attachment chose another VF).
@@ -100,10 +101,12 @@ pub async fn detach(
             return no_cache(ctx, container_id, ifname, netns, device_hint, devinfo_hint).await;
         };
         last = Some(first.pci);
+        timings::lap("cache_read");
         let lock = match lock_vf(ctx, first.pci, container_id, ifname) {
             Ok(l) => l,
             Err(outcome) => return outcome,
         };
+        timings::lap("vf_lock");
         // Read again under the lock: what we waited for may have changed it.
         let rec = match load_usable(&cache_path) {
             Some(r) if r.pci == first.pci => r,
@@ -129,6 +132,7 @@ pub async fn detach(
         remove_files(&rec, &cache_path);
         // Dropping the lock removes our record (or the lock file DEL made).
         drop(lock);
+        timings::lap("files");
         return if restored {
             DetachOutcome::Restored
         } else {
