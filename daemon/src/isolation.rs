@@ -632,7 +632,10 @@ impl Isolator {
         }
         // A representor off every bridge whose MTU a join raised: its
         // leave was cut short between the unmaster and the restore.
-        for rep in links.iter().filter(|l| l.master.is_none() && stashed_mtu(l).is_some()) {
+        for rep in links
+            .iter()
+            .filter(|l| l.master.is_none() && stashed_mtu(l).is_some())
+        {
             restore_mtu(&h, rep).await?;
         }
         // A tunnel whose bridge is gone is an orphan too.
