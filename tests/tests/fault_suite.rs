@@ -620,6 +620,20 @@ impl Suite {
             .chain(self.forgotten.iter())
             .filter(|s| !matches!(s.att[Net::Job.index()], Att::None))
             .count();
+        if known < VFS_PER_NIC && self.trace.is_some() {
+            let held = self.jobnetd.attachments().map(|a| {
+                a.iter()
+                    .map(|a| {
+                        format!(
+                            "{}/{} {} {}",
+                            a["containerID"], a["ifname"], a["state"], a["netns"]
+                        )
+                    })
+                    .collect::<Vec<_>>()
+            });
+            let line = format!("no free VF; the runtime knows {known}; jobnetd holds {held:?}");
+            self.trace(&line);
+        }
         let key = if known < VFS_PER_NIC {
             "no free VF while the runtime knows fewer attachments than VFs"
         } else {
