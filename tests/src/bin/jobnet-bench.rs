@@ -33,6 +33,11 @@ struct Args {
     /// Where the reference plugins live.
     #[arg(long, default_value = "/usr/lib/cni")]
     cni_path: PathBuf,
+    /// After the timed cycles, this many more cycles of each jobnet mode
+    /// with `JOBNET_TIMINGS=1`, printing the median of every phase (kept
+    /// apart so that the logging does not touch the figures above).
+    #[arg(long, default_value_t = 0)]
+    timings: usize,
 }
 
 /// Latency samples of one operation.
@@ -59,6 +64,97 @@ impl Samples {
             self.quantile(0.9),
             self.quantile(1.0)
         )
+    }
+}
+
+/// Per-phase microseconds of one jobnet mode and verb, from the plugin's
+/// `timings verb=... total_us=... phase=us ...` lines, phases in the order
+/// they first appeared.
+#[derive(Default)]
+struct Phases(Vec<(String, Vec<u64>)>);
+
+impl Phases {
+    /// Adds the timings line in `stderr` for `verb`, and the run's wall
+    /// time as seen from here (process start and exit included) as
+    /// `wall_us`; false when there is no such line.
+    fn add(&mut self, verb: &str, wall: Duration, stderr: &str) -> bool {
+        let Some(line) = stderr
+            .lines()
+            .filter_map(|l| l.split_once("timings ").map(|(_, t)| t))
+            .find(|t| t.starts_with(&format!("verb={verb} ")))
+        else {
+            return false;
+        };
+        let wall = format!("wall_us={}", wall.as_micros());
+        for (k, v) in std::iter::once(wall.as_str())
+            .chain(line.split_whitespace())
+            .filter_map(|kv| kv.split_once('='))
+        {
+            let Ok(us) = v.parse::<u64>() else { continue };
+            match self.0.iter_mut().find(|(n, _)| n == k) {
+                Some((_, all)) => all.push(us),
+                None => self.0.push((k.to_owned(), vec![us])),
+            }
+        }
+        true
+    }
+
+    /// One line per phase: its median and p90 in microseconds, and the
+    /// share of the median total. A phase a run skipped counts as 0 there.
+    fn print(&self, title: &str, runs: usize) {
+        let median_of = |v: &[u64], q: f64| {
+            let mut v: Vec<u64> = v.to_vec();
+            v.resize(runs.max(v.len()), 0);
+            v.sort_unstable();
+            let i = ((v.len().saturating_sub(1)) as f64 * q).round() as usize;
+            v.get(i).copied().unwrap_or(0)
+        };
+        let total = self
+            .0
+            .iter()
+            .find(|(n, _)| n == "total_us")
+            .map_or(0, |(_, v)| median_of(v, 0.5));
+        println!(
+            "{title} ({runs} runs, us)  {:>8} {:>8} {:>6}",
+            "median", "p90", "share"
+        );
+        for (name, v) in &self.0 {
+            let m = median_of(v, 0.5);
+            println!(
+                "  {name:<28} {m:>8} {:>8} {:>5.1}%",
+                median_of(v, 0.9),
+                100.0 * m as f64 / total.max(1) as f64
+            );
+        }
+    }
+}
+
+/// One figure against its baseline from the same run.
+struct Target<'a> {
+    figure: &'a str,
+    ours: f64,
+    baseline_name: &'a str,
+    baseline: f64,
+    max_ratio: f64,
+}
+
+fn print_targets(targets: &[Target]) {
+    println!(
+        "{:<44} {:>9} {:>34} {:>9} {:>7} {:>8} {:>4}",
+        "target figure", "ms", "baseline", "ms", "ratio", "target", "met"
+    );
+    for t in targets {
+        let ratio = t.ours / t.baseline;
+        println!(
+            "{:<44} {:>9.2} {:>34} {:>9.2} {:>6.2}x {:>7}x {:>4}",
+            t.figure,
+            t.ours,
+            t.baseline_name,
+            t.baseline,
+            ratio,
+            format!("<={:.2}", t.max_ratio),
+            if ratio <= t.max_ratio { "yes" } else { "no" }
+        );
     }
 }
 
@@ -146,6 +242,17 @@ impl Plugin<'_> {
     }
 
     fn run(&self, cmd: &str, cid: &str, netns: &str, conf: &str) -> Result<Duration, String> {
+        self.run_logged(cmd, cid, netns, conf).map(|(took, _)| took)
+    }
+
+    /// [`Plugin::run`], also returning what the plugin logged to stderr.
+    fn run_logged(
+        &self,
+        cmd: &str,
+        cid: &str,
+        netns: &str,
+        conf: &str,
+    ) -> Result<(Duration, String), String> {
         let start = Instant::now();
         let out = self
             .spawn(cmd, cid, netns, conf)?
@@ -153,7 +260,7 @@ impl Plugin<'_> {
             .map_err(|e| e.to_string())?;
         let took = start.elapsed();
         if out.status.success() {
-            Ok(took)
+            Ok((took, String::from_utf8_lossy(&out.stderr).into_owned()))
         } else {
             Err(format!(
                 "{} {cmd}: {}{}",
@@ -333,9 +440,9 @@ fn run(args: &Args) -> Result<(), String> {
     );
     println!("{:<34} {:>8} {:>8} {:>8}", "", "median", "p90", "max");
     let names = [
-        "jobnet ADD",
-        "jobnet DEL",
-        "jobnet ADD+DEL",
+        "jobnet static IPAM ADD",
+        "jobnet static IPAM DEL",
+        "jobnet static IPAM ADD+DEL",
         "host-device+static ADD",
         "host-device+static DEL",
         "host-device+static ADD+DEL",
@@ -354,18 +461,37 @@ fn run(args: &Args) -> Result<(), String> {
     }
     let jc = s[2].quantile(0.5);
     println!(
-        "jobnet cycle median / host-device: {:.2}x   / bare ip -batch: {:.2}x",
-        jc / s[5].quantile(0.5),
-        jc / s[8].quantile(0.5)
-    );
-    println!(
-        "jobnet+jobnetd cycle median / bare ip -batch: {:.2}x (durable reserve, commit and release included)",
-        s[11].quantile(0.5) / s[8].quantile(0.5)
-    );
-    println!(
-        "jobnet cycle median / (ip -batch + the same static IPAM call): {:.2}x",
+        "jobnet (static IPAM) cycle median / (ip -batch + the same static IPAM call): {:.2}x",
         jc / s[14].quantile(0.5)
     );
+
+    if args.timings > 0 {
+        // The same two modes again, each run logging its phases.
+        let mut timed = Plugin {
+            binary: jobnet.binary,
+            cni_path: jobnet.cni_path,
+            env: jobnet.env.clone(),
+        };
+        timed.env.push(("JOBNET_TIMINGS".into(), "1".into()));
+        let modes = [("jobnet+jobnetd", &dconf), ("jobnet static IPAM", &jconf)];
+        let mut phases: Vec<Phases> = (0..4).map(|_| Phases::default()).collect();
+        for i in 0..args.timings {
+            let cid = format!("timed{i}");
+            for (m, (_, conf)) in modes.iter().enumerate() {
+                for (v, verb) in ["ADD", "DEL"].into_iter().enumerate() {
+                    let (wall, log) = timed.run_logged(verb, &cid, &pod.path(), conf)?;
+                    if !phases[2 * m + v].add(verb, wall, &log) {
+                        return Err(format!("no timings line from {verb}: {log}"));
+                    }
+                }
+            }
+        }
+        for (m, (name, _)) in modes.iter().enumerate() {
+            for (v, verb) in ["ADD", "DEL"].into_iter().enumerate() {
+                phases[2 * m + v].print(&format!("{name} {verb} phases"), args.timings);
+            }
+        }
+    }
 
     // N parallel ADDs on N distinct VFs, then N parallel DELs.
     let parallel = |plugin: &Plugin,
@@ -388,30 +514,106 @@ fn run(args: &Args) -> Result<(), String> {
         Ok(start.elapsed())
     };
     let addr_of = |i: usize| format!("192.0.2.{}/24", 10 + i);
-    let jconf_of = |i: usize| -> Result<String, String> {
-        Ok(jobnet_conf(
-            &vf_list.get(i).ok_or("missing VF")?.pci.to_string(),
-            &addr_of(i),
-        ))
+    let pci_of = |i: usize| -> Result<String, String> {
+        Ok(vf_list.get(i).ok_or("missing VF")?.pci.to_string())
     };
-    let hconf_of = |i: usize| -> Result<String, String> {
-        let n = vf_list
+    let netdev_of = |i: usize| -> Result<String, String> {
+        vf_list
             .get(i)
             .and_then(|v| v.netdev.clone())
-            .ok_or("missing VF netdev")?;
-        Ok(host_device_conf(&n, &addr_of(i)))
+            .ok_or_else(|| "missing VF netdev".to_owned())
     };
+    let jconf_of =
+        |i: usize| -> Result<String, String> { Ok(jobnet_conf(&pci_of(i)?, &addr_of(i))) };
+    let dconf_of = |i: usize| -> Result<String, String> {
+        Ok(format!(
+            r#"{{"cniVersion":"1.0.0","name":"bench","type":"jobnet","deviceID":"{}","daemonSocket":"{}"}}"#,
+            pci_of(i)?,
+            daemon.socket.display()
+        ))
+    };
+    let hconf_of =
+        |i: usize| -> Result<String, String> { Ok(host_device_conf(&netdev_of(i)?, &addr_of(i))) };
+    // The floor: the N moves alone, serialized by the kernel in one process.
+    let moves_in: String = (0..vfs)
+        .map(|i| {
+            Ok(format!(
+                "link set dev {} netns {} name net1\n",
+                netdev_of(i)?,
+                pods[i].0
+            ))
+        })
+        .collect::<Result<_, String>>()?;
+    let start = Instant::now();
+    run_ip(&["-batch", "-"], Some(&moves_in))?;
+    let floor = start.elapsed();
+    for (i, p) in pods.iter().enumerate() {
+        let back = format!(
+            "link set dev net1 netns {node_ns_name} name {}\n",
+            netdev_of(i)?
+        );
+        run_ip(&["-n", &p.0, "-batch", "-"], Some(&back))?;
+    }
+    let d_add = parallel(&jobnet, &dconf_of, "ADD")?;
+    let d_del = parallel(&jobnet, &dconf_of, "DEL")?;
     let j_add = parallel(&jobnet, &jconf_of, "ADD")?;
     let j_del = parallel(&jobnet, &jconf_of, "DEL")?;
     let h_add = parallel(&host_device, &hconf_of, "ADD")?;
     let h_del = parallel(&host_device, &hconf_of, "DEL")?;
+    let ms = |d: Duration| d.as_secs_f64() * 1e3;
     println!(
-        "{vfs} parallel ADDs (wall): jobnet {:.1} ms, host-device {:.1} ms; {vfs} parallel DELs: jobnet {:.1} ms, host-device {:.1} ms",
-        j_add.as_secs_f64() * 1e3,
-        h_add.as_secs_f64() * 1e3,
-        j_del.as_secs_f64() * 1e3,
-        h_del.as_secs_f64() * 1e3
+        "{vfs} parallel ADDs (wall): jobnet+jobnetd {:.1} ms, jobnet static IPAM {:.1} ms, host-device {:.1} ms; {vfs} moves in one ip -batch {:.1} ms",
+        ms(d_add),
+        ms(j_add),
+        ms(h_add),
+        ms(floor)
     );
+    println!(
+        "{vfs} parallel DELs (wall): jobnet+jobnetd {:.1} ms, jobnet static IPAM {:.1} ms, host-device {:.1} ms",
+        ms(d_del),
+        ms(j_del),
+        ms(h_del)
+    );
+    let median = |i: usize| s[i].quantile(0.5);
+    let par_figure = format!("{vfs} parallel ADDs, jobnet+jobnetd (wall)");
+    let par_floor = format!("{vfs} moves in one ip -batch");
+    print_targets(&[
+        Target {
+            figure: "job network (jobnetd) ADD+DEL",
+            ours: median(11),
+            baseline_name: "host-device+static ADD+DEL",
+            baseline: median(5),
+            max_ratio: 0.90,
+        },
+        Target {
+            figure: "delegated IPAM (static) ADD+DEL",
+            ours: median(2),
+            baseline_name: "host-device+static ADD+DEL",
+            baseline: median(5),
+            max_ratio: 1.00,
+        },
+        Target {
+            figure: "delegated IPAM (static) DEL",
+            ours: median(1),
+            baseline_name: "host-device+static DEL",
+            baseline: median(4),
+            max_ratio: 1.00,
+        },
+        Target {
+            figure: "jobnet+jobnetd ADD+DEL",
+            ours: median(11),
+            baseline_name: "ip -batch ADD+DEL",
+            baseline: median(8),
+            max_ratio: 1.00,
+        },
+        Target {
+            figure: &par_figure,
+            ours: ms(d_add),
+            baseline_name: &par_floor,
+            baseline: ms(floor),
+            max_ratio: 1.15,
+        },
+    ]);
     drop(pods);
     fabric.teardown().map_err(|e| e.to_string())
 }
