@@ -2,7 +2,9 @@
 # Benchmarks, each printing its figures next to the baseline it is compared
 # with in the same run:
 #   1. attach: ADD/DEL latency of jobnet vs Debian's host-device+static vs the
-#      bare kernel work (ip -batch), and N parallel ADDs (jobnet-bench).
+#      bare kernel work (ip -batch), the median of each plugin phase, and 64
+#      parallel ADDs vs 64 moves in one ip -batch (jobnet-bench); ends with
+#      each target, its figure, the baseline and whether it is met.
 #   2. ipam: durable reserve+commit throughput and latency with 1 and 64
 #      clients, and memory with 10,000 jobs / 100,000 attachments.
 #   3. jobnetd: reserve+commit through the daemon's API socket with 1 and 64
@@ -30,8 +32,12 @@ TARGET="${CARGO_TARGET_DIR:-target}/release"
 
 if [ "$what" = attach ] || [ "$what" = all ]; then
   cargo build --quiet --release -p jobnet-cni --bin jobnet -p jobnet-daemon --bin jobnetd -p jobnet-tests --bin jobnet-bench
-  echo "== attach latency (jobnet vs host-device+static vs ip -batch)"
-  "$TARGET/jobnet-bench" --jobnet "$TARGET/jobnet" --jobnetd "$TARGET/jobnetd" --cycles "${BENCH_CYCLES:-100}" --parallel 32
+  echo "== attach latency (jobnet vs host-device+static vs ip -batch), per-phase medians, targets"
+  # --timings: that many more cycles of each jobnet mode with
+  # JOBNET_TIMINGS=1, apart from the timed ones; the target table at the
+  # end puts each figure next to its baseline from this same run.
+  "$TARGET/jobnet-bench" --jobnet "$TARGET/jobnet" --jobnetd "$TARGET/jobnetd" \
+    --cycles "${BENCH_CYCLES:-100}" --parallel "${BENCH_PARALLEL:-64}" --timings "${BENCH_TIMINGS:-50}"
 fi
 
 if [ "$what" = ipam ] || [ "$what" = all ]; then
