@@ -15,6 +15,7 @@ use crate::timings;
 
 use super::daemon;
 use super::device::{self, DeviceEnv};
+use super::overlap::Overlapped;
 use super::AddRequest;
 
 /// Releases an IPAM allocation unless disarmed: the undo of `Delegate::add`.
@@ -231,32 +232,68 @@ fn add_with_daemon(req: &AddRequest, faults: &dyn FaultHook) -> Result<CniResult
         pool: req.conf.jobnet.pool.clone(),
         network: Some(req.conf.name.as_str().to_owned()),
     };
-    device::block_on(async {
-        daemon::flush_releases(&client, env.state.root()).await;
-        timings::lap("flush");
-        let reservation = client.reserve(&request).await;
-        timings::lap("reserve");
-        let reservation = reservation.map_err(|e| daemon::api_error(&e))?;
-        match attach_reserved(req, &env, &ctx, &client, &key, &reservation).await {
-            Ok(result) => Ok(result),
-            Err(f) => {
-                if !f.keep {
-                    if let Err(e) = client.release(&key).await {
-                        tracing::warn!(error = %e, "releasing the reservation after a failed ADD");
+    std::thread::scope(|s| {
+        // The commit takes the time the VF spends in the kernel's move into
+        // the pod (see `overlap`); it is joined before anything uses its
+        // outcome or releases the reservation.
+        let commit = Overlapped::new(s, || device::block_on(client.commit(&key)));
+        device::block_on(async {
+            daemon::flush_releases(&client, env.state.root()).await;
+            timings::lap("flush");
+            let reservation = client.reserve(&request).await;
+            timings::lap("reserve");
+            let reservation = reservation.map_err(|e| daemon::api_error(&e))?;
+            let daemon = Commit {
+                client: &client,
+                key: &key,
+                commit: &commit,
+            };
+            match attach_reserved(req, &env, &ctx, &daemon, &reservation).await {
+                Ok(result) => Ok(result),
+                Err(f) => {
+                    if !f.keep {
+                        if let Err(e) = client.release(&key).await {
+                            tracing::warn!(error = %e, "releasing the reservation after a failed ADD");
+                        }
                     }
+                    Err(f.error)
                 }
-                Err(f.error)
             }
+        })?
+    })
+}
+
+/// What a jobnetd commit returns, from the helper thread that made it.
+type CommitOutcome = Result<Result<jobnet_api::Attachment, jobnet_api::ApiError>, CniError>;
+
+/// The daemon side of an ADD through jobnetd: its client, the attachment's
+/// key, and the commit waiting to start with the last VF's move.
+struct Commit<'a, 'scope> {
+    client: &'a jobnet_api::Client,
+    key: &'a AttachmentKey,
+    commit: &'a Overlapped<'scope, CommitOutcome>,
+}
+
+impl Commit<'_, '_> {
+    /// Waits for the commit (starting it if no move did) and maps its error.
+    fn finish(&self) -> Result<(), CniError> {
+        match self.commit.finish() {
+            Some(Ok(Ok(_))) => Ok(()),
+            Some(Ok(Err(e))) => Err(daemon::commit_error(&e)),
+            Some(Err(e)) => Err(e),
+            None => Err(CniError::new(
+                ErrorCode::IoFailure,
+                "the commit at jobnetd did not run to its end",
+            )),
         }
-    })?
+    }
 }
 
 async fn attach_reserved(
     req: &AddRequest,
     env: &DeviceEnv,
     ctx: &sriov::Context<'_>,
-    client: &jobnet_api::Client,
-    key: &AttachmentKey,
+    daemon: &Commit<'_, '_>,
     reservation: &jobnet_api::Attachment,
 ) -> Result<CniResult, Failed> {
     let att = &req.env;
@@ -331,26 +368,38 @@ async fn attach_reserved(
         ownership: Ownership::Daemon,
         network: Some(req.conf.name.as_str().to_owned()),
     };
-    attach_and_commit(env, ctx, &specs, result, Some((client, key)), &opts).await
+    attach_and_commit(env, ctx, &specs, result, Some(daemon), &opts).await
 }
 
 /// Attaches every spec (one per rail), commits in the daemon (when there is
 /// one; with `vxlan` that joins the job's bridges), then commits the caches;
 /// a failure at any step undoes everything done before it, in reverse (the
-/// caller releases the reservation, which undoes the daemon's part).
+/// caller releases the reservation, which undoes the daemon's part). The
+/// daemon's commit runs while the last VF moves into the pod; a failure
+/// after that waits for it, so that the caller's release comes after it.
 async fn attach_and_commit(
     env: &DeviceEnv,
     ctx: &sriov::Context<'_>,
     specs: &[sriov::AttachSpec],
     mut result: CniResult,
-    daemon: Option<(&jobnet_api::Client, &AttachmentKey)>,
+    daemon: Option<&Commit<'_, '_>>,
     opts: &AttachOptions,
 ) -> Result<CniResult, Failed> {
     let mut attached: Vec<sriov::Attachment> = Vec::with_capacity(specs.len());
-    for spec in specs {
-        match sriov::attach_with(ctx, spec, opts).await {
+    let start_commit = || {
+        if let Some(d) = daemon {
+            d.commit.start();
+        }
+    };
+    let last = specs.len().saturating_sub(1);
+    for (i, spec) in specs.iter().enumerate() {
+        let on_move: Option<&dyn Fn()> = (i == last).then_some(&start_commit);
+        match sriov::attach_overlapped(ctx, spec, opts, on_move).await {
             Ok(a) => attached.push(a),
             Err(e) => {
+                if let Some(d) = daemon {
+                    drop(d.commit.wait());
+                }
                 abort_all(env, attached).await;
                 return Err(device::attach_error(&e).into());
             }
@@ -361,9 +410,11 @@ async fn attach_and_commit(
         // was checked): answer exactly as before. It is not this run's to
         // undo, whatever fails now.
         let keep = |error| Failed { error, keep: true };
-        if let Some((client, key)) = daemon {
-            client
-                .commit(key)
+        if let Some(d) = daemon {
+            // No move started it: the replay commits in its own way.
+            drop(d.commit.wait());
+            d.client
+                .commit(d.key)
                 .await
                 .map_err(|e| keep(daemon::replay_commit_error(&e)))?;
         }
@@ -378,12 +429,12 @@ async fn attach_and_commit(
     for (spec, a) in specs.iter().zip(&attached) {
         device::describe_interface(&mut result, &spec.ifname, &a.record);
     }
-    if let Some((client, key)) = daemon {
-        let committed = client.commit(key).await;
-        timings::lap("commit");
+    if let Some(d) = daemon {
+        let committed = d.finish();
+        timings::lap("commit_wait");
         if let Err(e) = committed {
             abort_all(env, attached).await;
-            return Err(daemon::commit_error(&e).into());
+            return Err(e.into());
         }
     }
     let siblings: Vec<String> = specs.iter().skip(1).map(|s| s.ifname.clone()).collect();

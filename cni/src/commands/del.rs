@@ -8,6 +8,7 @@ use jobnet_api::AttachmentKey;
 
 use super::daemon;
 use super::device::{self, DeviceEnv};
+use super::overlap::Overlapped;
 use super::DelRequest;
 use crate::timings;
 
@@ -34,7 +35,6 @@ pub fn del_with(req: &DelRequest, faults: &dyn sriov::FaultHook) -> Result<(), C
     timings::lap("lock");
     let _lock = lock?;
     let netns = att.netns.as_ref().map(|n| std::path::Path::new(n.as_str()));
-    let mut busy = None;
     // The other rails' interfaces of a `rails: all` attachment go first
     // (reverse of ADD).
     let siblings = env.rails_to_undo(
@@ -43,59 +43,85 @@ pub fn del_with(req: &DelRequest, faults: &dyn sriov::FaultHook) -> Result<(), C
         req.conf.name.as_str(),
     );
     timings::lap("rails_scan");
-    for ifname in siblings.iter().rev() {
-        // Where ADD puts a later rail's device-info file, for a cache that
-        // cannot be read.
+    let delegate = if req.conf.ipam.is_some() {
+        Delegate::for_ipam(&req.conf, att.cni_path.as_ref(), &req.vars).unwrap_or_else(|e| {
+            tracing::warn!(error = %e, "DEL: the IPAM plugin cannot be run; its allocation, if any, stays with it");
+            None
+        })
+    } else {
+        None
+    };
+    std::thread::scope(|s| {
+        // The release (jobnetd's, or the IPAM plugin's DEL) takes the time
+        // the first rail's VF spends in the kernel's move home: it starts
+        // once every later rail is home, the VF is locked (a VF another
+        // operation holds releases nothing) and the pod's interface is
+        // down, so no live interface holds a released address.
+        let release = Overlapped::new(s, || release(req, &env, delegate.as_ref()));
+        let mut busy = None;
+        for ifname in siblings.iter().rev() {
+            // Where ADD puts a later rail's device-info file, for a cache
+            // that cannot be read.
+            let devinfo = sriov::devinfo::path_for(
+                None,
+                req.conf.name.as_str(),
+                att.container_id.as_str(),
+                ifname,
+            );
+            let outcome = detach_one(
+                &ctx,
+                att.container_id.as_str(),
+                ifname,
+                netns,
+                None,
+                Some(&devinfo),
+                None,
+            )?;
+            busy = busy.or(busy_of(&outcome));
+        }
         let devinfo = sriov::devinfo::path_for(
-            None,
+            req.conf.runtime.device_info_file.as_deref(),
             req.conf.name.as_str(),
             att.container_id.as_str(),
-            ifname,
+            att.ifname.as_str(),
         );
+        let start = || {
+            if busy.is_none() {
+                release.start();
+            }
+        };
         let outcome = detach_one(
             &ctx,
             att.container_id.as_str(),
-            ifname,
+            att.ifname.as_str(),
             netns,
-            None,
+            req.conf.device(),
             Some(&devinfo),
+            Some(&start),
         )?;
-        busy = busy.or(busy_of(&outcome));
-    }
-    let devinfo = sriov::devinfo::path_for(
-        req.conf.runtime.device_info_file.as_deref(),
-        req.conf.name.as_str(),
-        att.container_id.as_str(),
-        att.ifname.as_str(),
-    );
-    let outcome = detach_one(
-        &ctx,
-        att.container_id.as_str(),
-        att.ifname.as_str(),
-        netns,
-        req.conf.device(),
-        Some(&devinfo),
-    )?;
-    tracing::info!(?outcome, "DEL device work done");
-    if let Some(e) = busy.or(busy_of(&outcome)) {
-        return Err(e);
-    }
+        tracing::info!(?outcome, "DEL device work done");
+        if let Some(e) = busy.or(busy_of(&outcome)) {
+            // Nothing is released (the work never started).
+            drop(release.wait());
+            return Err(e);
+        }
+        let released = release.finish();
+        timings::lap("release_wait");
+        released.unwrap_or_else(|| {
+            tracing::error!("DEL: the release did not run to its end");
+            Ok(())
+        })
+    })
+}
+
+/// Gives the attachment's addresses back: to jobnetd, or through the
+/// delegated IPAM plugin's DEL (whose error DEL returns, as the spec asks).
+fn release(req: &DelRequest, env: &DeviceEnv, delegate: Option<&Delegate>) -> Result<(), CniError> {
     if req.conf.ipam.is_none() {
-        release_in_daemon(req, &env);
+        release_in_daemon(req, env);
         return Ok(());
     }
-    match Delegate::for_ipam(&req.conf, att.cni_path.as_ref(), &req.vars) {
-        Ok(Some(d)) => {
-            let released = d.del();
-            timings::lap("ipam");
-            released?;
-        }
-        Ok(None) => {}
-        Err(e) => {
-            tracing::warn!(error = %e, "DEL: the IPAM plugin cannot be run; its allocation, if any, stays with it");
-        }
-    }
-    Ok(())
+    delegate.map_or(Ok(()), Delegate::del)
 }
 
 /// Holds the attachment against another run on it for the whole DEL. Past
@@ -151,14 +177,16 @@ fn detach_one(
     netns: Option<&std::path::Path>,
     device_hint: Option<jobnet_hw::PciAddr>,
     devinfo: Option<&std::path::Path>,
+    on_move: Option<&dyn Fn()>,
 ) -> Result<sriov::DetachOutcome, CniError> {
-    device::block_on(sriov::detach(
+    device::block_on(sriov::detach_with(
         ctx,
         container_id,
         ifname,
         netns,
         device_hint,
         devinfo,
+        on_move,
     ))
 }
 
@@ -171,10 +199,8 @@ fn release_in_daemon(req: &DelRequest, env: &DeviceEnv) {
     let client = daemon::client(&req.conf.jobnet.daemon_socket);
     let sent = device::block_on(async {
         let r = client.release(&key).await;
-        timings::lap("release");
         if r.is_ok() {
             daemon::flush_releases(&client, env.state.root()).await;
-            timings::lap("flush");
         }
         r
     });

@@ -8,6 +8,7 @@ mod daemon;
 mod del;
 pub mod device;
 mod gc;
+mod overlap;
 mod status;
 mod version;
 

@@ -134,6 +134,20 @@ pub async fn attach_with(
     spec: &AttachSpec,
     opts: &AttachOptions,
 ) -> Result<Attachment, AttachError> {
+    attach_overlapped(ctx, spec, opts, None).await
+}
+
+/// [`attach_with`], calling `on_move` (when given) just before the VF's
+/// netdev moves into the pod, after every check that can refuse the
+/// attach without a kernel change: work that takes the move's time
+/// (jobnetd's commit) starts there. It is not called when the attach does
+/// not move a netdev (a replay, a userspace-driver VF) or fails first.
+pub async fn attach_overlapped(
+    ctx: &Context<'_>,
+    spec: &AttachSpec,
+    opts: &AttachOptions,
+    on_move: Option<&dyn Fn()>,
+) -> Result<Attachment, AttachError> {
     let cache_path = cache::path_for(ctx.state, &spec.container_id, &spec.ifname);
     if let Ok(earlier) = cache::load::<AttachmentRecord>(&cache_path) {
         if earlier.pci != spec.pci {
@@ -238,7 +252,7 @@ pub async fn attach_with(
         ownership: opts.ownership,
         network: opts.network.clone(),
     };
-    match attach_steps(ctx, spec, &vf, &mut rec, &cache_path).await {
+    match attach_steps(ctx, spec, &vf, &mut rec, &cache_path, on_move).await {
         Ok(()) => Ok(Attachment {
             record: rec,
             cache_path,
@@ -354,6 +368,7 @@ async fn attach_steps(
     vf: &VfInfo,
     rec: &mut AttachmentRecord,
     cache_path: &std::path::Path,
+    on_move: Option<&dyn Fn()>,
 ) -> Result<(), AttachError> {
     let faults = ctx.faults;
     if rec.dpdk {
@@ -431,9 +446,14 @@ async fn attach_steps(
             .map_err(AttachError::kernel(Step::DropAltnames))?;
     }
     // Moving under a temporary name means neither the host's nor the pod's
-    // existing names can collide with the move itself.
+    // existing names can collide with the move itself. (With the pod's
+    // name in the move request instead, a pod that has it keeps the VF
+    // under its host name: the kernel renames after the move.)
     let temp = temp_name(spec.pci);
     faults.before(Step::MoveToPod)?;
+    if let Some(f) = on_move {
+        f();
+    }
     host.move_to_netns(link.index, &pod_ns, Some(&temp))
         .await
         .map_err(AttachError::kernel(Step::MoveToPod))?;
@@ -655,6 +675,18 @@ impl Attachment {
 /// attempted, and what could not be done is logged (DEL must succeed).
 /// Returns true when the VF's netdev (and RDMA device) was found and restored.
 pub async fn restore(sysfs: &SysfsRoot, rdma: &dyn RdmaOps, rec: &AttachmentRecord) -> bool {
+    restore_with(sysfs, rdma, rec, None).await
+}
+
+/// [`restore`], calling `on_move` (when given) just before the VF leaves
+/// the pod: the pod's interface is down by then, so work that must not
+/// overlap a live interface (releasing its address) may start.
+pub async fn restore_with(
+    sysfs: &SysfsRoot,
+    rdma: &dyn RdmaOps,
+    rec: &AttachmentRecord,
+    on_move: Option<&dyn Fn()>,
+) -> bool {
     if rec.dpdk {
         return true;
     }
@@ -686,7 +718,9 @@ pub async fn restore(sysfs: &SysfsRoot, rdma: &dyn RdmaOps, rec: &AttachmentReco
         .as_ref()
         .is_none_or(|r| rdma::move_out(rdma, r, &rec.netns));
 
-    // 1. Out of the pod, if it is still there.
+    // 1. Out of the pod, if it is still there. `home` is the pod link's
+    // hardware address when the move gave it its original name.
+    let mut home: Option<Option<MacAddr>> = None;
     if let Ok(pod_ns) = Netns::open(&rec.netns) {
         if let Ok(pod) = Handle::in_netns(&pod_ns) {
             for name in [rec.ifname.as_str(), temp.as_str()] {
@@ -702,7 +736,13 @@ pub async fn restore(sysfs: &SysfsRoot, rdma: &dyn RdmaOps, rec: &AttachmentReco
                 timings::lap("pod_link");
                 let _ = pod.set_down(l.index).await;
                 timings::lap("down");
+                if let Some(f) = on_move {
+                    f();
+                }
                 let back = pod.move_to_netns(l.index, &host_ns, Some(&orig.name)).await;
+                if back.is_ok() {
+                    home = Some(l.mac());
+                }
                 if let Err(e) = back {
                     tracing::info!(error = %e, "original name busy in host; moving under temporary name");
                     if let Err(e) = pod.move_to_netns(l.index, &host_ns, Some(&temp)).await {
@@ -715,25 +755,37 @@ pub async fn restore(sysfs: &SysfsRoot, rdma: &dyn RdmaOps, rec: &AttachmentReco
         }
     }
 
-    // 2. In the host, under whatever name it has now (the kernel may have
-    // brought it back as the pod's ifname or devN when the netns died).
-    let sysfs_names = sriov::resolve_vf(sysfs, rec.pci)
-        .map(|v| v.netdevs)
-        .unwrap_or_default();
-    let link = match find_host_netdev(
-        &host,
-        sysfs,
-        rec.pci,
-        &sysfs_names,
-        &[orig.name.as_str(), temp.as_str(), rec.ifname.as_str()],
-    )
-    .await
-    {
-        Ok(l) => l,
-        Err(e) => {
-            tracing::error!(error = %e, "VF netdev not found; cannot restore it");
-            return false;
-        }
+    // 2. In the host: where the move just put it (the same netdev: the
+    // kernel named it in the move, and it kept its hardware address), else
+    // under whatever name it has now (the kernel may have brought it back
+    // as the pod's ifname or devN when the netns died).
+    let moved_home = match home {
+        Some(mac) => host
+            .link_by_name(&orig.name)
+            .await
+            .ok()
+            .filter(|l| l.mac() == mac),
+        None => None,
+    };
+    let link = match moved_home {
+        Some(l) => l,
+        None => match find_host_netdev(
+            &host,
+            sysfs,
+            rec.pci,
+            &sriov::resolve_vf(sysfs, rec.pci)
+                .map(|v| v.netdevs)
+                .unwrap_or_default(),
+            &[orig.name.as_str(), temp.as_str(), rec.ifname.as_str()],
+        )
+        .await
+        {
+            Ok(l) => l,
+            Err(e) => {
+                tracing::error!(error = %e, "VF netdev not found; cannot restore it");
+                return false;
+            }
+        },
     };
     timings::lap("host_link");
     let mut ok = true;

@@ -9,7 +9,7 @@ use std::time::Duration;
 use jobnet_hw::PciAddr;
 use jobnet_netlink::{Handle, Netns};
 
-use super::attach::{restore, temp_name, Context};
+use super::attach::{restore_with, temp_name, Context};
 use super::cache::{self, CacheError};
 use super::devinfo;
 use super::owner::{self, OwnerError, VfLock, DEL_LOCK_WAIT};
@@ -94,6 +94,30 @@ pub async fn detach(
     device_hint: Option<PciAddr>,
     devinfo_hint: Option<&Path>,
 ) -> DetachOutcome {
+    detach_with(
+        ctx,
+        container_id,
+        ifname,
+        netns,
+        device_hint,
+        devinfo_hint,
+        None,
+    )
+    .await
+}
+
+/// [`detach`], calling `on_move` just before the VF leaves the pod (see
+/// [`super::attach::restore_with`]); it is not called when there is no
+/// such move (no cache, the netns or the interface gone, VF locked).
+pub async fn detach_with(
+    ctx: &Context<'_>,
+    container_id: &str,
+    ifname: &str,
+    netns: Option<&Path>,
+    device_hint: Option<PciAddr>,
+    devinfo_hint: Option<&Path>,
+    on_move: Option<&dyn Fn()>,
+) -> DetachOutcome {
     let cache_path = cache::path_for(ctx.state, container_id, ifname);
     let mut last = None;
     for _ in 0..MAX_RESTARTS {
@@ -128,7 +152,7 @@ pub async fn detach(
             remove_files(&rec, &cache_path);
             return DetachOutcome::VfOwnedByOther;
         }
-        let restored = restore(ctx.sysfs, ctx.rdma.as_ref(), &rec).await;
+        let restored = restore_with(ctx.sysfs, ctx.rdma.as_ref(), &rec, on_move).await;
         remove_files(&rec, &cache_path);
         // Dropping the lock removes our record (or the lock file DEL made).
         drop(lock);

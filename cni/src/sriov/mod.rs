@@ -15,9 +15,11 @@ pub mod record;
 pub mod state_dir;
 pub mod steps;
 
-pub use attach::{attach, attach_with, restore, AttachOptions, AttachSpec, Attachment, Context};
+pub use attach::{
+    attach, attach_overlapped, attach_with, restore, AttachOptions, AttachSpec, Attachment, Context,
+};
 pub use check::{check, CheckError};
-pub use detach::{detach, DetachOutcome};
+pub use detach::{detach, detach_with, DetachOutcome};
 pub use error::AttachError;
 pub use rdma::{KernelRdma, RdmaOps, RecordingRdma};
 pub use record::Ownership;
