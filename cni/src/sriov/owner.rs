@@ -184,6 +184,18 @@ fn lock(
     Ok(Some((file, parse(&body))))
 }
 
+/// [`lock`] making the file when there is none, so it is always there
+/// (a `None` would be a bug of the lock file layer: reported as not found).
+fn lock_created(
+    state: &StateDir,
+    pci: PciAddr,
+    wait: Duration,
+    hook: &dyn FaultHook,
+) -> Result<(LockedFile, Option<OwnerRecord>), OwnerError> {
+    lock(state, pci, Open::Create, wait, hook)?
+        .ok_or_else(|| io(&record_path(state, pci))(std::io::ErrorKind::NotFound.into()))
+}
+
 /// True when the network namespace at `path` is gone: the path no longer
 /// exists or no longer is a namespace file. Anything we cannot tell counts
 /// as alive.
@@ -235,11 +247,7 @@ pub fn claim_with(
     wait: Duration,
     hook: &dyn FaultHook,
 ) -> Result<VfClaim, OwnerError> {
-    let Some((mut file, current)) = lock(state, pci, Open::Create, wait, hook)? else {
-        return Err(io(&record_path(state, pci))(
-            std::io::ErrorKind::NotFound.into(),
-        ));
-    };
+    let (mut file, current) = lock_created(state, pci, wait, hook)?;
     let previous = match current {
         None => Previous::Nothing,
         Some(o) if o.is(&want.container_id, &want.ifname) => Previous::Same,
@@ -256,12 +264,7 @@ pub fn claim_with(
         }
         return Err(e);
     }
-    Ok(VfClaim {
-        file,
-        record: want,
-        fresh: previous != Previous::Same,
-        previous,
-    })
+    Ok(VfClaim::new(file, want, previous))
 }
 
 /// Locks `pci` for `want` for the duration of one operation, through
@@ -274,11 +277,7 @@ pub fn lock_transient(
     wait: Duration,
     hook: &dyn FaultHook,
 ) -> Result<VfClaim, OwnerError> {
-    let Some((mut file, current)) = lock(state, pci, Open::Create, wait, hook)? else {
-        return Err(io(&record_path(state, pci))(
-            std::io::ErrorKind::NotFound.into(),
-        ));
-    };
+    let (mut file, current) = lock_created(state, pci, wait, hook)?;
     file.unlink_on_drop(true);
     let previous = match current {
         None => Previous::Nothing,
@@ -291,12 +290,7 @@ pub fn lock_transient(
     };
     // Names the holder, so a crash leaves a file its DEL or GC can find.
     write_record(&mut file, &want)?;
-    Ok(VfClaim {
-        file,
-        record: want,
-        fresh: previous != Previous::Same,
-        previous,
-    })
+    Ok(VfClaim::new(file, want, previous))
 }
 
 /// Locks `pci` for DEL or GC of (`container_id`, `ifname`), waiting at
@@ -309,11 +303,7 @@ pub fn lock_for_detach(
     wait: Duration,
     hook: &dyn FaultHook,
 ) -> Result<VfLock, OwnerError> {
-    let Some((mut file, record)) = lock(state, pci, Open::Create, wait, hook)? else {
-        return Err(io(&record_path(state, pci))(
-            std::io::ErrorKind::NotFound.into(),
-        ));
-    };
+    let (mut file, record) = lock_created(state, pci, wait, hook)?;
     file.unlink_on_drop(record.as_ref().is_none_or(|r| r.is(container_id, ifname)));
     Ok(VfLock {
         _file: file,
@@ -384,6 +374,16 @@ pub fn records(
 }
 
 impl VfClaim {
+    /// A claim of `file` for `record`, found holding `previous`.
+    fn new(file: LockedFile, record: OwnerRecord, previous: Previous) -> Self {
+        Self {
+            file,
+            record,
+            fresh: previous != Previous::Same,
+            previous,
+        }
+    }
+
     /// Removes the ownership record; the VF is free once this returns.
     pub fn release(self) -> Result<(), OwnerError> {
         let path = self.file.path().to_owned();
