@@ -15,6 +15,7 @@ use common::ipam::{FixedIpam, FIXED_IPAM};
 use common::{CniCall, Netns, Node};
 use jobnet_cni::sriov::owner::{self, OwnerError, OwnerRecord};
 use jobnet_cni::sriov::{AttachError, FaultHook, StateDir, Step};
+use jobnet_hw::PciAddr;
 use jobnet_tests::fabric::FabricVf;
 use serde_json::{json, Value};
 
@@ -106,12 +107,15 @@ impl Setup {
 
 /// Runs `paused` with the hook on a thread; once it sits between opening
 /// and locking the record, runs `meanwhile`, then lets it go on.
-fn interleave(s: &Setup, paused: (&CniCall, &Value), meanwhile: impl FnOnce()) -> (i32, String) {
+fn pause_at_first_lock<T: Send>(
+    paused: impl FnOnce(&PauseAtFirstLock) -> T + Send,
+    meanwhile: impl FnOnce(),
+) -> T {
     let (reached_tx, reached_rx) = channel();
     let (go_tx, go_rx) = channel();
     let hook = PauseAtFirstLock::new(reached_tx, go_rx);
     std::thread::scope(|sc| {
-        let h = sc.spawn(|| run_paused(&s.node, paused.0, paused.1, &hook));
+        let h = sc.spawn(|| paused(&hook));
         reached_rx
             .recv_timeout(HANDSHAKE)
             .expect("the paused run never opened the VF's record");
@@ -119,6 +123,14 @@ fn interleave(s: &Setup, paused: (&CniCall, &Value), meanwhile: impl FnOnce()) -
         go_tx.send(()).expect("paused run gone");
         h.join().expect("paused run panicked")
     })
+}
+
+/// [`pause_at_first_lock`] for a plugin run of `paused`.
+fn interleave(s: &Setup, paused: (&CniCall, &Value), meanwhile: impl FnOnce()) -> (i32, String) {
+    pause_at_first_lock(
+        |hook| run_paused(&s.node, paused.0, paused.1, hook),
+        meanwhile,
+    )
 }
 
 #[test]
@@ -168,30 +180,14 @@ fn lock_existing_that_waited_sees_the_record_now_at_the_path() {
     let state = StateDir::new(s.node.state_dir());
     let pci = s.vf.pci;
     drop(owner::claim(&state, pci, record(&s, "a")).expect("claim a"));
-    let (reached_tx, reached_rx) = channel();
-    let (go_tx, go_rx) = channel();
-    let hook = PauseAtFirstLock::new(reached_tx, go_rx);
-    let got = std::thread::scope(|sc| {
-        let h = sc.spawn(|| owner::lock_existing_with_hook(&state, pci, &hook));
-        reached_rx.recv_timeout(HANDSHAKE).expect("never opened");
-        // The holder removes A's record; B makes its own.
-        let a = owner::lock_existing(&state, pci)
-            .expect("lock a")
-            .expect("a's record");
-        a.release().expect("release a");
-        drop(owner::claim(&state, pci, record(&s, "b")).expect("claim b"));
-        go_tx.send(()).expect("paused run gone");
-        h.join().expect("lock thread panicked")
-    });
+    let got = pause_at_first_lock(
+        |hook| owner::lock_existing_with_hook(&state, pci, hook),
+        || a_gives_way_to_b(&s, &state),
+    );
     let held = got.expect("lock_existing").expect("B's record");
     assert_eq!(held.record.container_id, "b", "acted on the removed record");
     drop(held);
-    assert_eq!(
-        owner::owner_of(&state, pci)
-            .map(|r| r.container_id)
-            .as_deref(),
-        Some("b")
-    );
+    assert_eq!(owner_id(&state, pci).as_deref(), Some("b"));
 }
 
 #[test]
@@ -200,32 +196,32 @@ fn claim_that_waited_sees_the_record_now_at_the_path() {
     let state = StateDir::new(s.node.state_dir());
     let pci = s.vf.pci;
     drop(owner::claim(&state, pci, record(&s, "a")).expect("claim a"));
-    let (reached_tx, reached_rx) = channel();
-    let (go_tx, go_rx) = channel();
-    let hook = PauseAtFirstLock::new(reached_tx, go_rx);
     // A retried claim of A opened A's record; meanwhile A is released and B
     // claims the VF.
-    let got = std::thread::scope(|sc| {
-        let h = sc.spawn(|| owner::claim_with_hook(&state, pci, record(&s, "a"), &hook));
-        reached_rx.recv_timeout(HANDSHAKE).expect("never opened");
-        let a = owner::lock_existing(&state, pci)
-            .expect("lock a")
-            .expect("a's record");
-        a.release().expect("release a");
-        drop(owner::claim(&state, pci, record(&s, "b")).expect("claim b"));
-        go_tx.send(()).expect("paused run gone");
-        h.join().expect("claim thread panicked")
-    });
+    let got = pause_at_first_lock(
+        |hook| owner::claim_with_hook(&state, pci, record(&s, "a"), hook),
+        || a_gives_way_to_b(&s, &state),
+    );
     match got {
         Err(OwnerError::OwnedByOther { owner, .. }) => assert_eq!(owner.container_id, "b"),
         other => panic!("a claim of A on B's VF must be refused, got {other:?}"),
     }
-    assert_eq!(
-        owner::owner_of(&state, pci)
-            .map(|r| r.container_id)
-            .as_deref(),
-        Some("b")
-    );
+    assert_eq!(owner_id(&state, pci).as_deref(), Some("b"));
+}
+
+/// While a paused run waits: the holder removes A's record; B makes its own.
+fn a_gives_way_to_b(s: &Setup, state: &StateDir) {
+    let pci = s.vf.pci;
+    let a = owner::lock_existing(state, pci)
+        .expect("lock a")
+        .expect("a's record");
+    a.release().expect("release a");
+    drop(owner::claim(state, pci, record(s, "b")).expect("claim b"));
+}
+
+/// The container id in the VF's owner record, as the owner module reads it.
+fn owner_id(state: &StateDir, pci: PciAddr) -> Option<String> {
+    owner::owner_of(state, pci).map(|r| r.container_id)
 }
 
 /// A record of `cid` whose netns is alive (the node's), so no claim takes
