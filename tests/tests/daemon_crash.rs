@@ -18,7 +18,6 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -26,9 +25,9 @@ use std::time::{Duration, Instant};
 use jobnet_api::{AttachmentKey, AttachmentState, Client, VfState};
 use jobnet_hw::PciAddr;
 use jobnet_tests::fabric::{Fabric, FabricSpec, Netns, VfId};
-use jobnet_tests::harness::{
-    binaries, result_addr, result_pci, unique, wait_for_jobnetd, CniCall, PluginRun, Pod,
-};
+use jobnet_tests::fault::jobnetd::{Jobnetd, JobnetdConfig};
+use jobnet_tests::fault::rng::{seed_from_env, Rng};
+use jobnet_tests::harness::{binaries, result_addr, result_pci, unique, CniCall, PluginRun, Pod};
 use serde_json::json;
 
 /// How long ADD/DEL traffic runs at least while jobnetd is being killed.
@@ -45,111 +44,6 @@ const VFS: usize = 8;
 const RESERVATION_TIMEOUT_SECS: u64 = 2;
 const NETNS_GRACE_SECS: u64 = 1;
 const RECONCILE_SECS: u64 = 1;
-
-/// xorshift64*: small, seedable, good enough to pick moments and operations.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n.max(1)
-    }
-}
-
-/// jobnetd on fixed state, socket and config; restartable; killed on drop.
-struct Jobnetd {
-    dir: tempfile::TempDir,
-    child: Option<Child>,
-    starts: usize,
-}
-
-impl Jobnetd {
-    fn new(sysfs_root: &Path) -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::write(
-            dir.path().join("jobnetd.toml"),
-            format!(
-                r#"node = "crash-node"
-socket = "{d}/jobnetd.sock"
-state_dir = "{d}/state"
-run_dir = "{d}/run"
-sysfs_root = "{sys}"
-metrics_addr = "off"
-reconcile_interval_secs = {RECONCILE_SECS}
-netns_grace_secs = {NETNS_GRACE_SECS}
-
-[[pools]]
-name = "rdma"
-cidrs = ["198.18.0.0/16"]
-subnet_prefix = {{ v4 = 24 }}
-isolation = {{ mode = "none" }}
-reservation_timeout_secs = {RESERVATION_TIMEOUT_SECS}
-"#,
-                d = dir.path().display(),
-                sys = sysfs_root.display(),
-            ),
-        )
-        .unwrap();
-        Self {
-            dir,
-            child: None,
-            starts: 0,
-        }
-    }
-
-    fn socket(&self) -> PathBuf {
-        self.dir.path().join("jobnetd.sock")
-    }
-
-    /// Starts jobnetd without waiting for it (clients meanwhile see it down).
-    fn spawn(&mut self) {
-        assert!(self.child.is_none());
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(self.dir.path().join("jobnetd.log"))
-            .unwrap();
-        self.child = Some(
-            Command::new(&binaries().jobnetd)
-                .arg("--config")
-                .arg(self.dir.path().join("jobnetd.toml"))
-                .stdin(Stdio::null())
-                .stdout(Stdio::null())
-                .stderr(log)
-                .spawn()
-                .unwrap(),
-        );
-        self.starts += 1;
-    }
-
-    fn wait_up(&mut self) {
-        let log = self.dir.path().join("jobnetd.log");
-        wait_for_jobnetd(&self.socket(), self.child.as_mut(), &log);
-    }
-
-    fn kill9(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.path().join("jobnetd.log")).unwrap_or_default()
-    }
-}
-
-impl Drop for Jobnetd {
-    fn drop(&mut self) {
-        self.kill9();
-    }
-}
 
 /// What a committed ADD left.
 #[derive(Debug, Clone)]
@@ -217,16 +111,7 @@ fn where_is(fabric: &Fabric, vf: VfId) -> Option<Netns> {
 
 #[test]
 fn sigkill_during_add_del_stream_keeps_invariants() {
-    let seed = std::env::var("JOBNET_CRASH_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| {
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .unwrap()
-                .as_nanos() as u64
-                | 1
-        });
+    let seed = seed_from_env("JOBNET_CRASH_SEED");
     println!("JOBNET_CRASH_SEED={seed}");
     // Build the binaries before the clock starts: on a busy machine the
     // first build can take longer than the whole stream.
@@ -239,9 +124,18 @@ fn sigkill_during_add_del_stream_keeps_invariants() {
     })
     .unwrap();
     let sysfs_root = fabric.node(0).unwrap().sysfs_root.clone();
-    let mut d = Jobnetd::new(&sysfs_root);
-    d.spawn();
-    d.wait_up();
+    let d = Jobnetd::start(&JobnetdConfig {
+        node: "crash-node".into(),
+        sysfs_root,
+        netns: None,
+        reconcile_interval_secs: RECONCILE_SECS,
+        netns_grace_secs: NETNS_GRACE_SECS,
+        pools: format!(
+            "[[pools]]\nname = \"rdma\"\ncidrs = [\"198.18.0.0/16\"]\n\
+             subnet_prefix = {{ v4 = 24 }}\nisolation = {{ mode = \"none\" }}\n\
+             reservation_timeout_secs = {RESERVATION_TIMEOUT_SECS}\n"
+        ),
+    });
     let socket = d.socket();
     let world = World {
         fabric,
@@ -259,7 +153,7 @@ fn sigkill_during_add_del_stream_keeps_invariants() {
         let daemon = world.daemon.clone();
         let stop = stop.clone();
         let kills = kills.clone();
-        let mut rng = Rng(seed ^ 0x9e37_79b9_7f4a_7c15);
+        let mut rng = Rng::new(seed ^ 0x9e37_79b9_7f4a_7c15);
         std::thread::spawn(move || {
             while !stop.load(Ordering::Relaxed) {
                 std::thread::sleep(Duration::from_millis(150 + rng.below(600)));
@@ -272,14 +166,14 @@ fn sigkill_during_add_del_stream_keeps_invariants() {
     };
 
     // The stream, against a model of what must hold.
-    let mut rng = Rng(seed);
+    let mut rng = Rng::new(seed);
     let mut held: BTreeMap<usize, Held> = BTreeMap::new();
     let (mut adds_ok, mut adds_failed, mut dels) = (0, 0, 0);
     loop {
         let free: Vec<usize> = (0..PODS).filter(|p| !held.contains_key(p)).collect();
         let add = !free.is_empty() && (held.is_empty() || rng.below(100) < 60);
         if add {
-            let pod = free[rng.below(free.len() as u64) as usize];
+            let pod = free[rng.index(free.len())];
             let cid = unique("crash");
             let add = world.jobnet("ADD", &cid, &world.pods[pod].path());
             let (out, err) = (&add.stdout, &add.stderr);
@@ -302,7 +196,7 @@ fn sigkill_during_add_del_stream_keeps_invariants() {
             }
         } else {
             let pods: Vec<usize> = held.keys().copied().collect();
-            let pod = pods[rng.below(pods.len() as u64) as usize];
+            let pod = pods[rng.index(pods.len())];
             let h = held.remove(&pod).unwrap();
             world.del(&h.cid, pod, Some(h.vf));
             dels += 1;
@@ -397,7 +291,7 @@ fn sigkill_during_add_del_stream_keeps_invariants() {
             "ADD after the stream: {}{}\n{}",
             add.stdout,
             add.stderr,
-            world.daemon.lock().unwrap().log()
+            world.daemon.lock().unwrap().log_tail(200)
         );
         let r = add.json();
         let pci = result_pci(&r).unwrap_or_else(|| panic!("no pciID: {r}"));
