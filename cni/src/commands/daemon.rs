@@ -102,6 +102,12 @@ pub fn drop_queued(state_root: &Path, key: &AttachmentKey) {
 
 /// Delivers queued releases; stops at the first one the daemon does not take.
 pub async fn flush_releases(client: &Client, state_root: &Path) {
+    flush_releases_except(client, state_root, &[]).await;
+}
+
+/// [`flush_releases`], leaving the queued releases of `keep` queued (GC's
+/// valid attachments: a runtime that lists one holds it again).
+pub async fn flush_releases_except(client: &Client, state_root: &Path, keep: &[AttachmentKey]) {
     let Ok(entries) = std::fs::read_dir(state_root.join(PENDING_DIR)) else {
         return;
     };
@@ -117,6 +123,9 @@ pub async fn flush_releases(client: &Client, state_root: &Path) {
             let _ = std::fs::remove_file(&path);
             continue;
         };
+        if keep.contains(&key) {
+            continue;
+        }
         match client.release(&key).await {
             Ok(_) => {
                 tracing::info!(attachment = %key, "delivered queued release");

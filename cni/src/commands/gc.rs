@@ -11,8 +11,9 @@ use super::GcRequest;
 /// GC: `cni.dev/valid-attachments` is required (without it every attachment
 /// would look stale). The plugin's own attachments of this network that are
 /// not listed are undone first (VF home, cache, owner record), as DEL
-/// would; then jobnetd is told (no `ipam` section), or the delegated IPAM
-/// plugin when it speaks the config's version.
+/// would; then jobnetd is told (no `ipam` section: after the releases DEL
+/// queued while it was away), or the delegated IPAM plugin when it speaks
+/// the config's version.
 pub fn gc(req: &GcRequest) -> Result<(), CniError> {
     let valid = req
         .conf
@@ -47,7 +48,13 @@ pub fn gc(req: &GcRequest) -> Result<(), CniError> {
             network: Some(req.conf.name.as_str().to_owned()),
         };
         let client = daemon::client(&req.conf.jobnet.daemon_socket);
-        let done = device::block_on(client.gc(&gc))?.map_err(|e| daemon::api_error(&e))?;
+        let done = device::block_on(async {
+            // Releases a DEL queued while jobnetd was away: GC may be the
+            // last run the plugin gets on this node for a while.
+            daemon::flush_releases_except(&client, env.state.root(), &gc.valid).await;
+            client.gc(&gc).await
+        })?
+        .map_err(|e| daemon::api_error(&e))?;
         tracing::info!(released = done.released.len(), "jobnetd GC");
     }
     if let Some(d) = Delegate::for_ipam(&req.conf, Some(&req.env), &req.vars)? {
