@@ -3,6 +3,7 @@
 //! inside a node the way a container runtime does.
 
 use std::collections::HashMap;
+use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -17,9 +18,12 @@ mod skip;
 mod wait;
 
 pub use cni::{
-    remove_default_devinfo, result_addr, result_pci, CniCall, PluginRun, DEFAULT_DEVINFO_DIR,
+    remove_default_devinfo, require_reference_plugin, result_addr, result_pci, CniCall, PluginRun,
+    DEFAULT_DEVINFO_DIR, REFERENCE_PLUGINS,
 };
-pub use kernel::{ip_batch, ip_json, link_details, links_by_name, master_of};
+pub use kernel::{
+    ip_batch, ip_json, link_details, links_by_name, master_of, port_states, PortState,
+};
 pub use skip::{record_skip, skip, SKIP_LOG_ENV};
 pub use wait::{udp_echo_within, wait_oper_up, wait_until, STATE_DEADLINE};
 
@@ -261,23 +265,7 @@ impl Daemon {
         )
         .expect("write jobnetd.toml");
         let log = std::fs::File::create(dir.path().join("jobnetd.log")).expect("daemon log");
-        let mut cmd = match netns {
-            // `ip netns exec` enters the netns and then execs jobnetd itself.
-            Some(ns) => {
-                let mut c = Command::new("ip");
-                c.args(["netns", "exec", ns]).arg(jobnetd);
-                c
-            }
-            None => Command::new(jobnetd),
-        };
-        let child = cmd
-            .arg("--config")
-            .arg(&config)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("spawn jobnetd");
+        let child = spawn_jobnetd(jobnetd, netns, &config, log);
         let mut d = Self {
             dir,
             socket,
@@ -321,6 +309,28 @@ impl Drop for Daemon {
             let _ = c.wait();
         }
     }
+}
+
+/// Starts `jobnetd --config <config>` with its stderr to `log`, inside
+/// network namespace `netns` when given, without waiting for it.
+pub fn spawn_jobnetd(jobnetd: &Path, netns: Option<&str>, config: &Path, log: File) -> Child {
+    let mut cmd = match netns {
+        // `ip netns exec` enters the netns and then execs jobnetd itself:
+        // the child's pid is jobnetd's, so SIGKILL hits it.
+        Some(ns) => {
+            let mut c = Command::new("ip");
+            c.args(["netns", "exec", ns]).arg(jobnetd);
+            c
+        }
+        None => Command::new(jobnetd),
+    };
+    cmd.arg("--config")
+        .arg(config)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .expect("spawn jobnetd")
 }
 
 /// Waits (up to 20 s) until jobnetd answers on `socket`; panics with its

@@ -38,9 +38,12 @@ use std::time::{Duration, Instant};
 
 use jobnet_api::{Attachment, JobDetail, JobSummary, NodeView, RailSubnet};
 use jobnet_tests::etcd::{EtcdCluster, EtcdSpec, ETCDCTL_BIN, ETCD_BIN};
-use jobnet_tests::fabric::ip::{self, Netns};
+use jobnet_tests::fabric::ip::Netns;
 use jobnet_tests::fabric::{Fabric, FabricSpec, VfId};
-use jobnet_tests::harness::{binaries, ip_batch, ip_json, unique, wait_for_jobnetd, Pod};
+use jobnet_tests::harness::{
+    binaries, ip_batch, ip_json, port_states, remove_default_devinfo, spawn_jobnetd, unique,
+    wait_for_jobnetd, Pod, PortState, DEFAULT_DEVINFO_DIR,
+};
 use jobnet_tests::skip;
 use serde_json::json;
 
@@ -262,17 +265,7 @@ isolation = {{ mode = "vxlan", first = 1000, last = 1999 }}
         std::fs::write(&config_path, config).expect("write jobnetd.toml");
         let log_path = dir.path().join("jobnetd.log");
         let log = std::fs::File::create(&log_path).expect("jobnetd log");
-        // nsenter execs jobnetd in place: the child is jobnetd itself.
-        let child = Command::new("nsenter")
-            .arg(format!("--net={}", n.netns_path().display()))
-            .arg(&binaries().jobnetd)
-            .arg("--config")
-            .arg(&config_path)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("spawn jobnetd");
+        let child = spawn_jobnetd(&binaries().jobnetd, n.netns.as_deref(), &config_path, log);
         let mut d = Self {
             node,
             socket,
@@ -346,10 +339,6 @@ impl Drop for Jobnetd {
     }
 }
 
-/// Where the plugin writes the device-info files of rails the runtime
-/// gave no path for (every rail after the first).
-const DEVINFO_DIR: &str = "/var/run/k8s.cni.cncf.io/devinfo/cni";
-
 /// A fabric, its etcd and one jobnetd per node. Fields drop in order:
 /// daemons, plugin state, etcd members, then the fabric.
 struct World {
@@ -366,10 +355,7 @@ impl Drop for World {
     fn drop(&mut self) {
         // A test that failed before DEL leaves its pods' device-info files
         // behind; only this world's plugin runs wrote files with its name.
-        let mine = format!("{}-", self.network);
-        for p in self.default_devinfo(|name| name.starts_with(&mine)) {
-            let _ = std::fs::remove_file(p);
-        }
+        remove_default_devinfo(&self.network);
     }
 }
 
@@ -537,9 +523,9 @@ impl World {
         v
     }
 
-    /// Files in [`DEVINFO_DIR`] whose names pass `keep`.
+    /// Files in [`DEFAULT_DEVINFO_DIR`] whose names pass `keep`.
     fn default_devinfo(&self, keep: impl Fn(&str) -> bool) -> Vec<PathBuf> {
-        std::fs::read_dir(DEVINFO_DIR)
+        std::fs::read_dir(DEFAULT_DEVINFO_DIR)
             .map(|rd| {
                 rd.filter_map(|e| e.ok())
                     .filter(|e| e.file_name().to_str().is_some_and(&keep))
@@ -589,40 +575,6 @@ impl World {
         assert_eq!(got, want, "one VF per rail, named per rail: {result}");
         rails
     }
-}
-
-/// What a VF netdev and its representor look like from the node.
-#[derive(Debug, Clone, PartialEq, Eq)]
-struct PortState {
-    mac: Option<String>,
-    mtu: Option<u32>,
-    up: bool,
-    master: Option<String>,
-}
-
-/// Every VF netdev and representor of `node` by name, as its netns has them.
-fn port_states(fabric: &Fabric, node: usize) -> BTreeMap<String, PortState> {
-    let wanted: BTreeSet<&str> = fabric
-        .vfs()
-        .iter()
-        .filter(|v| v.id.node == node)
-        .flat_map(|v| [v.netdev.as_deref(), v.representor.as_deref()])
-        .flatten()
-        .collect();
-    ip::links(&fabric.node(node).expect("node").ip_netns())
-        .expect("ip link")
-        .into_iter()
-        .filter(|l| wanted.contains(l.ifname.as_str()))
-        .map(|l| {
-            let st = PortState {
-                mac: l.address.clone(),
-                mtu: l.mtu,
-                up: l.flags.iter().any(|f| f == "UP"),
-                master: l.master.clone(),
-            };
-            (l.ifname, st)
-        })
-        .collect()
 }
 
 /// Every node's VF and representor states.

@@ -54,7 +54,7 @@ use jobnet_tests::fault::podns::{pod_addresses, PodNetns, Returned};
 use jobnet_tests::fault::rng::{count_from_env, seed_from_env, Rng};
 use jobnet_tests::fault::run::{self, Invocation, Outcome};
 use jobnet_tests::fault::sysfs::{check_aliases, SysfsSync};
-use jobnet_tests::harness::binaries;
+use jobnet_tests::harness::{binaries, require_reference_plugin};
 use serde_json::{json, Value};
 
 /// Plugin runs of the default (short) stream.
@@ -1436,12 +1436,7 @@ fn audit(s: &Suite) -> Leaks {
 
 #[test]
 fn random_faults_leave_nothing_behind() {
-    let host_local = Path::new("/usr/lib/cni/host-local");
-    assert!(
-        host_local.exists(),
-        "{} is missing (scripts/install-deps.sh installs it)",
-        host_local.display()
-    );
+    require_reference_plugin("host-local");
     let seed = seed_from_env("JOBNET_FAULT_SEED");
     let ops = count_from_env("JOBNET_FAULT_OPS", DEFAULT_OPS);
     say(&format!(

@@ -6,7 +6,6 @@
 //! removes every bridge and tunnel and leaves VFs and representors as they
 //! were.
 
-use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
@@ -16,7 +15,8 @@ use jobnet_tests::fabric::ip::{self, Netns};
 use jobnet_tests::fabric::probe::udp_echo;
 use jobnet_tests::fabric::{Fabric, FabricSpec, FabricVf};
 use jobnet_tests::harness::{
-    link_details, master_of, result_addr, result_pci, unique, CniCall, Daemon, PluginRun, Pod,
+    link_details, master_of, port_states, result_addr, result_pci, unique, CniCall, Daemon,
+    PluginRun, Pod,
 };
 use jobnet_tests::harness::{udp_echo_within, wait_oper_up, STATE_DEADLINE};
 use serde_json::json;
@@ -151,43 +151,6 @@ impl<'f> Node<'f> {
         assert_eq!(att.isolation.mode, jobnet_api::IsolationMode::Vxlan);
         att.isolation.id.unwrap()
     }
-}
-
-/// What a VF netdev and its representor look like from the node.
-#[derive(Debug, Clone, PartialEq, Eq)]
-struct PortState {
-    name: String,
-    mac: Option<String>,
-    mtu: Option<u32>,
-    up: bool,
-    master: Option<String>,
-}
-
-/// Every VF netdev and representor of the node, by name.
-fn port_states(fabric: &Fabric, node: usize) -> BTreeMap<String, PortState> {
-    let ns = fabric.node(node).unwrap().ip_netns();
-    let wanted: Vec<&str> = fabric
-        .vfs()
-        .iter()
-        .filter(|v| v.id.node == node)
-        .flat_map(|v| [v.netdev.as_deref(), v.representor.as_deref()])
-        .flatten()
-        .collect();
-    ip::links(&ns)
-        .unwrap()
-        .into_iter()
-        .filter(|l| wanted.contains(&l.ifname.as_str()))
-        .map(|l| {
-            let st = PortState {
-                name: l.ifname.clone(),
-                mac: l.address.clone(),
-                mtu: l.mtu,
-                up: l.flags.iter().any(|f| f == "UP"),
-                master: l.master.clone(),
-            };
-            (l.ifname, st)
-        })
-        .collect()
 }
 
 /// Names of the jobnet bridges and tunnels in the node netns.

@@ -3,10 +3,10 @@
 //! the same state, as a DaemonSet restarts it.
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::time::Duration;
 
-use crate::harness::{binaries, wait_for_jobnetd};
+use crate::harness::{binaries, spawn_jobnetd, wait_for_jobnetd};
 
 use super::run::{output_within, tail};
 
@@ -87,25 +87,12 @@ impl Jobnetd {
             .append(true)
             .open(self.log_path())
             .expect("jobnetd log");
-        let jobnetd = &binaries().jobnetd;
-        let mut cmd = match &self.netns {
-            // `ip netns exec` enters the netns and then execs jobnetd
-            // itself: the child's pid is jobnetd's, so SIGKILL hits it.
-            Some(ns) => {
-                let mut c = Command::new("ip");
-                c.args(["netns", "exec", ns]).arg(jobnetd);
-                c
-            }
-            None => Command::new(jobnetd),
-        };
-        let child = cmd
-            .arg("--config")
-            .arg(self.dir.path().join("jobnetd.toml"))
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("spawn jobnetd");
+        let child = spawn_jobnetd(
+            &binaries().jobnetd,
+            self.netns.as_deref(),
+            &self.dir.path().join("jobnetd.toml"),
+            log,
+        );
         self.child = Some(child);
         self.starts += 1;
     }

@@ -60,7 +60,7 @@ impl CniCall {
 
     /// Sets `CNI_PATH` to Debian's plugin dir, as runtimes here do.
     pub fn cni_path(self) -> Self {
-        self.var("CNI_PATH", "/usr/lib/cni")
+        self.var("CNI_PATH", REFERENCE_PLUGINS)
     }
 
     /// Points the plugin at a fake sysfs and its own state dir through
@@ -108,6 +108,20 @@ fn run_in_node<'a, V: AsRef<OsStr>>(
         stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
         stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
     }
+}
+
+/// Where the reference CNI plugins are (Debian's containernetworking-plugins).
+pub const REFERENCE_PLUGINS: &str = "/usr/lib/cni";
+
+/// Panics, naming what installs it, when reference plugin `name` is missing:
+/// a test that delegates to it cannot say anything without it.
+pub fn require_reference_plugin(name: &str) {
+    let path = Path::new(REFERENCE_PLUGINS).join(name);
+    assert!(
+        path.exists(),
+        "{} is missing (scripts/install-deps.sh installs it)",
+        path.display()
+    );
 }
 
 /// Where the plugin writes the device-info files of rails the runtime gave

@@ -1,10 +1,11 @@
 //! Reading and changing kernel network state from tests, in one netns at a
 //! time, through iproute2 (the view an operator would check by hand).
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::process::Command;
 
 use crate::fabric::ip::{self, IpLink, Netns};
+use crate::fabric::Fabric;
 
 /// Every link in `ns`, by name. Panics when `ip` fails (tests only).
 pub fn links_by_name(ns: &Netns) -> HashMap<String, IpLink> {
@@ -60,4 +61,45 @@ pub fn master_of(ns: &Netns, dev: &str) -> Option<String> {
         .into_iter()
         .find(|l| l.ifname == dev)
         .and_then(|l| l.master)
+}
+
+/// What a VF netdev and its representor look like from the node: what DEL
+/// must give back as it was.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PortState {
+    /// MAC address.
+    pub mac: Option<String>,
+    /// MTU.
+    pub mtu: Option<u32>,
+    /// Administratively up.
+    pub up: bool,
+    /// The bridge (or bond) it is enslaved to.
+    pub master: Option<String>,
+}
+
+/// Every VF netdev and representor of fabric node `node` by name, as its
+/// netns has them. Panics when `ip` fails (tests only).
+pub fn port_states(fabric: &Fabric, node: usize) -> BTreeMap<String, PortState> {
+    let wanted: BTreeSet<&str> = fabric
+        .vfs()
+        .iter()
+        .filter(|v| v.id.node == node)
+        .flat_map(|v| [v.netdev.as_deref(), v.representor.as_deref()])
+        .flatten()
+        .collect();
+    let ns = fabric.node(node).expect("fabric node").ip_netns();
+    ip::links(&ns)
+        .unwrap_or_else(|e| panic!("ip link show in {ns:?}: {e}"))
+        .into_iter()
+        .filter(|l| wanted.contains(l.ifname.as_str()))
+        .map(|l| {
+            let st = PortState {
+                mac: l.address.clone(),
+                mtu: l.mtu,
+                up: l.flags.iter().any(|f| f == "UP"),
+                master: l.master.clone(),
+            };
+            (l.ifname, st)
+        })
+        .collect()
 }
