@@ -6,12 +6,11 @@
 mod common;
 
 use std::fs::{File, OpenOptions};
-use std::io::Write;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use common::ipam::{FixedIpam, FIXED_IPAM};
-use common::{kernel, CniCall, Netns, Node};
+use common::{kernel, wait_within, CniCall, Netns, Node};
 use jobnet_tests::fabric::FabricVf;
 use nix::fcntl::{Flock, FlockArg};
 use serde_json::{json, Value};
@@ -82,35 +81,9 @@ fn hold_lock(path: &std::path::Path) -> Flock<File> {
 /// Runs the plugin in the node like `Node::call`, but kills it past `HANG`:
 /// (exit code or None when it hung, stdout, time taken).
 fn call_bounded(node: &Node, call: &CniCall, conf: &Value) -> (Option<i32>, String, Duration) {
-    let mut cmd = Command::new("nsenter");
-    cmd.arg(format!("--net={}", node.netns_path().display()))
-        .arg(env!("CARGO_BIN_EXE_jobnet"))
-        .env_clear()
-        .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
-        .env("JOBNET_SYSFS_ROOT", node.sysfs_root())
-        .env("JOBNET_STATE_DIR", node.state_dir())
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null());
-    for (k, v) in call.vars() {
-        cmd.env(k, v);
-    }
     let started = Instant::now();
-    let mut child = cmd.spawn().expect("spawn jobnet");
-    if let Some(mut stdin) = child.stdin.take() {
-        let _ = stdin.write_all(conf.to_string().as_bytes());
-    }
-    let code = loop {
-        if let Some(st) = child.try_wait().expect("wait jobnet") {
-            break st.code();
-        }
-        if started.elapsed() > HANG {
-            let _ = child.kill();
-            let _ = child.wait();
-            break None;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
+    let mut child = node.spawn(call, conf, Stdio::piped());
+    let code = wait_within(&mut child, HANG).and_then(|st| st.code());
     let mut out = String::new();
     if let Some(mut stdout) = child.stdout.take() {
         let _ = std::io::Read::read_to_string(&mut stdout, &mut out);

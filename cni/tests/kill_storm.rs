@@ -5,85 +5,24 @@
 
 mod common;
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
 
 use common::ipam::{FixedIpam, FIXED_IPAM};
-use common::{kernel, CniCall, Netns, Node};
-use serde_json::{json, Value};
+use common::{kernel, wait_within, CniCall, Netns, Node};
+use jobnet_tests::fault::rng::{seed_from_env, Rng};
+use jobnet_tests::harness::require_reference_plugin;
+use serde_json::json;
 
 const ROUNDS: usize = 60;
 /// Bound on one ADD or DEL of the storm (a hung plugin fails the test).
 const RUN_BOUND: Duration = Duration::from_secs(30);
 
-/// A small deterministic generator (xorshift64*), seeded per run and
-/// printed, so a failing round can be replayed.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        if n == 0 {
-            0
-        } else {
-            self.next() % n
-        }
-    }
-}
-
-fn seed() -> u64 {
-    std::env::var("JOBNET_STORM_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| {
-            SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .map_or(1, |d| d.as_nanos() as u64)
-                | 1
-        })
-}
-
-/// Starts the plugin in the node like a runtime does.
-fn spawn(node: &Node, call: &CniCall, conf: &Value) -> std::process::Child {
-    let mut cmd = Command::new("nsenter");
-    cmd.arg(format!("--net={}", node.netns_path().display()))
-        .arg(env!("CARGO_BIN_EXE_jobnet"))
-        .env_clear()
-        .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
-        .env("JOBNET_SYSFS_ROOT", node.sysfs_root())
-        .env("JOBNET_STATE_DIR", node.state_dir())
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null());
-    for (k, v) in call.vars() {
-        cmd.env(k, v);
-    }
-    let mut child = cmd.spawn().expect("spawn jobnet");
-    if let Some(mut stdin) = child.stdin.take() {
-        let _ = stdin.write_all(conf.to_string().as_bytes());
-    }
-    child
-}
-
-/// Waits for `child` within [`RUN_BOUND`].
-fn wait_bounded(child: &mut std::process::Child, what: &str) {
-    let started = Instant::now();
-    while child.try_wait().expect("wait").is_none() {
-        if started.elapsed() > RUN_BOUND {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("{what} did not finish within {RUN_BOUND:?}");
-        }
-        std::thread::sleep(Duration::from_millis(5));
-    }
+/// Waits for `child` within [`RUN_BOUND`]; returns its status.
+fn wait_bounded(child: &mut std::process::Child, what: &str) -> std::process::ExitStatus {
+    wait_within(child, RUN_BOUND)
+        .unwrap_or_else(|| panic!("{what} did not finish within {RUN_BOUND:?}"))
 }
 
 /// Lease files of host-local under `dir` (it names them after the address;
@@ -109,12 +48,7 @@ fn leases(dir: &Path) -> Vec<PathBuf> {
 
 #[test]
 fn sigkill_during_add_then_del_leaves_nothing() {
-    let host_local = Path::new(common::node::REFERENCE_PLUGINS).join("host-local");
-    assert!(
-        host_local.exists(),
-        "{} is missing (scripts/install-deps.sh installs it)",
-        host_local.display()
-    );
+    require_reference_plugin("host-local");
     let node = Node::small(1);
     let vf = node.vf(0);
     let pod = Netns::new("jnks");
@@ -139,16 +73,16 @@ fn sigkill_during_add_then_del_leaves_nothing() {
     node.assert_no_state();
     let window = u64::try_from(add_time.as_micros()).unwrap_or(u64::MAX) * 3 / 2;
 
-    let seed = seed();
+    let seed = seed_from_env("JOBNET_STORM_SEED");
     eprintln!("kill storm: seed {seed} (JOBNET_STORM_SEED), ADD takes {add_time:?}");
-    let mut rng = Rng(seed);
+    let mut rng = Rng::new(seed);
     let mut finished = 0;
     for round in 0..ROUNDS {
         let cid = common::unique("ks");
         let conf = conf_for(&cid);
         let call = CniCall::new("ADD", &cid, &pod.path(), "net1");
         let delay = Duration::from_micros(rng.below(window));
-        let mut child = spawn(&node, &call, &conf);
+        let mut child = node.spawn(&call, &conf, Stdio::null());
         std::thread::sleep(delay);
         let _ = child.kill();
         wait_bounded(&mut child, "killed ADD");
@@ -159,9 +93,8 @@ fn sigkill_during_add_then_del_leaves_nothing() {
             finished += 1;
         }
 
-        let mut del = spawn(&node, &call.cmd("DEL"), &conf);
-        wait_bounded(&mut del, "DEL");
-        let status = del.wait().expect("DEL status");
+        let mut del = node.spawn(&call.cmd("DEL"), &conf, Stdio::null());
+        let status = wait_bounded(&mut del, "DEL");
         node.sync(&vf);
         assert!(
             status.success(),

@@ -6,11 +6,11 @@
 
 mod common;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use common::{CniCall, Netns, Node};
 use jobnet_tests::fabric::FabricSpec;
-use jobnet_tests::harness::Daemon;
+use jobnet_tests::harness::{Daemon, DEFAULT_DEVINFO_DIR};
 use serde_json::{json, Value};
 
 const POOL: &str = r#"[[pools]]
@@ -21,7 +21,11 @@ rails = 2
 isolation = { mode = "none" }
 "#;
 
-const DEVINFO_DIR: &str = "/var/run/k8s.cni.cncf.io/devinfo/cni";
+/// Where ADD writes the device-info file of rail `ifname` (every rail after
+/// the first has no path from the runtime).
+fn default_devinfo(network: &str, cid: &str, ifname: &str) -> PathBuf {
+    Path::new(DEFAULT_DEVINFO_DIR).join(format!("{network}-{cid}-{ifname}-device-info.json"))
+}
 
 /// Rewrites the cache at `path` as it was before its ADD finished: no
 /// printed result, no list of the other rails.
@@ -55,9 +59,7 @@ fn del_after_an_add_killed_between_rails_returns_every_rail() {
     for vf in node.vfs() {
         node.sync(&vf);
     }
-    let devinfo = |ifname: &str| {
-        Path::new(DEVINFO_DIR).join(format!("{network}-{cid}-{ifname}-device-info.json"))
-    };
+    let devinfo = |ifname: &str| default_devinfo(&network, &cid, ifname);
     assert!(devinfo("net1r1").exists());
 
     // The kernel work of both rails is done, the caches are not final: as a
@@ -103,9 +105,7 @@ fn del_with_an_unreadable_later_rail_cache_removes_its_device_info_file() {
     for vf in node.vfs() {
         node.sync(&vf);
     }
-    let devinfo = |ifname: &str| {
-        Path::new(DEVINFO_DIR).join(format!("{network}-{cid}-{ifname}-device-info.json"))
-    };
+    let devinfo = |ifname: &str| default_devinfo(&network, &cid, ifname);
     assert!(devinfo("net1r1").exists());
     std::fs::write(node.cache_file(&cid, "net1r1"), b"").expect("truncate cache");
 

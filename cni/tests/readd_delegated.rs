@@ -7,38 +7,16 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use common::{kernel, CniCall, Netns, Node};
+use jobnet_tests::fault::audit::host_local_leases;
+use jobnet_tests::harness::require_reference_plugin;
 use serde_json::json;
-
-/// host-local's lease files under `data` for `network` (named after the
-/// address; `lock` and `last_reserved_ip.*` are its bookkeeping).
-fn leases(data: &Path, network: &str) -> Vec<PathBuf> {
-    let mut v: Vec<PathBuf> = std::fs::read_dir(data.join(network))
-        .map(|rd| {
-            rd.flatten()
-                .map(|e| e.path())
-                .filter(|p| {
-                    p.file_name()
-                        .and_then(|n| n.to_str())
-                        .is_some_and(|n| n.parse::<std::net::IpAddr>().is_ok())
-                })
-                .collect()
-        })
-        .unwrap_or_default();
-    v.sort();
-    v
-}
 
 #[test]
 fn a_refused_repeat_add_keeps_the_finished_attachment_and_its_lease() {
-    let host_local = Path::new(common::node::REFERENCE_PLUGINS).join("host-local");
-    assert!(
-        host_local.exists(),
-        "{} is missing (scripts/install-deps.sh installs it)",
-        host_local.display()
-    );
+    require_reference_plugin("host-local");
     let node = Node::small(1);
     let vf = node.vf(0);
     let data = node.files().join("host-local");
@@ -54,13 +32,13 @@ fn a_refused_repeat_add_keeps_the_finished_attachment_and_its_lease() {
         .as_str()
         .expect("address")
         .to_owned();
-    let held = leases(&data, "readd");
+    let held = host_local_leases(&data, "readd");
     assert_eq!(held.len(), 1, "{held:?}");
 
     let again = node.call(&call, &conf);
     assert_ne!(again.status, 0, "host-local allocated twice: {again:?}");
     assert_eq!(
-        leases(&data, "readd"),
+        host_local_leases(&data, "readd"),
         held,
         "the refused repeat handed back the pod's lease"
     );
@@ -74,5 +52,5 @@ fn a_refused_repeat_add_keeps_the_finished_attachment_and_its_lease() {
     node.call(&call.cmd("DEL"), &conf).expect_silent_success();
     node.assert_vf_home(&vf);
     node.assert_no_state();
-    assert_eq!(leases(&data, "readd"), Vec::<PathBuf>::new());
+    assert_eq!(host_local_leases(&data, "readd"), Vec::<PathBuf>::new());
 }

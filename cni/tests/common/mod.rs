@@ -15,4 +15,4 @@ pub use node::{CniCall, Node, VfSnapshot};
 #[allow(unused_imports)]
 pub use pod::{unique, Netns};
 #[allow(unused_imports)]
-pub use run::{jobnet, run_bin, run_cmd, Run};
+pub use run::{jobnet, run_bin, run_cmd, wait_within, Run};

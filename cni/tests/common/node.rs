@@ -4,7 +4,9 @@
 
 use std::collections::HashMap;
 use std::fs::File;
+use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
 
 use jobnet_tests::fabric::{Fabric, FabricSpec, FabricVf, VfId};
 use serde_json::json;
@@ -12,8 +14,7 @@ use serde_json::json;
 use super::kernel::{self, LinkView};
 use super::run::{run_in, Run};
 
-/// Reference CNI plugins (Debian's containernetworking-plugins).
-pub const REFERENCE_PLUGINS: &str = "/usr/lib/cni";
+pub use jobnet_tests::harness::REFERENCE_PLUGINS;
 
 /// What a VF's netdev looks like from the node: the state DEL must restore.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -320,6 +321,29 @@ impl Node {
             &all,
             stdin,
         )
+    }
+
+    /// Starts `jobnet` inside the node's netns the way a runtime does
+    /// (`call`'s variables, `conf` on stdin) without waiting for it; its
+    /// stdout goes to `stdout`, its stderr nowhere. nsenter execs the plugin
+    /// in place, so a kill of the child hits the plugin itself.
+    pub fn spawn(&self, call: &CniCall, conf: &serde_json::Value, stdout: Stdio) -> Child {
+        let mut cmd = Command::new("nsenter");
+        cmd.arg(format!("--net={}", self.netns_path().display()))
+            .arg(env!("CARGO_BIN_EXE_jobnet"))
+            .env_clear()
+            .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
+            .env("JOBNET_SYSFS_ROOT", self.sysfs_root())
+            .env("JOBNET_STATE_DIR", self.state_dir())
+            .envs(call.vars())
+            .stdin(Stdio::piped())
+            .stdout(stdout)
+            .stderr(Stdio::null());
+        let mut child = cmd.spawn().expect("spawn jobnet");
+        if let Some(mut stdin) = child.stdin.take() {
+            let _ = stdin.write_all(conf.to_string().as_bytes());
+        }
+        child
     }
 
     /// Runs one CNI call with `conf` on stdin, then makes the fake sysfs

@@ -5,7 +5,8 @@ use std::fs::File;
 use std::io::Write;
 use std::os::unix::process::CommandExt;
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
 
 /// What one plugin run produced.
 #[derive(Debug, Clone)]
@@ -122,5 +123,22 @@ pub fn run_in(
         status: out.status.code().unwrap_or(-1),
         stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
         stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+/// Waits for `child` at most `bound`; past it kills it and returns `None`
+/// (a hung plugin must fail its test, not hang it).
+pub fn wait_within(child: &mut Child, bound: Duration) -> Option<ExitStatus> {
+    let started = Instant::now();
+    loop {
+        if let Some(st) = child.try_wait().expect("wait jobnet") {
+            return Some(st);
+        }
+        if started.elapsed() > bound {
+            let _ = child.kill();
+            let _ = child.wait();
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(5));
     }
 }
