@@ -18,6 +18,8 @@
 # it makes is removed on exit. Needs root.
 set -uo pipefail
 cd "$(dirname "$0")/.." || exit 1
+. scripts/lib/workspace.sh
+. scripts/lib/podman.sh
 
 SKIP=77
 skip() { echo "check-image: SKIP: $*"; exit "$SKIP"; }
@@ -44,11 +46,7 @@ fi
 command -v podman >/dev/null || skip "podman is not installed"
 command -v jq >/dev/null || die "jq is needed to read the plugin's VERSION answer"
 
-version=$(awk '
-  /^\[/ { in_pkg = ($0 ~ /^\[workspace\.package\][[:space:]]*$/); next }
-  in_pkg && /^[[:space:]]*version[[:space:]]*=/ {
-    sub(/^[^=]*=[[:space:]]*"/, ""); sub(/".*/, ""); print; exit
-  }' Cargo.toml)
+version=$(workspace_version)
 [ -n "$version" ] || die "no [workspace.package] version in Cargo.toml"
 
 work=$(mktemp -d /tmp/jobnet-check-image.XXXXXX)
@@ -62,18 +60,8 @@ cleanup() {
 }
 trap cleanup EXIT
 
-# What podman needs on this kind of host (the same settings as
-# scripts/e2e-podman.sh): ulimits it may set without CAP_SYS_RESOURCE,
-# cgroupfs and runc for the hybrid cgroup layout, file events (no journald).
 # The storage is private to this run, so image.sh's tags land there too.
-cat >"$work/containers.conf" <<CONF
-[containers]
-default_ulimits = ["nofile=20000:20000", "nproc=32768:32768"]
-[engine]
-cgroup_manager = "cgroupfs"
-events_logger = "file"
-runtime = "runc"
-CONF
+podman_host_conf >"$work/containers.conf"
 cat >"$work/storage.conf" <<CONF
 [storage]
 driver = "vfs"

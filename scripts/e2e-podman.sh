@@ -9,6 +9,7 @@
 # Installs what it needs; needs root. Everything it makes is removed on exit.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. scripts/lib/podman.sh
 
 [ "$(id -u)" = 0 ] || { echo "e2e-podman: run as root" >&2; exit 1; }
 JOBNET_WITH_PODMAN=1 scripts/install-deps.sh
@@ -45,13 +46,8 @@ JOBNET_STATE_DIR="$work/state"
 
 # What rootful podman needs on this kind of host (see README, "podman").
 mkdir -p "$work/net.d" "$work/cni-bin" "$work/rootfs/bin"
-cat >"$work/containers.conf" <<CONF
-[containers]
-default_ulimits = ["nofile=20000:20000", "nproc=32768:32768"]
-[engine]
-cgroup_manager = "cgroupfs"
-events_logger = "file"
-runtime = "runc"
+podman_host_conf >"$work/containers.conf"
+cat >>"$work/containers.conf" <<CONF
 [network]
 network_backend = "cni"
 cni_plugin_dirs = ["$work/cni-bin", "/usr/lib/cni"]

@@ -14,6 +14,7 @@
 # CONTAINERS_CONF / CONTAINERS_STORAGE_CONF.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. scripts/lib/workspace.sh
 
 usage() { awk 'NR > 1 && !/^#/ { exit } NR > 1 { sub(/^# ?/, ""); print }' "$0"; }
 die() { echo "image.sh: $*" >&2; exit 1; }
@@ -34,11 +35,7 @@ case "$profile" in
 esac
 
 # The one version of the workspace: [workspace.package] version in Cargo.toml.
-version=$(awk '
-  /^\[/ { in_pkg = ($0 ~ /^\[workspace\.package\][[:space:]]*$/); next }
-  in_pkg && /^[[:space:]]*version[[:space:]]*=/ {
-    sub(/^[^=]*=[[:space:]]*"/, ""); sub(/".*/, ""); print; exit
-  }' Cargo.toml)
+version=$(workspace_version)
 [ -n "$version" ] || die "no [workspace.package] version in Cargo.toml"
 name=localhost/jobnet
 

@@ -23,6 +23,7 @@
 set -euo pipefail
 dir=$(realpath "${1:-$(dirname "$0")/../deploy}")
 cd "$(dirname "$0")/.."
+. scripts/lib/workspace.sh
 
 # The validator and the Kubernetes version its schemas are checked against.
 KUBERNETES_VALIDATE_VERSION=1.32.0
@@ -33,11 +34,7 @@ die() { echo "validate-manifests: $*" >&2; exit 1; }
 command -v python3 >/dev/null || { echo "validate-manifests: SKIP: python3 is absent"; exit 77; }
 command -v kubectl >/dev/null || die "kubectl is needed to render deploy/ (kubectl kustomize)"
 
-version=$(awk '
-  /^\[/ { in_pkg = ($0 ~ /^\[workspace\.package\][[:space:]]*$/); next }
-  in_pkg && /^[[:space:]]*version[[:space:]]*=/ {
-    sub(/^[^=]*=[[:space:]]*"/, ""); sub(/".*/, ""); print; exit
-  }' Cargo.toml)
+version=$(workspace_version)
 [ -n "$version" ] || die "no [workspace.package] version in Cargo.toml"
 
 cache=${JOBNET_CACHE_DIR:-/var/cache/jobnet}
