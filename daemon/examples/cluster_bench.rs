@@ -56,6 +56,9 @@
 //! linearizable gets, serializable gets and create-if-absent txns with the
 //! same clients and concurrency, to price each kind of round trip.
 
+#[path = "shared/cpu.rs"]
+mod cpu;
+
 use std::collections::{BTreeMap, HashSet};
 use std::io::{Read, Write};
 use std::net::{IpAddr, Ipv4Addr};
@@ -64,6 +67,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use cpu::cpu_time;
 use jobnet_api::{self as api, ReserveRequest, VfAssignment};
 use jobnet_daemon::config::Config;
 use jobnet_daemon::engine::Engine;
@@ -446,18 +450,6 @@ async fn etcd_stats(endpoints: &[String]) -> Result<EtcdStats, String> {
     .map_err(|e| format!("scrape task: {e}"))?
 }
 
-/// CPU time (user + system) this process has used so far.
-fn cpu_time() -> Duration {
-    // SAFETY: `ru` is plain old data that getrusage fills.
-    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
-    // SAFETY: valid pointer for the duration of the call.
-    unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut ru) };
-    let tv = |t: libc::timeval| {
-        Duration::from_secs(t.tv_sec as u64) + Duration::from_micros(t.tv_usec as u64)
-    };
-    tv(ru.ru_utime) + tv(ru.ru_stime)
-}
-
 /// CPU time every process of the machine has used so far (busy jiffies of `/proc/stat`).
 fn machine_cpu() -> Duration {
     let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
@@ -825,7 +817,7 @@ async fn run_load(
 ) -> Result<Phase, String> {
     let etcd_before = etcd_stats(endpoints).await?;
     let calls_before = calls.snapshot();
-    let cpu_before = cpu_time();
+    let cpu_before = cpu_time(libc::RUSAGE_SELF);
     let machine_before = machine_cpu();
     let started = Instant::now();
     let mut set = tokio::task::JoinSet::new();
@@ -886,7 +878,7 @@ async fn run_load(
         }
     }
     phase.wall = started.elapsed();
-    phase.cpu = cpu_time() - cpu_before;
+    phase.cpu = cpu_time(libc::RUSAGE_SELF) - cpu_before;
     phase.machine = machine_cpu().saturating_sub(machine_before);
     phase.calls = calls.snapshot().since(&calls_before);
     phase.etcd = etcd_stats(endpoints).await?.since(&etcd_before);
@@ -1091,7 +1083,7 @@ async fn probe(
     let mut out = String::new();
     for kind in ["get", "get_relaxed", "txn"] {
         let before = etcd_stats(endpoints).await?;
-        let cpu0 = cpu_time();
+        let cpu0 = cpu_time(libc::RUSAGE_SELF);
         let until = Instant::now() + Duration::from_secs(args.probe_secs);
         let started = Instant::now();
         let n = Arc::new(AtomicU64::new(0));
@@ -1132,7 +1124,7 @@ async fn probe(
         let wall = started.elapsed().as_secs_f64();
         let ops = n.load(Ordering::Relaxed) as f64;
         let st = etcd_stats(endpoints).await?.since(&before);
-        let client = (cpu_time() - cpu0).as_secs_f64();
+        let client = (cpu_time(libc::RUSAGE_SELF) - cpu0).as_secs_f64();
         out.push_str(&format!(
             "  probe {kind:<11}: {:>7.0}/s  etcd cpu {:>4.0} us/op  client cpu {:>4.0} us/op  wal fsyncs/op {:.3}\n",
             ops / wall,
@@ -1161,6 +1153,18 @@ struct RunFigures {
     calls_per_att: f64,
     rpcs_per_att: f64,
     base_rpcs_per_att: f64,
+}
+
+/// An error naming the first failure when any attachment of the phase failed.
+fn no_errors(what: &str, p: &Phase) -> Result<(), String> {
+    if p.errors == 0 {
+        return Ok(());
+    }
+    Err(format!(
+        "{} {what}attachments failed; first: {}",
+        p.errors,
+        p.first_error.as_deref().unwrap_or_default()
+    ))
 }
 
 fn print_phase(name: &str, p: &Phase, members: usize) {
@@ -1280,13 +1284,7 @@ async fn one_run(args: &Args, run: usize, sysfs: &FakeSysfs) -> Result<RunFigure
     );
     let jobnet = run_load(args, &nodes, None, None, &calls, &endpoints).await?;
     print_phase("jobnet  ", &jobnet, members);
-    if jobnet.errors > 0 {
-        return Err(format!(
-            "{} attachments failed; first: {}",
-            jobnet.errors,
-            jobnet.first_error.unwrap_or_default()
-        ));
-    }
+    no_errors("", &jobnet)?;
     calls.strict.store(true, Ordering::Relaxed);
     let checked = verify(args, &nodes, true).await?;
     println!(
@@ -1339,13 +1337,7 @@ async fn one_run(args: &Args, run: usize, sysfs: &FakeSysfs) -> Result<RunFigure
     .await?;
     revoke_leases(locks).await;
     print_phase("one lock", &base, members);
-    if base.errors > 0 {
-        return Err(format!(
-            "{} baseline attachments failed; first: {}",
-            base.errors,
-            base.first_error.unwrap_or_default()
-        ));
-    }
+    no_errors("baseline ", &base)?;
     base_calls.strict.store(true, Ordering::Relaxed);
     let bchecked = verify(args, &base_nodes, false).await?;
     if bchecked.attachments != base.done {

@@ -143,19 +143,9 @@ async fn run_with<S: Store>(
         .collect();
     let hints = Arc::new(HintStore::new(&config.run_dir, config.sysfs(), pool_rails));
     let handler = Arc::new(TopologyHandler::new(engine.clone(), topo, hints));
-    match engine.reconcile().await {
-        Ok(r) => tracing::info!(
-            expired = r.expired,
-            netns_gone = r.netns_gone,
-            retried_releases = r.retried_releases,
-            jobs_released = r.jobs_released,
-            "startup reconciliation done"
-        ),
-        Err(e) => tracing::warn!(error = %e, "startup reconciliation failed"),
-    }
-    if let Err(e) = handler.refresh().await {
-        tracing::warn!(error = %e, "rebuilding hints failed");
-    }
+    // Orphaned job bridges go before the API answers (a cheap link scan);
+    // the per-attachment passes run behind it, below.
+    engine.sweep_bridges().await;
     let listener = server::bind(&config.socket)?;
     let (stop_tx, stop_rx) = watch::channel(false);
 
@@ -184,6 +174,10 @@ async fn run_with<S: Store>(
         let mut stop = stop_rx.clone();
         let every = Duration::from_secs(config.reconcile_interval_secs);
         tokio::spawn(async move {
+            // The startup pass runs while the API already answers: the VF
+            // owners are loaded, so requests are decided exactly as after
+            // it, and the pass takes its key locks like every periodic one.
+            startup_pass(&engine, &handler).await;
             let mut tick = tokio::time::interval(every);
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             tick.tick().await;
@@ -252,6 +246,29 @@ async fn run_with<S: Store>(
     drop(engine);
     tracing::info!("jobnetd stopped");
     Ok(())
+}
+
+/// The first reconciliation and hints pass after a start (queued releases,
+/// expired reservations, dead netns, hints files a reboot wiped).
+async fn startup_pass<S: Store>(engine: &Engine<S>, handler: &TopologyHandler<Engine<S>>) {
+    match engine.reconcile().await {
+        Ok(r) => tracing::info!(
+            expired = r.expired,
+            netns_gone = r.netns_gone,
+            retried_releases = r.retried_releases,
+            jobs_released = r.jobs_released,
+            "startup reconciliation done"
+        ),
+        Err(e) => tracing::warn!(error = %e, "startup reconciliation failed"),
+    }
+    match handler.refresh().await {
+        Ok(r) => tracing::info!(
+            written = r.written,
+            removed = r.removed,
+            "startup hints pass done"
+        ),
+        Err(e) => tracing::warn!(error = %e, "rebuilding hints failed"),
+    }
 }
 
 /// Resolves on the first SIGTERM or SIGINT. The handlers are installed when

@@ -48,6 +48,21 @@ impl<S: Store> Engine<S> {
         landed
     }
 
+    /// Removes the node's job bridges and tunnels no attachment uses (`vxlan`
+    /// pools); returns how many went.
+    pub async fn sweep_bridges(&self) -> usize {
+        if !self.has_vxlan {
+            return 0;
+        }
+        match self.isolator.sweep().await {
+            Ok(removed) => removed.len(),
+            Err(e) => {
+                tracing::warn!(error = %e, "sweeping orphaned job bridges failed");
+                0
+            }
+        }
+    }
+
     /// One reconciliation pass: expire reservations and drained jobs, re-read
     /// devices and owners, release attachments whose netns is gone.
     pub async fn reconcile(&self) -> Result<ReconcileReport, ApiError> {
@@ -99,12 +114,7 @@ impl<S: Store> Engine<S> {
             );
         }
         self.reload_owners().await?;
-        if self.has_vxlan {
-            match self.isolator.sweep().await {
-                Ok(removed) => report.bridges_removed = removed.len(),
-                Err(e) => tracing::warn!(error = %e, "sweeping orphaned job bridges failed"),
-            }
-        }
+        report.bridges_removed = self.sweep_bridges().await;
         let remaining = self.ipam.count_attachments().await.map_err(api_err)?;
         self.metrics
             .attachments
