@@ -35,7 +35,7 @@ use std::process::{Child, ChildStdout, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use jobnet_api::{BlockingClient, Client, ReserveRequest};
+use jobnet_api::{paths, Attachment, BlockingClient, Client, ReserveRequest};
 use jobnet_daemon::config::Config;
 use jobnet_tests::fake_sysfs::FakeSysfs;
 
@@ -182,6 +182,37 @@ impl Drop for Daemon {
     }
 }
 
+/// One call on a fresh connection with a plain blocking socket (what a
+/// plugin without an async runtime does): the bench's own CPU per call stays
+/// small next to jobnetd's.
+fn post<T: serde::de::DeserializeOwned>(
+    socket: &Path,
+    path: &str,
+    body: &impl serde::Serialize,
+) -> Result<T, String> {
+    let body = serde_json::to_vec(body).map_err(|e| e.to_string())?;
+    let mut s = std::os::unix::net::UnixStream::connect(socket).map_err(|e| e.to_string())?;
+    s.set_read_timeout(Some(Duration::from_secs(30)))
+        .map_err(|e| e.to_string())?;
+    let mut req = format!(
+        "POST {path} HTTP/1.1\r\nhost: jobnetd\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+        body.len()
+    )
+    .into_bytes();
+    req.extend_from_slice(&body);
+    s.write_all(&req).map_err(|e| e.to_string())?;
+    let mut answer = Vec::new();
+    s.read_to_end(&mut answer).map_err(|e| e.to_string())?;
+    let split = answer
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .ok_or("no HTTP header in the answer")?;
+    if !answer.starts_with(b"HTTP/1.1 200") {
+        return Err(String::from_utf8_lossy(&answer).into_owned());
+    }
+    serde_json::from_slice(&answer[split + 4..]).map_err(|e| e.to_string())
+}
+
 /// One client process: reserves+commits attachments `index`, `index + step`,
 /// ... below `total` once stdin says go; prints each latency in microseconds.
 fn client_main(mut it: impl Iterator<Item = String>) -> Result<(), String> {
@@ -189,7 +220,6 @@ fn client_main(mut it: impl Iterator<Item = String>) -> Result<(), String> {
     let socket = PathBuf::from(next()?);
     let mut num = || -> Result<usize, String> { next()?.parse().map_err(|e| format!("{e}")) };
     let (round, index, step, total) = (num()?, num()?, num()?.max(1), num()?);
-    let client = BlockingClient::new(&socket).map_err(|e| e.to_string())?;
     let mut go = String::new();
     std::io::stdin()
         .read_line(&mut go)
@@ -209,10 +239,10 @@ fn client_main(mut it: impl Iterator<Item = String>) -> Result<(), String> {
             network: None,
         };
         let t = Instant::now();
-        let a = client.reserve(&req).map_err(|e| format!("reserve: {e}"))?;
-        client
-            .commit(&a.key())
-            .map_err(|e| format!("commit: {e}"))?;
+        let a: Attachment =
+            post(&socket, paths::RESERVE, &req).map_err(|e| format!("reserve: {e}"))?;
+        let _: Attachment =
+            post(&socket, paths::COMMIT, &a.key()).map_err(|e| format!("commit: {e}"))?;
         out.push_str(&format!("{}\n", t.elapsed().as_micros()));
     }
     std::io::stdout()

@@ -73,7 +73,7 @@ use jobnet_daemon::config::Config;
 use jobnet_daemon::engine::Engine;
 use jobnet_daemon::metrics::Metrics;
 use jobnet_hw::PciAddr;
-use jobnet_ipam::store::{Compare, Op, StoreFuture, Txn, TxnOutcome, Versioned};
+use jobnet_ipam::store::{Compare, Op, RangeFuture, StoreFuture, Txn, TxnOutcome, Versioned};
 use jobnet_ipam::{EtcdStore, JobNetwork, RailSelection, RecordWrite, Store, SystemClock};
 use jobnet_tests::etcd::{EtcdCluster, EtcdSpec};
 use jobnet_tests::fake_sysfs::FakeSysfs;
@@ -272,12 +272,7 @@ impl<S: Store> Store for Counting<S> {
         })
     }
 
-    fn range<'a>(
-        &'a self,
-        start: &'a str,
-        end: &'a str,
-        limit: usize,
-    ) -> StoreFuture<'a, Vec<(String, Versioned)>> {
+    fn range<'a>(&'a self, start: &'a str, end: &'a str, limit: usize) -> RangeFuture<'a> {
         Box::pin(async move {
             let t = Instant::now();
             let r = self.inner.range(start, end, limit).await;
@@ -329,12 +324,7 @@ impl<S: Store> Store for Counting<S> {
         })
     }
 
-    fn range_relaxed<'a>(
-        &'a self,
-        start: &'a str,
-        end: &'a str,
-        limit: usize,
-    ) -> StoreFuture<'a, Vec<(String, Versioned)>> {
+    fn range_relaxed<'a>(&'a self, start: &'a str, end: &'a str, limit: usize) -> RangeFuture<'a> {
         Box::pin(async move {
             let t = Instant::now();
             let (r, kind) = if self.calls.strict.load(Ordering::Relaxed) {

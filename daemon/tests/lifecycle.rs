@@ -559,3 +559,62 @@ fn listings_come_in_bounded_pages() {
     // Status counts without scanning, and agrees.
     assert_eq!(runtime.block_on(c.status()).unwrap().attachments, 7);
 }
+
+#[test]
+fn startup_pass_behind_the_api_releases_what_died_while_jobnetd_was_down() {
+    if !nix::unistd::geteuid().is_root() {
+        jobnet_tests::skip(
+            "startup_pass_behind_the_api_releases_what_died_while_jobnetd_was_down",
+            "needs root for network namespaces",
+        );
+        return;
+    }
+    // Only the pass at start can release anything: the periodic one is an hour away.
+    let opts = Opts {
+        netns_grace_secs: 0,
+        reconcile_interval_secs: 3600,
+        ..Opts::default()
+    };
+    let mut d = Daemon::start_with(sysfs(1, 4), opts);
+    let live = Netns::new();
+    let doomed = Netns::new();
+    let runtime = rt();
+    let (kept, dead) = runtime.block_on(async {
+        let c = d.client();
+        let mut out = Vec::new();
+        for (cid, ns) in [("live", live.path()), ("doomed", doomed.path())] {
+            let mut r = reserve_req(cid, "j", None);
+            r.netns = ns;
+            let a = c.reserve(&r).await.unwrap();
+            out.push(c.commit(&a.key()).await.unwrap());
+        }
+        (out.remove(0), out.remove(0))
+    });
+    assert!(d.stop().success());
+    doomed.delete();
+    d.spawn();
+    let c = d.client();
+    wait_until("the startup pass", || {
+        d.log().contains("startup hints pass done")
+    });
+    runtime.block_on(async {
+        let left: Vec<_> = c
+            .attachments()
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|a| a.key())
+            .collect();
+        assert_eq!(left, vec![kept.key()]);
+        // The dead pod's VF is free again, the live one's still owned.
+        let vfs = c.vfs().await.unwrap();
+        let state = |pci| vfs.iter().find(|v| v.pci == pci).map(|v| v.state.clone());
+        assert!(matches!(state(dead.vfs[0].pci), Some(VfState::Free)));
+        assert!(matches!(
+            state(kept.vfs[0].pci),
+            Some(VfState::Owned { .. })
+        ));
+        // Its hints are where the pass left them: answered for the live pod.
+        c.hints(&kept.key()).await.unwrap();
+    });
+}

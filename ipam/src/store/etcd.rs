@@ -37,8 +37,8 @@ use etcd_client::{
 use tokio::time::{sleep, timeout, Instant};
 
 use super::{
-    key_after, prefix_end, Compare, Op, Revision, Store, StoreError, StoreFuture, Txn, TxnOutcome,
-    Versioned,
+    key_after, prefix_end, Compare, Op, RangeFuture, Revision, Store, StoreError, StoreFuture, Txn,
+    TxnOutcome, Versioned,
 };
 
 /// etcd's default `--max-txn-ops`.
@@ -695,12 +695,7 @@ impl Store for EtcdStore {
         Box::pin(self.get_impl(Via::Leader, key))
     }
 
-    fn range<'a>(
-        &'a self,
-        start: &'a str,
-        end: &'a str,
-        limit: usize,
-    ) -> StoreFuture<'a, Vec<(String, Versioned)>> {
+    fn range<'a>(&'a self, start: &'a str, end: &'a str, limit: usize) -> RangeFuture<'a> {
         Box::pin(self.range_impl(Via::Leader, start, end, limit))
     }
 
@@ -716,12 +711,7 @@ impl Store for EtcdStore {
         Box::pin(self.get_impl(Via::Replica, key))
     }
 
-    fn range_relaxed<'a>(
-        &'a self,
-        start: &'a str,
-        end: &'a str,
-        limit: usize,
-    ) -> StoreFuture<'a, Vec<(String, Versioned)>> {
+    fn range_relaxed<'a>(&'a self, start: &'a str, end: &'a str, limit: usize) -> RangeFuture<'a> {
         Box::pin(self.range_impl(Via::Replica, start, end, limit))
     }
 

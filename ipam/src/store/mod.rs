@@ -20,6 +20,9 @@ pub type Revision = u64;
 /// Future returned by store operations.
 pub type StoreFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, StoreError>> + Send + 'a>>;
 
+/// Future returned by range reads: keys in order, each with its value.
+pub type RangeFuture<'a> = StoreFuture<'a, Vec<(String, Versioned)>>;
+
 /// A value and the revision of its last write.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Versioned {
@@ -101,12 +104,7 @@ pub trait Store: Send + Sync + 'static {
     fn get<'a>(&'a self, key: &'a str) -> StoreFuture<'a, Option<Versioned>>;
 
     /// Reads keys in `[start, end)` in key order, at most `limit` of them.
-    fn range<'a>(
-        &'a self,
-        start: &'a str,
-        end: &'a str,
-        limit: usize,
-    ) -> StoreFuture<'a, Vec<(String, Versioned)>>;
+    fn range<'a>(&'a self, start: &'a str, end: &'a str, limit: usize) -> RangeFuture<'a>;
 
     /// Applies a transaction; returns once it is durable (or known not applied).
     fn txn(&self, txn: Txn) -> StoreFuture<'_, TxnOutcome>;
@@ -119,12 +117,7 @@ pub trait Store: Send + Sync + 'static {
     }
 
     /// [`Store::range`] as the nearest replica has it (see [`Store::get_relaxed`]).
-    fn range_relaxed<'a>(
-        &'a self,
-        start: &'a str,
-        end: &'a str,
-        limit: usize,
-    ) -> StoreFuture<'a, Vec<(String, Versioned)>> {
+    fn range_relaxed<'a>(&'a self, start: &'a str, end: &'a str, limit: usize) -> RangeFuture<'a> {
         self.range(start, end, limit)
     }
 
@@ -199,12 +192,7 @@ impl<S: Store> Store for std::sync::Arc<S> {
         (**self).get(key)
     }
 
-    fn range<'a>(
-        &'a self,
-        start: &'a str,
-        end: &'a str,
-        limit: usize,
-    ) -> StoreFuture<'a, Vec<(String, Versioned)>> {
+    fn range<'a>(&'a self, start: &'a str, end: &'a str, limit: usize) -> RangeFuture<'a> {
         (**self).range(start, end, limit)
     }
 
@@ -229,12 +217,7 @@ impl<S: Store> Store for std::sync::Arc<S> {
         (**self).get_relaxed(key)
     }
 
-    fn range_relaxed<'a>(
-        &'a self,
-        start: &'a str,
-        end: &'a str,
-        limit: usize,
-    ) -> StoreFuture<'a, Vec<(String, Versioned)>> {
+    fn range_relaxed<'a>(&'a self, start: &'a str, end: &'a str, limit: usize) -> RangeFuture<'a> {
         (**self).range_relaxed(start, end, limit)
     }
 

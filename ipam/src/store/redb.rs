@@ -16,7 +16,9 @@ use std::time::{Duration, Instant};
 use redb::{Database, ReadableDatabase, ReadableTable, Table, TableDefinition};
 use tokio::sync::oneshot;
 
-use super::{Compare, Op, Revision, Store, StoreError, StoreFuture, Txn, TxnOutcome, Versioned};
+use super::{
+    Compare, Op, RangeFuture, Revision, Store, StoreError, StoreFuture, Txn, TxnOutcome, Versioned,
+};
 
 const KV: TableDefinition<&str, &[u8]> = TableDefinition::new("kv");
 const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
@@ -209,12 +211,7 @@ impl Store for RedbStore {
         Box::pin(std::future::ready(self.get_sync(key)))
     }
 
-    fn range<'a>(
-        &'a self,
-        start: &'a str,
-        end: &'a str,
-        limit: usize,
-    ) -> StoreFuture<'a, Vec<(String, Versioned)>> {
+    fn range<'a>(&'a self, start: &'a str, end: &'a str, limit: usize) -> RangeFuture<'a> {
         Box::pin(std::future::ready(self.range_sync(start, end, limit)))
     }
 
