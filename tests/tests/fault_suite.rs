@@ -172,6 +172,10 @@ struct Sandbox {
     att: [Att; 2],
     /// Networks in ADD order (DEL goes in reverse).
     order: Vec<Net>,
+    /// One of its attachment caches was truncated at some step: a VF that
+    /// cache alone described cannot be put back as it was, whenever its
+    /// DEL or GC comes.
+    cache_truncated: bool,
 }
 
 impl Sandbox {
@@ -283,7 +287,8 @@ struct Suite {
     skip: Vec<&'static str>,
     /// Every VF as it was before the stream.
     base: Vec<VfBaseline>,
-    /// An attachment cache was truncated during the current step.
+    /// The current step works on a sandbox one of whose attachment caches
+    /// was truncated (in this step or an earlier one).
     cache_lost: bool,
     /// VFs reported missing from the node (reported once until back).
     missing: HashSet<VfId>,
@@ -753,6 +758,9 @@ impl Suite {
         self.trace(&line);
         if ok && kind == "cache" {
             self.cache_lost = true;
+            if let Some(sb) = self.slots[slot].as_mut() {
+                sb.cache_truncated = true;
+            }
         }
         if ok {
             self.stats.fault(match kind {
@@ -825,6 +833,7 @@ impl Suite {
             dev_vf: nets.contains(&Net::Dev).then_some(dev_vf).flatten(),
             att: [Att::None, Att::None],
             order: Vec::new(),
+            cache_truncated: false,
         });
         let mut failed = false;
         for net in nets {
@@ -935,6 +944,9 @@ impl Suite {
     /// The runtime stops a sandbox: DEL of each network (reverse ADD
     /// order), each retried until it succeeds, then the netns goes.
     fn stop(&mut self, slot: usize, faults: bool) {
+        if self.slots[slot].as_ref().is_some_and(|s| s.cache_truncated) {
+            self.cache_lost = true;
+        }
         if faults && self.rng.chance(10) {
             self.truncate_state(slot);
         }
@@ -1099,6 +1111,9 @@ impl Suite {
                 .into_iter()
                 .partition(|s| !matches!(s.att[net.index()], Att::None));
             self.forgotten = keep;
+            if gone.iter().any(|s| s.cache_truncated) {
+                self.cache_lost = true;
+            }
             for sb in gone {
                 self.book.drop_holder(&sb.holder(net));
                 self.teardown(sb, "GC");
