@@ -215,6 +215,7 @@ grep -E '^rail [0-9]+: rank' "$work/preflight.txt" | head -n 4
 if grep -E '^rail [0-9]+: rank' "$work/preflight.txt" | grep -qv ': mtu: '; then
   echo "preflight failed on more than the MTU:"; cat "$work/preflight.txt"; exit 1
 fi
+echo "-- MTU put back to 8950: preflight passes again"
 ip -n "$(pod_of llama 1)" link set net1 mtu 8950
 ctl 0 job preflight llama >"$work/preflight.txt"
 head -n 1 "$work/preflight.txt"
