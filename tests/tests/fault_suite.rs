@@ -292,6 +292,11 @@ struct Suite {
     cache_lost: bool,
     /// VFs reported missing from the node (reported once until back).
     missing: HashSet<VfId>,
+    /// VFs named by a truncated attachment cache, until they are next seen
+    /// idle: the model may still give such a VF to another sandbox (one
+    /// whose netns died and whose attachment jobnetd released), so the
+    /// step that finds it changed need not touch the truncated sandbox.
+    lost_vfs: HashSet<VfId>,
     /// `JOBNET_FAULT_TRACE`: every step, run and fault, with the plugin's
     /// logs, for working out what a failing seed did.
     trace: Option<std::fs::File>,
@@ -374,6 +379,7 @@ impl Suite {
             base: Vec::new(),
             cache_lost: false,
             missing: HashSet::new(),
+            lost_vfs: HashSet::new(),
             trace: std::env::var_os("JOBNET_FAULT_TRACE").map(|p| {
                 std::fs::File::create(&p).unwrap_or_else(|e| {
                     panic!("JOBNET_FAULT_TRACE={}: {e}", Path::new(&p).display())
@@ -758,6 +764,11 @@ impl Suite {
         self.trace(&line);
         if ok && kind == "cache" {
             self.cache_lost = true;
+            let lost = self.slots[slot]
+                .as_ref()
+                .map(|sb| self.vfs_of(sb))
+                .unwrap_or_default();
+            self.lost_vfs.extend(lost);
             if let Some(sb) = self.slots[slot].as_mut() {
                 sb.cache_truncated = true;
             }
@@ -1240,19 +1251,26 @@ impl Suite {
     /// The VFs some sandbox the runtime knows holds (ADD results, the
     /// device plugin's choice): the others must be in the node as before.
     fn held_vfs(&self) -> HashSet<VfId> {
-        let mut pcis: Vec<PciAddr> = Vec::new();
-        for sb in self.slots.iter().flatten().chain(self.forgotten.iter()) {
-            pcis.extend(sb.dev_vf);
-            for a in &sb.att {
-                if let Att::Live(r) = a {
-                    pcis.extend(
-                        r["interfaces"]
-                            .as_array()
-                            .into_iter()
-                            .flatten()
-                            .filter_map(|i| i["pciID"].as_str()?.parse::<PciAddr>().ok()),
-                    );
-                }
+        self.slots
+            .iter()
+            .flatten()
+            .chain(self.forgotten.iter())
+            .flat_map(|sb| self.vfs_of(sb))
+            .collect()
+    }
+
+    /// The VFs `sb` holds: its ADD results' and the device plugin's choice.
+    fn vfs_of(&self, sb: &Sandbox) -> Vec<VfId> {
+        let mut pcis: Vec<PciAddr> = sb.dev_vf.into_iter().collect();
+        for a in &sb.att {
+            if let Att::Live(r) = a {
+                pcis.extend(
+                    r["interfaces"]
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .filter_map(|i| i["pciID"].as_str()?.parse::<PciAddr>().ok()),
+                );
             }
         }
         pcis.into_iter()
@@ -1287,10 +1305,11 @@ impl Suite {
                 continue;
             };
             self.missing.remove(&b.vf);
+            let lost = self.lost_vfs.remove(&b.vf);
             let Some(diff) = b.differs(now) else { continue };
             let line = format!("step {}: {diff}", self.step);
             self.trace(&line);
-            if self.cache_lost {
+            if self.cache_lost || lost {
                 self.stats.lost_with_cache.push(line);
             } else {
                 self.stats.vf_leaks.push(line);
