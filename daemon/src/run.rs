@@ -146,6 +146,9 @@ async fn run_with<S: Store>(
     // Orphaned job bridges go before the API answers (a cheap link scan);
     // the per-attachment passes run behind it, below.
     engine.sweep_bridges().await;
+    if let Err(e) = engine.load_counters().await {
+        tracing::warn!(error = %e, "counting attachments failed; status counts from zero");
+    }
     let listener = server::bind(&config.socket)?;
     let (stop_tx, stop_rx) = watch::channel(false);
 

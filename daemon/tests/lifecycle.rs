@@ -357,6 +357,9 @@ reservation_timeout_secs = 2
     let before = seen(&d);
     wait_until("two more reconciliations", || seen(&d) >= before + 2);
     assert_eq!(keys(&c), vec!["invisible".to_string(), "live".to_string()]);
+    // The status counter followed the releases and the expiry.
+    let st = runtime.block_on(c.status()).unwrap();
+    assert_eq!(st.attachments, 2, "status counts what is recorded");
     let vfs = runtime.block_on(c.vfs()).unwrap();
     let owned = vfs
         .iter()
@@ -590,13 +593,12 @@ fn startup_pass_behind_the_api_releases_what_died_while_jobnetd_was_down() {
         }
         (out.remove(0), out.remove(0))
     });
+    let passes = d.startup_passes();
     assert!(d.stop().success());
     doomed.delete();
     d.spawn();
     let c = d.client();
-    wait_until("the startup pass", || {
-        d.log().contains("startup hints pass done")
-    });
+    d.wait_startup_passes(passes + 1);
     runtime.block_on(async {
         let left: Vec<_> = c
             .attachments()

@@ -317,8 +317,10 @@ fn hints_are_written_on_commit_served_and_removed_on_release() {
     std::fs::create_dir_all(&stale).unwrap();
     std::fs::write(stale.join("nccl.env"), "X=1\n").unwrap();
     std::fs::remove_file(dir.join("nccl.env")).unwrap();
+    let passes = d.startup_passes();
     d.stop();
     d.spawn();
+    d.wait_startup_passes(passes + 1);
     assert!(!stale.exists(), "stale pod directory survived a restart");
     assert_eq!(std::fs::read_to_string(dir.join("nccl.env")).unwrap(), env);
     assert_eq!(std::fs::read_to_string(&topo_path).unwrap(), xml);

@@ -99,8 +99,10 @@ fn a_restart_rewrites_only_missing_or_stale_pods_across_pages() {
     std::fs::create_dir_all(&unknown).unwrap();
     std::fs::write(unknown.join("nccl.env"), "X=1\n").unwrap();
 
+    let passes = d.startup_passes();
     d.stop();
     d.spawn();
+    d.wait_startup_passes(passes + 1);
 
     assert!(!unknown.exists(), "a directory of an unknown pod survived");
     for cid in [missing_env, missing_dir, stale_marker] {

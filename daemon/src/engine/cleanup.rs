@@ -72,6 +72,9 @@ impl<S: Store> Engine<S> {
         };
         let sweep = self.ipam.sweep().await.map_err(api_err)?;
         report.expired = sweep.expired_reservations;
+        self.metrics
+            .attachments
+            .dec_by(i64::try_from(sweep.expired_reservations).unwrap_or(0));
         report.jobs_released = sweep.released_jobs;
         if let Err(e) = self.rescan() {
             tracing::warn!(error = %e, "device rescan failed; keeping the previous inventory");
@@ -115,11 +118,20 @@ impl<S: Store> Engine<S> {
         }
         self.reload_owners().await?;
         report.bridges_removed = self.sweep_bridges().await;
-        let remaining = self.ipam.count_attachments().await.map_err(api_err)?;
-        self.metrics
-            .attachments
-            .set(i64::try_from(remaining).unwrap_or(i64::MAX));
         self.update_gauges();
         Ok(report)
+    }
+
+    /// Sets the attachment counter from the store: once, before the API
+    /// answers. Later it moves only with each reserve, release and expiry; a
+    /// recount while requests run would race them (a reserve written before
+    /// the count and counted after it is counted twice).
+    pub async fn load_counters(&self) -> Result<(), ApiError> {
+        let n = self.ipam.count_attachments().await.map_err(api_err)?;
+        self.metrics
+            .attachments
+            .set(i64::try_from(n).unwrap_or(i64::MAX));
+        self.update_gauges();
+        Ok(())
     }
 }

@@ -141,6 +141,25 @@ reconcile_interval_secs = {every}
         std::fs::read_to_string(self.dir.path().join("jobnetd.log")).unwrap_or_default()
     }
 
+    /// How many startup hints passes the log (of every start so far) reports.
+    pub fn startup_passes(&self) -> usize {
+        self.log().matches("startup hints pass done").count()
+    }
+
+    /// Waits until the log reports `n` startup hints passes: jobnetd answers
+    /// before its startup reconciliation and hints pass are done.
+    pub fn wait_startup_passes(&self, n: usize) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while self.startup_passes() < n {
+            assert!(
+                Instant::now() < deadline,
+                "startup pass {n} not done within 60 s:\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     /// Sends `sig` and waits for the process; returns its exit status.
     pub fn signal_and_wait(&mut self, sig: nix::sys::signal::Signal) -> std::process::ExitStatus {
         let mut child = self.child.take().expect("not running");
