@@ -373,17 +373,22 @@ impl EtcdStore {
             .with_range(prefix_end(""))
             .with_count_only()
             .with_serializable();
-        store
-            .call("connect", Retry::Transient, |mut kv| {
-                let probe = probe.clone();
-                async move {
-                    match kv.get("", Some(probe)).await {
-                        Err(e) if no_leader(&e) => Ok(()),
-                        r => r.map(drop),
+        // Through both clients: each has its own connections, and the
+        // relaxed one must have found a live member before an outage asks
+        // it to answer alone.
+        for via in [Via::Leader, Via::Replica] {
+            store
+                .call_via(via, "connect", Retry::Transient, |mut kv| {
+                    let probe = probe.clone();
+                    async move {
+                        match kv.get("", Some(probe)).await {
+                            Err(e) if no_leader(&e) => Ok(()),
+                            r => r.map(drop),
+                        }
                     }
-                }
-            })
-            .await?;
+                })
+                .await?;
+        }
         Ok(store)
     }
 
