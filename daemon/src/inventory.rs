@@ -221,6 +221,10 @@ pub struct VfBook {
     slots: HashMap<String, Vec<Slot>>,
     /// Per pool: (usable VFs, free VFs).
     counts: HashMap<String, (u32, u32)>,
+    /// Bumped by every change of `owners`: a reload from the store applies
+    /// its snapshot only if no owner changed while it read (see
+    /// [`VfBook::owner_changes`]).
+    owner_changes: u64,
 }
 
 fn count(n: usize) -> u32 {
@@ -252,7 +256,14 @@ impl VfBook {
     /// Replaces every durable owner (after reading them from the store).
     pub fn set_owners(&mut self, owners: HashMap<PciAddr, AttachmentKey>) {
         self.owners = owners;
+        self.owner_changes += 1;
         self.rebuild();
+    }
+
+    /// How many times the owners changed: equal before and after a read of
+    /// the store means the read is not older than the book.
+    pub fn owner_changes(&self) -> u64 {
+        self.owner_changes
     }
 
     fn rebuild(&mut self) {
@@ -337,6 +348,7 @@ impl VfBook {
             self.claimed.remove(pci);
             if let Some(o) = owner {
                 self.owners.insert(*pci, o.clone());
+                self.owner_changes += 1;
             }
             self.refresh(*pci);
         }
@@ -346,6 +358,7 @@ impl VfBook {
     pub fn disown(&mut self, pci: PciAddr, owner: &AttachmentKey) {
         if self.owners.get(&pci) == Some(owner) {
             self.owners.remove(&pci);
+            self.owner_changes += 1;
             self.refresh(pci);
         }
     }
@@ -540,8 +553,18 @@ mod tests {
         assert_eq!(book.owner(vfs[0]), Some(&owner));
         assert!(!book.is_claimed(vfs[0]));
         // Only the owner can disown.
+        let changes = book.owner_changes();
         book.disown(vfs[0], &AttachmentKey::new("other", "net1"));
         assert_eq!(book.counts("p"), (4, 3));
+        // What changed no owner leaves the count a reload compares alone;
+        // a new owner moves it.
+        book.claim(&vfs[2..3]);
+        book.unclaim(&vfs[2..3], None);
+        assert_eq!(book.owner_changes(), changes);
+        book.claim(&vfs[2..3]);
+        book.unclaim(&vfs[2..3], Some(&owner));
+        assert!(book.owner_changes() > changes);
+        book.disown(vfs[2], &owner);
         // A VF bound to vfio-pci is neither usable nor free; owners survive a rescan.
         fake.set_driver(&vfs[3].to_string(), "vfio-pci");
         book.set_inventory(scan());

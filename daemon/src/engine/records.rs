@@ -15,6 +15,8 @@ use crate::inventory::VfEntry;
 
 /// Record key prefix of VF owners.
 const VF_PREFIX: &str = "vf/";
+/// Reads of the VF owners one reload makes at most while owners change.
+const RELOAD_TRIES: usize = 3;
 /// Record key prefix of attachment details.
 const ATT_PREFIX: &str = "att/";
 
@@ -116,6 +118,27 @@ impl<S: Store> Engine<S> {
     /// (the others cannot be chosen or listed), so memory follows the node's
     /// VFs, not the number of records in the store.
     pub(super) async fn reload_owners(&self) -> Result<(), ApiError> {
+        // A reserve or release that lands while the records are read makes
+        // the read older than the book: applying it would free a VF a
+        // reserve has just recorded (the next reserve of it is refused by
+        // the store) or keep one just released. Such a read is dropped and
+        // done again; past a few tries the book stays as it is until the
+        // next pass (it changes only with durable writes, so it is right).
+        for _ in 0..RELOAD_TRIES {
+            let before = lock(&self.book).owner_changes();
+            let owners = self.read_owners().await?;
+            let mut book = lock(&self.book);
+            if book.owner_changes() == before {
+                book.set_owners(owners);
+                return Ok(());
+            }
+        }
+        tracing::debug!("VF owners changed during every reload; the book stays as it is");
+        Ok(())
+    }
+
+    /// This node's VF owner records, for the VFs the inventory knows.
+    async fn read_owners(&self) -> Result<HashMap<PciAddr, api::AttachmentKey>, ApiError> {
         let prefix = vf_owner_prefix(&self.node);
         let inv = self.inventory();
         let mut owners = HashMap::new();
@@ -145,8 +168,7 @@ impl<S: Store> Engine<S> {
                 break;
             }
         }
-        lock(&self.book).set_owners(owners);
-        Ok(())
+        Ok(owners)
     }
 
     /// The details record of `key`, read linearizably.
