@@ -99,6 +99,41 @@ async fn contract(store: Arc<dyn Store>) {
     deletes_and_op_order(&*store).await;
     revisions_increase_and_match(&*store).await;
     one_winner_per_absent_key(Arc::clone(&store)).await;
+    deferred_txns_apply_like_txns(&*store).await;
+}
+
+/// A deferred transaction is applied, seen by reads and compares, and
+/// ordered by revision exactly as a durable one; only when it reaches disk
+/// differs.
+async fn deferred_txns_apply_like_txns(s: &dyn Store) {
+    let first = match s
+        .txn_deferred(Txn {
+            compares: vec![Compare::Absent("d/a".into())],
+            ops: vec![put("d/a", "1")],
+        })
+        .await
+        .unwrap()
+    {
+        TxnOutcome::Committed(rev) => rev,
+        other => panic!("deferred txn not applied: {other:?}"),
+    };
+    assert_eq!(value(s, "d/a").await.as_deref(), Some("1"));
+    let again = s
+        .txn_deferred(Txn {
+            compares: vec![Compare::Absent("d/a".into())],
+            ops: vec![put("d/a", "2")],
+        })
+        .await
+        .unwrap();
+    assert_eq!(again, TxnOutcome::Conflict("d/a".into()));
+    let next = commit(
+        s,
+        vec![Compare::ModRevision("d/a".into(), first)],
+        vec![put("d/a", "3")],
+    )
+    .await;
+    assert!(next > first, "revision {next} after deferred {first}");
+    assert_eq!(value(s, "d/a").await.as_deref(), Some("3"));
 }
 
 async fn reads_and_ranges(s: &dyn Store) {
@@ -365,6 +400,46 @@ async fn one_winner_per_absent_key(store: Arc<dyn Store>) {
 async fn contract_redb() {
     let dir = tempfile::tempdir().unwrap();
     contract(Arc::new(RedbStore::open(dir.path()).unwrap())).await;
+}
+
+/// Deferred transactions commit without fsync until a durable one, or the
+/// bound on deferred commits in a row, or closing the store, takes them to
+/// disk; what was deferred is there after a reopen.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redb_deferred_txns_reach_disk() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = RedbStore::open(dir.path()).unwrap();
+    let base = store.durable_commits();
+    let deferred = |k: String| Txn {
+        compares: vec![Compare::Absent(k.clone())],
+        ops: vec![Op::Put(k, b"r".to_vec())],
+    };
+    for i in 0..3 {
+        let out = store
+            .txn_deferred(deferred(format!("r/{i}")))
+            .await
+            .unwrap();
+        assert!(matches!(out, TxnOutcome::Committed(_)), "{out:?}");
+    }
+    assert_eq!(store.durable_commits(), base, "deferred commits used fsync");
+    commit(&store, vec![], vec![put("c/0", "x")]).await;
+    assert_eq!(store.durable_commits(), base + 1);
+    // One after another, so each is its own commit: the bound makes the
+    // last of every MAX_DEFERRED_COMMITS durable.
+    let bound = usize::try_from(jobnet_ipam::store::MAX_DEFERRED_COMMITS).unwrap();
+    for i in 0..bound {
+        store
+            .txn_deferred(deferred(format!("b/{i:03}")))
+            .await
+            .unwrap();
+    }
+    assert_eq!(store.durable_commits(), base + 2);
+    store.txn_deferred(deferred("z/last".into())).await.unwrap();
+    drop(store);
+    let store = RedbStore::open(dir.path()).unwrap();
+    for k in ["r/0", "r/2", "b/000", "z/last"] {
+        assert!(store.get(k).await.unwrap().is_some(), "{k} lost at close");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

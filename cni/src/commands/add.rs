@@ -130,8 +130,43 @@ fn add_with_delegated_ipam(
     });
     timings::lap("lock");
     let _lock = lock?;
-    let (allocation, release) = match &delegate {
-        Some(d) => match d.add(req.conf.cni_version) {
+    device::block_on(async {
+        // The IPAM plugin runs on a helper thread while this one prepares
+        // the attach (in this runtime: the connections are its tasks).
+        let (added, prepared) = std::thread::scope(|s| {
+            let added = delegate
+                .as_ref()
+                .map(|d| s.spawn(|| d.add(req.conf.cni_version)));
+            let prepared = sriov::Prepared::new(&env.sysfs, pci, att.netns.as_path());
+            let added = added.map(|h| {
+                h.join().unwrap_or_else(|_| {
+                    Err(CniError::new(
+                        ErrorCode::IoFailure,
+                        "the IPAM plugin's runner panicked",
+                    ))
+                })
+            });
+            (added, prepared)
+        });
+        add_delegated_prepared(req, faults, &env, pci, delegate.as_ref(), added, prepared).await
+    })?
+}
+
+/// The rest of [`add_with_delegated_ipam`] once the IPAM plugin answered
+/// (`added`, `None` without an `ipam` plugin) and the attach is prepared.
+#[allow(clippy::too_many_arguments)]
+async fn add_delegated_prepared(
+    req: &AddRequest,
+    faults: &dyn FaultHook,
+    env: &DeviceEnv,
+    pci: jobnet_hw::PciAddr,
+    delegate: Option<&Delegate<'_>>,
+    added: Option<Result<CniResult, CniError>>,
+    prepared: sriov::Prepared,
+) -> Result<CniResult, CniError> {
+    let att = &req.env;
+    let (allocation, release) = match (delegate, added) {
+        (Some(d), Some(added)) => match added {
             Ok(r) => (Some(r), IpamRelease { delegate: Some(d) }),
             Err(e) => {
                 // Spec section 4: a failed delegated ADD is followed by its
@@ -140,13 +175,13 @@ fn add_with_delegated_ipam(
                 // allocation for one attachment): that allocation is the
                 // finished attachment's, in use by the pod, and only the
                 // attachment's own DEL may hand it back.
-                if !finished(&env, req) {
+                if !finished(env, req) {
                     drop(IpamRelease { delegate: Some(d) });
                 }
                 return Err(e);
             }
         },
-        None => (None, IpamRelease { delegate: None }),
+        _ => (None, IpamRelease { delegate: None }),
     };
     timings::lap("ipam");
     let ipam_routes = allocation
@@ -173,14 +208,17 @@ fn add_with_delegated_ipam(
         ownership: Ownership::Local,
         network: Some(req.conf.name.as_str().to_owned()),
     };
-    match device::block_on(attach_and_commit(
-        &env,
+    match attach_and_commit(
+        env,
         &ctx,
         std::slice::from_ref(&spec),
         result,
         None,
         &opts,
-    ))? {
+        Some(prepared),
+    )
+    .await
+    {
         Ok(result) => {
             release.disarm();
             Ok(result)
@@ -240,7 +278,20 @@ fn add_with_daemon(req: &AddRequest, faults: &dyn FaultHook) -> Result<CniResult
         device::block_on(async {
             daemon::flush_releases(&client, env.state.root()).await;
             timings::lap("flush");
-            let reservation = client.reserve(&request).await;
+            // With the VF named in the config, the attach is prepared while
+            // jobnetd answers (jobnetd picks it otherwise).
+            let prepare = async {
+                // The preparation is blocking work: let the reserve's
+                // request go out first (its connect waits for the socket's
+                // readiness, which the runtime sees on its next turn).
+                for _ in 0..2 {
+                    tokio::task::yield_now().await;
+                }
+                req.conf
+                    .device()
+                    .map(|pci| sriov::Prepared::new(&env.sysfs, pci, att.netns.as_path()))
+            };
+            let (reservation, prepared) = tokio::join!(client.reserve(&request), prepare);
             timings::lap("reserve");
             let reservation = reservation.map_err(|e| daemon::api_error(&e))?;
             let daemon = Commit {
@@ -248,7 +299,7 @@ fn add_with_daemon(req: &AddRequest, faults: &dyn FaultHook) -> Result<CniResult
                 key: &key,
                 commit: &commit,
             };
-            match attach_reserved(req, &env, &ctx, &daemon, &reservation).await {
+            match attach_reserved(req, &env, &ctx, &daemon, &reservation, prepared).await {
                 Ok(result) => Ok(result),
                 Err(f) => {
                     if !f.keep {
@@ -295,6 +346,7 @@ async fn attach_reserved(
     ctx: &sriov::Context<'_>,
     daemon: &Commit<'_, '_>,
     reservation: &jobnet_api::Attachment,
+    prepared: Option<sriov::Prepared>,
 ) -> Result<CniResult, Failed> {
     let att = &req.env;
     if reservation.vfs.is_empty() {
@@ -368,7 +420,7 @@ async fn attach_reserved(
         ownership: Ownership::Daemon,
         network: Some(req.conf.name.as_str().to_owned()),
     };
-    attach_and_commit(env, ctx, &specs, result, Some(daemon), &opts).await
+    attach_and_commit(env, ctx, &specs, result, Some(daemon), &opts, prepared).await
 }
 
 /// Attaches every spec (one per rail), commits in the daemon (when there is
@@ -384,6 +436,7 @@ async fn attach_and_commit(
     mut result: CniResult,
     daemon: Option<&Commit<'_, '_>>,
     opts: &AttachOptions,
+    mut prepared: Option<sriov::Prepared>,
 ) -> Result<CniResult, Failed> {
     let mut attached: Vec<sriov::Attachment> = Vec::with_capacity(specs.len());
     let start_commit = || {
@@ -394,7 +447,8 @@ async fn attach_and_commit(
     let last = specs.len().saturating_sub(1);
     for (i, spec) in specs.iter().enumerate() {
         let on_move: Option<&dyn Fn()> = (i == last).then_some(&start_commit);
-        match sriov::attach_overlapped(ctx, spec, opts, on_move).await {
+        let ready = prepared.take_if(|p| p.is_for(spec));
+        match sriov::attach_overlapped(ctx, spec, opts, on_move, ready).await {
             Ok(a) => attached.push(a),
             Err(e) => {
                 if let Some(d) = daemon {

@@ -100,6 +100,53 @@ pub fn temp_name(pci: PciAddr) -> String {
     )
 }
 
+/// The part of an attach that depends only on the VF and the pod's netns,
+/// done ahead while something else waits (jobnetd's reserve, the IPAM
+/// plugin): the VF as sysfs shows it, and netlink connections in the host
+/// and in the pod. Nothing is locked or changed; what failed here is done
+/// again, and reported, by the attach.
+pub struct Prepared {
+    pci: PciAddr,
+    netns: PathBuf,
+    vf: Option<VfInfo>,
+    links: Option<Links>,
+}
+
+/// Netlink connections of one attach: the host's and the pod's.
+struct Links {
+    host: Handle,
+    pod_ns: Netns,
+    pod: Handle,
+}
+
+impl Links {
+    fn open(netns: &std::path::Path) -> Result<Self, AttachError> {
+        let host = Handle::new().map_err(AttachError::kernel(Step::MoveToPod))?;
+        let pod_ns = Netns::open(netns)?;
+        let pod = Handle::in_netns(&pod_ns).map_err(AttachError::kernel(Step::MoveToPod))?;
+        Ok(Self { host, pod_ns, pod })
+    }
+}
+
+impl Prepared {
+    /// Reads `pci` from sysfs and connects in the host and in `netns`.
+    /// Runs inside the runtime the attach will use (the connections are
+    /// its tasks).
+    pub fn new(sysfs: &SysfsRoot, pci: PciAddr, netns: &std::path::Path) -> Self {
+        Self {
+            pci,
+            netns: netns.to_owned(),
+            vf: sriov::resolve_vf(sysfs, pci).ok(),
+            links: Links::open(netns).ok(),
+        }
+    }
+
+    /// True when this was prepared for `spec`'s VF and netns.
+    pub fn is_for(&self, spec: &AttachSpec) -> bool {
+        self.pci == spec.pci && self.netns == spec.netns
+    }
+}
+
 /// How an attach records the VF's ownership, and for which network.
 #[derive(Debug, Clone, Default)]
 pub struct AttachOptions {
@@ -134,7 +181,7 @@ pub async fn attach_with(
     spec: &AttachSpec,
     opts: &AttachOptions,
 ) -> Result<Attachment, AttachError> {
-    attach_overlapped(ctx, spec, opts, None).await
+    attach_overlapped(ctx, spec, opts, None, None).await
 }
 
 /// [`attach_with`], calling `on_move` (when given) just before the VF's
@@ -142,15 +189,24 @@ pub async fn attach_with(
 /// attach without a kernel change: work that takes the move's time
 /// (jobnetd's commit) starts there. It is not called when the attach does
 /// not move a netdev (a replay, a userspace-driver VF) or fails first.
+/// `prepared`, when it is for this spec, saves the sysfs read and the
+/// netlink connections.
 pub async fn attach_overlapped(
     ctx: &Context<'_>,
     spec: &AttachSpec,
     opts: &AttachOptions,
     on_move: Option<&dyn Fn()>,
+    prepared: Option<Prepared>,
 ) -> Result<Attachment, AttachError> {
+    let (mut ready_vf, links) = match prepared.filter(|p| p.is_for(spec)) {
+        Some(p) => (p.vf, p.links),
+        None => (None, None),
+    };
     let cache_path = cache::path_for(ctx.state, &spec.container_id, &spec.ifname);
     if let Ok(earlier) = cache::load::<AttachmentRecord>(&cache_path) {
         if earlier.pci != spec.pci {
+            // The detach below changes what sysfs shows of the VFs.
+            ready_vf = None;
             // This attachment held another VF (jobnetd chose again, the
             // config changed): that one goes home before this one is taken.
             let outcome = detach(ctx, &spec.container_id, &spec.ifname, None, None, None).await;
@@ -165,7 +221,10 @@ pub async fn attach_overlapped(
             source,
         })
     };
-    let mut vf = resolve()?;
+    let mut vf = match ready_vf {
+        Some(vf) => vf,
+        None => resolve()?,
+    };
     timings::lap("sysfs");
     let want = owner_record(spec, opts);
     let claim = match opts.ownership {
@@ -252,7 +311,7 @@ pub async fn attach_overlapped(
         ownership: opts.ownership,
         network: opts.network.clone(),
     };
-    match attach_steps(ctx, spec, &vf, &mut rec, &cache_path, on_move).await {
+    match attach_steps(ctx, spec, &vf, &mut rec, &cache_path, on_move, links).await {
         Ok(()) => Ok(Attachment {
             record: rec,
             cache_path,
@@ -369,6 +428,7 @@ async fn attach_steps(
     rec: &mut AttachmentRecord,
     cache_path: &std::path::Path,
     on_move: Option<&dyn Fn()>,
+    links: Option<Links>,
 ) -> Result<(), AttachError> {
     let faults = ctx.faults;
     if rec.dpdk {
@@ -378,9 +438,10 @@ async fn attach_steps(
         cache::save(ctx.state, cache_path, rec)?;
         return write_devinfo(faults, spec, rec);
     }
-    let host = Handle::new().map_err(AttachError::kernel(Step::MoveToPod))?;
-    let pod_ns = Netns::open(&spec.netns)?;
-    let pod = Handle::in_netns(&pod_ns).map_err(AttachError::kernel(Step::MoveToPod))?;
+    let Links { host, pod_ns, pod } = match links {
+        Some(l) => l,
+        None => Links::open(&spec.netns)?,
+    };
     timings::lap("netlink_open");
 
     let link = find_host_netdev(&host, ctx.sysfs, spec.pci, &vf.netdevs, &[]).await?;

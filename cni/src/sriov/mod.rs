@@ -16,7 +16,8 @@ pub mod state_dir;
 pub mod steps;
 
 pub use attach::{
-    attach, attach_overlapped, attach_with, restore, AttachOptions, AttachSpec, Attachment, Context,
+    attach, attach_overlapped, attach_with, restore, AttachOptions, AttachSpec, Attachment,
+    Context, Prepared,
 };
 pub use check::{check, CheckError};
 pub use detach::{detach, detach_with, DetachOutcome};

@@ -152,7 +152,12 @@ impl<S: Store> Ipam<S> {
         ));
         let jkey = keys::job(&req.pool, &req.job);
         let job_put = written(&txn, &jkey);
-        match self.store.txn(txn).await? {
+        // Deferred: the commit that confirms this reservation is durable and
+        // takes it to disk with itself, and nothing relies on a reservation
+        // before its commit. A crash in between loses it, and the commit
+        // then fails as for an expired one (the ADD rolls back): one fsync
+        // per attachment instead of two.
+        match self.store.txn_deferred(txn).await? {
             TxnOutcome::Committed(rev) => {
                 claims.committed = true;
                 if let Some(rec) = job_put.and_then(|v| serde_json::from_slice(&v).ok()) {

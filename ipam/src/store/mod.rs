@@ -12,7 +12,7 @@ use std::pin::Pin;
 
 #[cfg(feature = "etcd")]
 pub use self::etcd::{EtcdOptions, EtcdStore, EtcdTls};
-pub use self::redb::{RedbOptions, RedbStore, DB_FILE};
+pub use self::redb::{RedbOptions, RedbStore, DB_FILE, MAX_DEFERRED_COMMITS};
 
 /// Revision of a write; increases with every committed transaction.
 pub type Revision = u64;
@@ -73,7 +73,8 @@ pub struct Txn {
 /// What happened to a transaction.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum TxnOutcome {
-    /// Applied and durable at this revision.
+    /// Applied at this revision (durable, unless the transaction was
+    /// [deferred](Store::txn_deferred)).
     Committed(Revision),
     /// Not applied: the compare on this key failed.
     Conflict(String),
@@ -108,6 +109,16 @@ pub trait Store: Send + Sync + 'static {
 
     /// Applies a transaction; returns once it is durable (or known not applied).
     fn txn(&self, txn: Txn) -> StoreFuture<'_, TxnOutcome>;
+
+    /// Applies a transaction like [`Store::txn`], but may answer before it
+    /// is durable: the next durable transaction makes it durable with
+    /// itself, and a crash before that loses it. Only for a write that a
+    /// later durable one confirms before anyone relies on it (a
+    /// reservation, confirmed by its commit). Backends that cannot defer
+    /// (etcd) apply it durably.
+    fn txn_deferred(&self, txn: Txn) -> StoreFuture<'_, TxnOutcome> {
+        self.txn(txn)
+    }
 
     /// Reads one key as the nearest replica has it: possibly a moment behind,
     /// but answered without a quorum (views keep working in an outage). Never
@@ -198,6 +209,10 @@ impl<S: Store> Store for std::sync::Arc<S> {
 
     fn txn(&self, txn: Txn) -> StoreFuture<'_, TxnOutcome> {
         (**self).txn(txn)
+    }
+
+    fn txn_deferred(&self, txn: Txn) -> StoreFuture<'_, TxnOutcome> {
+        (**self).txn_deferred(txn)
     }
 
     fn put_alive<'a>(

@@ -4,8 +4,12 @@
 //! drains whatever else is queued (up to `max_batch`), applies them in order
 //! inside one redb write transaction (each sees the ones before it, and a
 //! transaction whose compares fail is skipped as a whole), commits once with
-//! fsync, and only then answers every caller. Readers use redb's MVCC read
-//! transactions and never wait for the writer.
+//! fsync, and only then answers every caller. A batch of only deferred
+//! transactions ([`Store::txn_deferred`]) commits without fsync; the next
+//! durable commit persists it, and the writer makes every
+//! [`MAX_DEFERRED_COMMITS`]th commit and its last one durable whatever it
+//! carries. Readers use redb's MVCC read transactions and never wait for
+//! the writer.
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -13,7 +17,7 @@ use std::sync::{mpsc, Arc};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use redb::{Database, ReadableDatabase, ReadableTable, Table, TableDefinition};
+use redb::{Database, Durability, ReadableDatabase, ReadableTable, Table, TableDefinition};
 use tokio::sync::oneshot;
 
 use super::{
@@ -27,6 +31,18 @@ const REVISION_KEY: &str = "revision";
 pub const DB_FILE: &str = "ipam.redb";
 
 type Reply = oneshot::Sender<Result<TxnOutcome, StoreError>>;
+
+/// Most commits in a row without fsync: bounds what a crash can lose and
+/// the dirty pages redb holds in memory until a durable commit.
+pub const MAX_DEFERRED_COMMITS: u64 = 64;
+
+/// A transaction waiting for the writer.
+struct Queued {
+    txn: Txn,
+    /// False for a deferred transaction: it may be answered before fsync.
+    durable: bool,
+    reply: Reply,
+}
 
 /// Tuning of the embedded store.
 #[derive(Debug, Clone, Copy)]
@@ -56,6 +72,7 @@ impl Default for RedbOptions {
 #[derive(Debug, Default)]
 struct Counters {
     commits: AtomicU64,
+    durable_commits: AtomicU64,
     txns: AtomicU64,
     apply_ns: AtomicU64,
     commit_ns: AtomicU64,
@@ -65,7 +82,7 @@ struct Counters {
 pub struct RedbStore {
     db: Arc<Database>,
     path: PathBuf,
-    queue: Option<mpsc::Sender<(Txn, Reply)>>,
+    queue: Option<mpsc::Sender<Queued>>,
     writer: Option<JoinHandle<()>>,
     counters: Arc<Counters>,
 }
@@ -138,6 +155,31 @@ impl RedbStore {
             self.counters.commits.load(Ordering::Relaxed),
             self.counters.txns.load(Ordering::Relaxed),
         )
+    }
+
+    /// Commits made with fsync since open (the rest were deferred).
+    pub fn durable_commits(&self) -> u64 {
+        self.counters.durable_commits.load(Ordering::Relaxed)
+    }
+
+    fn enqueue(&self, txn: Txn, durable: bool) -> StoreFuture<'_, TxnOutcome> {
+        let (reply, rx) = oneshot::channel();
+        let queued = match &self.queue {
+            Some(q) => q
+                .send(Queued {
+                    txn,
+                    durable,
+                    reply,
+                })
+                .is_ok(),
+            None => false,
+        };
+        Box::pin(async move {
+            if !queued {
+                return Err(StoreError::Closed);
+            }
+            rx.await.map_err(|_| StoreError::Closed)?
+        })
     }
 
     /// Writer time since open: (applying transactions, committing to disk).
@@ -220,17 +262,11 @@ impl Store for RedbStore {
     }
 
     fn txn(&self, txn: Txn) -> StoreFuture<'_, TxnOutcome> {
-        let (tx, rx) = oneshot::channel();
-        let queued = match &self.queue {
-            Some(q) => q.send((txn, tx)).is_ok(),
-            None => false,
-        };
-        Box::pin(async move {
-            if !queued {
-                return Err(StoreError::Closed);
-            }
-            rx.await.map_err(|_| StoreError::Closed)?
-        })
+        self.enqueue(txn, true)
+    }
+
+    fn txn_deferred(&self, txn: Txn) -> StoreFuture<'_, TxnOutcome> {
+        self.enqueue(txn, false)
     }
 }
 
@@ -264,11 +300,7 @@ struct Batching {
 
 /// The next batch: the first queued transaction, whatever else is queued, and,
 /// when the last batch showed concurrent callers, what arrives within the window.
-fn next_batch(
-    rx: &mpsc::Receiver<(Txn, Reply)>,
-    b: Batching,
-    concurrent: bool,
-) -> Option<Vec<(Txn, Reply)>> {
+fn next_batch(rx: &mpsc::Receiver<Queued>, b: Batching, concurrent: bool) -> Option<Vec<Queued>> {
     let first = rx.recv().ok()?;
     let mut batch = vec![first];
     while batch.len() < b.max {
@@ -294,49 +326,59 @@ fn next_batch(
     Some(batch)
 }
 
-fn write_loop(
-    db: &Database,
-    rx: &mpsc::Receiver<(Txn, Reply)>,
-    batching: Batching,
-    counters: &Counters,
-) {
+fn write_loop(db: &Database, rx: &mpsc::Receiver<Queued>, batching: Batching, counters: &Counters) {
     let mut concurrent = false;
+    // Commits since the last durable one.
+    let mut deferred = 0u64;
     while let Some(batch) = next_batch(rx, batching, concurrent) {
         concurrent = batch.len() > 1;
-        let result = apply_batch(db, &batch, counters);
+        let durable = batch.iter().any(|q| q.durable) || deferred + 1 >= MAX_DEFERRED_COMMITS;
+        let result = apply_batch(db, &batch, durable, counters);
         counters.commits.fetch_add(1, Ordering::Relaxed);
         counters
             .txns
             .fetch_add(batch.len() as u64, Ordering::Relaxed);
         match result {
-            Ok(outcomes) => {
-                for ((_, reply), outcome) in batch.into_iter().zip(outcomes) {
-                    let _ = reply.send(Ok(outcome));
+            Ok((outcomes, durable)) => {
+                deferred = if durable { 0 } else { deferred + 1 };
+                for (q, outcome) in batch.into_iter().zip(outcomes) {
+                    let _ = q.reply.send(Ok(outcome));
                 }
             }
             Err(e) => {
                 tracing::error!(error = %e, "ipam store commit failed");
-                for (_, reply) in batch {
-                    let _ = reply.send(Err(StoreError::Backend(e.to_string())));
+                for q in batch {
+                    let _ = q.reply.send(Err(StoreError::Backend(e.to_string())));
                 }
             }
+        }
+    }
+    if deferred > 0 {
+        // The queue closed (the store is dropped): what was deferred
+        // becomes durable now, not at some later open.
+        if let Err(e) = apply_batch(db, &[], true, counters) {
+            tracing::error!(error = %e, "ipam store: final durable commit failed");
         }
     }
 }
 
 fn apply_batch(
     db: &Database,
-    batch: &[(Txn, Reply)],
+    batch: &[Queued],
+    durable: bool,
     counters: &Counters,
-) -> Result<Vec<TxnOutcome>, redb::Error> {
+) -> Result<(Vec<TxnOutcome>, bool), redb::Error> {
     let started = Instant::now();
-    let w = db.begin_write()?;
+    let mut w = db.begin_write()?;
+    // Refused only for persistent savepoints and multi-process mode,
+    // neither of which this store uses; then the commit stays durable.
+    let durable = durable || w.set_durability(Durability::None).is_err();
     let mut outcomes = Vec::with_capacity(batch.len());
     {
         let mut kv = w.open_table(KV)?;
         let mut meta = w.open_table(META)?;
         let mut rev = meta.get(REVISION_KEY)?.map(|g| g.value()).unwrap_or(0);
-        for (txn, _) in batch {
+        for Queued { txn, .. } in batch {
             if let Some(failed) = first_failed(&kv, &txn.compares)? {
                 outcomes.push(TxnOutcome::Conflict(failed));
                 continue;
@@ -351,13 +393,16 @@ fn apply_batch(
     }
     let applied = Instant::now();
     w.commit()?;
+    if durable {
+        counters.durable_commits.fetch_add(1, Ordering::Relaxed);
+    }
     counters
         .apply_ns
         .fetch_add(nanos(applied - started), Ordering::Relaxed);
     counters
         .commit_ns
         .fetch_add(nanos(applied.elapsed()), Ordering::Relaxed);
-    Ok(outcomes)
+    Ok((outcomes, durable))
 }
 
 fn first_failed(
