@@ -250,3 +250,57 @@ fn del_for_a_container_that_never_added() {
     assert_all_undone(&node, &taken, &a);
     node.assert_vf_home(&free);
 }
+
+/// A pod that already has the requested ifname: ADD fails with "invalid
+/// config", the pod keeps its own interface (same device, same name), the
+/// VF is back in the node as it was, and nothing of the attempt is left.
+/// (The kernel moves the VF before it refuses the rename, so the rollback
+/// must find the VF in the pod by what it is, not by the name.)
+#[test]
+fn add_into_a_pod_that_has_the_ifname_leaves_both_as_they_were() {
+    let node = Node::small(1);
+    let vf = node.vf(0);
+    let ipam = FixedIpam::new(&json!({"cniVersion": "1.1.0",
+        "ips": [{"address": "10.64.0.5/24"}]}));
+    let pod = Netns::new("jndel");
+    kernel::ip(
+        &pod.name,
+        &[
+            "link", "add", "net1", "type", "veth", "peer", "name", "net1p",
+        ],
+    );
+    let before = kernel::link(&pod.name, "net1").expect("the pod's own net1");
+    let cid = common::unique("taken");
+    let call = CniCall::new("ADD", &cid, &pod.path(), "net1").cni_path(&ipam.cni_path());
+    let mut conf = node.conf("1.1.0", "deledge", &vf, &cid, "net1");
+    conf["ipam"] = json!({"type": FIXED_IPAM});
+    conf["mac"] = json!("02:de:1e:7e:00:02");
+    let err = node.call(&call, &conf).expect_error(7);
+    assert!(
+        err["msg"].as_str().unwrap_or_default().contains("net1"),
+        "{err}"
+    );
+    let after = kernel::link(&pod.name, "net1").expect("the pod lost its net1");
+    assert_eq!(
+        (after.index, after.mac.as_str()),
+        (before.index, before.mac.as_str()),
+        "the pod's net1 is another device now"
+    );
+    assert_eq!(
+        kernel::links(&pod.name).len(),
+        kernel::links(&pod.name)
+            .iter()
+            .filter(|l| ["lo", "net1", "net1p"].contains(&l.name.as_str()))
+            .count(),
+        "the VF stayed in the pod: {:?}",
+        kernel::links(&pod.name)
+    );
+    node.assert_vf_home(&vf);
+    node.assert_no_state();
+    assert!(
+        ipam.calls().contains(&format!("DEL {cid}")),
+        "IPAM not released: {:?}",
+        ipam.calls()
+    );
+    assert_reusable(&node, &vf);
+}

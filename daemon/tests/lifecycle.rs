@@ -225,7 +225,7 @@ fn restart_keeps_state_and_ownership() {
     });
     assert!(d.stop().success());
     d.spawn();
-    runtime.block_on(async {
+    let n = runtime.block_on(async {
         let c = d.client();
         let a2 = c.check(&a.key()).await.unwrap();
         assert_eq!(a2.state, AttachmentState::Committed);
@@ -242,13 +242,33 @@ fn restart_keeps_state_and_ownership() {
         // And a new daemon-picked VF is none of the two.
         let n = c.reserve(&reserve_req("c4", "j", None)).await.unwrap();
         assert!(n.vfs[0].pci != a.vfs[0].pci && n.vfs[0].pci != b.vfs[0].pci);
+        n
     });
-    // SIGKILL: everything acknowledged is still there.
+    // SIGKILL: every commit is still there. A reservation not committed
+    // yet may be gone (the store takes a reserve to disk with the next
+    // durable write, its commit): its commit is then refused as for an
+    // expired one, which fails the plugin's ADD with "try again".
+    let committed_since = runtime.block_on(async {
+        d.client().commit(&n.key()).await.unwrap();
+        n
+    });
     d.kill();
     d.spawn();
     runtime.block_on(async {
         let c = d.client();
-        assert_eq!(c.attachments().await.unwrap().len(), 3);
+        let left = c.attachments().await.unwrap();
+        for k in [a.key(), committed_since.key()] {
+            let found = left.iter().find(|x| x.key() == k);
+            assert_eq!(
+                found.map(|x| x.state.clone()),
+                Some(AttachmentState::Committed),
+                "{k:?} lost: {left:?}"
+            );
+        }
+        match c.commit(&b.key()).await {
+            Ok(x) => assert_eq!(x.state, AttachmentState::Committed),
+            Err(e) => assert_eq!(e.code, ErrorCode::UnknownAttachment, "{e:?}"),
+        }
     });
 }
 

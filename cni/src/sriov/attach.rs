@@ -506,25 +506,18 @@ async fn attach_steps(
             .await
             .map_err(AttachError::kernel(Step::DropAltnames))?;
     }
-    // Moving under a temporary name means neither the host's nor the pod's
-    // existing names can collide with the move itself. (With the pod's
-    // name in the move request instead, a pod that has it keeps the VF
-    // under its host name: the kernel renames after the move.)
-    let temp = temp_name(spec.pci);
+    // One request moves the netdev and names it `ifname` in the pod: the
+    // kernel moves it under its host name (or straight under `ifname` when
+    // the pod has the host name), then renames it, one rename and its
+    // grace period instead of two through a temporary name. A pod that
+    // already has `ifname` refuses the rename, not the move: the VF is then
+    // in the pod under its host name, where `restore` finds it by its
+    // index or hardware address (and never takes the pod's own `ifname`).
     faults.before(Step::MoveToPod)?;
     if let Some(f) = on_move {
         f();
     }
-    host.move_to_netns(link.index, &pod_ns, Some(&temp))
-        .await
-        .map_err(AttachError::kernel(Step::MoveToPod))?;
-    timings::lap("move");
-    let moved = pod
-        .link_by_name(&temp)
-        .await
-        .map_err(AttachError::kernel(Step::MoveToPod))?;
-    faults.before(Step::Rename)?;
-    pod.set_link_name(moved.index, &spec.ifname)
+    host.move_to_netns(link.index, &pod_ns, Some(&spec.ifname))
         .await
         .map_err(|e| {
             if e.is_exists() {
@@ -532,9 +525,27 @@ async fn attach_steps(
                     ifname: spec.ifname.clone(),
                 }
             } else {
-                AttachError::kernel(Step::Rename)(e)
+                AttachError::kernel(Step::MoveToPod)(e)
             }
         })?;
+    timings::lap("move");
+    faults.before(Step::Rename)?;
+    let moved = pod
+        .link_by_name(&spec.ifname)
+        .await
+        .map_err(AttachError::kernel(Step::Rename))?;
+    // Until the full record below: a rollback from here on knows the VF in
+    // the pod by this index, whatever its MAC becomes.
+    rec.pod = Some(PodLinkState {
+        index: moved.index,
+        mac: moved.mac(),
+        mtu: moved.mtu,
+        addresses: Vec::new(),
+        hw_addr: moved.hw_addr.clone(),
+        routes: Vec::new(),
+        configured_mac: None,
+        configured_mtu: None,
+    });
     timings::lap("rename");
     // Only now, with the netdev in the pod: a device the pod can use
     // through verbs must never be there before its interface is.
@@ -784,15 +795,29 @@ pub async fn restore_with(
     let mut home: Option<Option<MacAddr>> = None;
     if let Ok(pod_ns) = Netns::open(&rec.netns) {
         if let Ok(pod) = Handle::in_netns(&pod_ns) {
-            for name in [rec.ifname.as_str(), temp.as_str()] {
+            // Where ADD names it (or named it: a temporary name before this
+            // version), then its host name (a pod that had `ifname` refused
+            // the rename after the move).
+            for name in [rec.ifname.as_str(), temp.as_str(), orig.name.as_str()] {
                 let Ok(l) = pod.link_by_name(name).await else {
                     continue;
                 };
-                if let Some(p) = &rec.pod {
-                    if name == rec.ifname && p.index != l.index {
-                        // Same name, another device: not ours.
-                        continue;
-                    }
+                let ours = match &rec.pod {
+                    // A finished ADD recorded the pod link's index.
+                    Some(p) => p.index == l.index,
+                    // Mid-ADD in another run (a rollback in the same run
+                    // knows the index the move gave it): the MAC is the
+                    // VF's until ADD set its own. Not the index: the pod's
+                    // own devices may have the one the VF had in the host.
+                    None => match orig.mac {
+                        Some(mac) => l.mac() == Some(mac),
+                        // IPoIB has no MAC to go by.
+                        None => l.index == orig.index,
+                    },
+                };
+                if !ours {
+                    // Same name, another device: the pod's own.
+                    continue;
                 }
                 timings::lap("pod_link");
                 let _ = pod.set_down(l.index).await;
