@@ -4,7 +4,9 @@
 #   1. attach: ADD/DEL latency of jobnet vs Debian's host-device+static vs the
 #      bare kernel work (ip -batch), the median of each plugin phase, and 64
 #      parallel ADDs vs 64 moves in one ip -batch (jobnet-bench); ends with
-#      each target, its figure, the baseline and whether it is met.
+#      each target, its figure, the baseline and whether it is met. The
+#      plugin is the static-pie build that the image ships
+#      (build_static_plugin in scripts/lib/workspace.sh).
 #   2. ipam: durable reserve+commit throughput and latency with 1 and 64
 #      clients, and memory with 10,000 jobs / 100,000 attachments.
 #   3. jobnetd: reserve+commit through the API socket of a real jobnetd
@@ -25,6 +27,7 @@
 # Needs root. Usage: scripts/bench.sh [attach|ipam|daemon|topology|cluster|preflight|all] (default all).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. scripts/lib/workspace.sh
 [ "$(id -u)" = 0 ] || { echo "bench.sh: run as root" >&2; exit 1; }
 scripts/install-deps.sh
 
@@ -32,12 +35,14 @@ what="${1:-all}"
 TARGET="${CARGO_TARGET_DIR:-target}/release"
 
 if [ "$what" = attach ] || [ "$what" = all ]; then
-  cargo build --quiet --release -p jobnet-cni --bin jobnet -p jobnet-daemon --bin jobnetd -p jobnet-tests --bin jobnet-bench
+  cargo build --quiet --release -p jobnet-daemon --bin jobnetd -p jobnet-tests --bin jobnet-bench
+  # The plugin as it ships: static-pie, under $CARGO_TARGET_DIR/<host triple>/.
+  plugin=$(build_static_plugin release --quiet)
   echo "== attach latency (jobnet vs host-device+static vs ip -batch), per-phase medians, targets"
   # --timings: that many more cycles of each jobnet mode with
   # JOBNET_TIMINGS=1, apart from the timed ones; the target table at the
   # end puts each figure next to its baseline from this same run.
-  "$TARGET/jobnet-bench" --jobnet "$TARGET/jobnet" --jobnetd "$TARGET/jobnetd" \
+  "$TARGET/jobnet-bench" --jobnet "$plugin" --jobnetd "$TARGET/jobnetd" \
     --cycles "${BENCH_CYCLES:-100}" --parallel "${BENCH_PARALLEL:-64}" --timings "${BENCH_TIMINGS:-50}"
 fi
 

@@ -7,6 +7,8 @@
 #     directory mounted at /host/opt/cni/bin (executable, byte-identical to
 #     the image's copy, no temporary file left), and the installed plugin
 #     answers CNI_COMMAND=VERSION; without the mount it fails;
+#   - the image's plugin is statically linked (no program interpreter, no
+#     shared library), so it runs on the host whatever its glibc;
 #   - the default entrypoint installs the plugin, then jobnetd serves
 #     `jobnetctl status` and stops cleanly on SIGTERM.
 #
@@ -45,6 +47,7 @@ if ! JOBNET_WITH_PODMAN=1 scripts/install-deps.sh; then
 fi
 command -v podman >/dev/null || skip "podman is not installed"
 command -v jq >/dev/null || die "jq is needed to read the plugin's VERSION answer"
+command -v readelf >/dev/null || die "readelf (binutils) is needed to check the plugin is static"
 
 version=$(workspace_version)
 [ -n "$version" ] || die "no [workspace.package] version in Cargo.toml"
@@ -182,6 +185,15 @@ podman rm -f "$ctr-copy" >/dev/null 2>&1
 cmp -s "$plugin" "$work/image-jobnet"
 judge $? "installed plugin is byte-identical to the image's /usr/local/bin/jobnet" \
   "installed plugin differs from the image's /usr/local/bin/jobnet (or it could not be read)"
+# The plugin runs on the host, against the host's glibc: it must need
+# neither a loader nor a shared library (scripts/image.sh builds it
+# static-pie).
+if [ -f "$work/image-jobnet" ] && plugin_is_static "$work/image-jobnet"; then
+  ok "the image's plugin is statically linked (no program interpreter, no shared library)"
+else
+  not_ok "the image's plugin is not statically linked: $(readelf -lW "$work/image-jobnet" 2>&1 |
+    grep -i interpreter) $(readelf -dW "$work/image-jobnet" 2>&1 | grep NEEDED | tr -s ' \n' ' ')"
+fi
 entries=$(ls -A "$work/cni-bin")
 if [ "$entries" = jobnet ]; then
   ok "no temporary file left in the CNI directory"

@@ -3,7 +3,9 @@
 # pulled): builds the binaries, stages them with the shared libraries and
 # dynamic loader that ldd reports for them, and builds ./Containerfile on that
 # staging directory. Tags localhost/jobnet:<workspace version> and
-# localhost/jobnet:latest.
+# localhost/jobnet:latest. The `jobnet` plugin is built static-pie
+# (build_static_plugin in scripts/lib/workspace.sh): it is installed into the
+# host's /opt/cni/bin and runs against the host's glibc, not the image's.
 #
 #   scripts/image.sh                  # release binaries
 #   scripts/image.sh --profile debug  # reuse the debug build (fast, large image)
@@ -44,18 +46,22 @@ if [ "$(id -u)" = 0 ]; then
 fi
 command -v podman >/dev/null || die "podman is not installed (run as root to install it)"
 command -v ldd >/dev/null || die "ldd is not installed"
+command -v readelf >/dev/null || die "readelf is not installed (binutils)"
 
-cargo build --profile "$cargo_profile" \
-  -p jobnet-cni --bin jobnet -p jobnet-daemon --bin jobnetd --bin jobnetctl >&2
+cargo build --profile "$cargo_profile" -p jobnet-daemon --bin jobnetd --bin jobnetctl >&2
 bin_dir="${CARGO_TARGET_DIR:-target}/$profile"
+# The plugin is static-pie, under the target triple's directory; the function
+# fails unless the binary really is static.
+plugin=$(build_static_plugin "$cargo_profile") || die "the static plugin did not build"
 bins=(jobnet jobnetd jobnetctl)
+declare -A bin_path=([jobnet]=$plugin [jobnetd]=$bin_dir/jobnetd [jobnetctl]=$bin_dir/jobnetctl)
 
 work=$(mktemp -d "${TMPDIR:-/tmp}/jobnet-image.XXXXXX")
 trap 'rm -rf "$work"' EXIT
 rootfs="$work/rootfs"
 mkdir -p "$rootfs/usr/local/bin"
 for b in "${bins[@]}"; do
-  install -m 0755 "$bin_dir/$b" "$rootfs/usr/local/bin/$b"
+  install -m 0755 "${bin_path[$b]}" "$rootfs/usr/local/bin/$b"
 done
 
 # Keep the host's top-level links (merged /usr: /lib -> usr/lib, ...), so a
@@ -109,8 +115,11 @@ add_libs() {
 
 verbs=""
 for b in "${bins[@]}"; do
-  add_libs "$bin_dir/$b"
-  v=$(ldd "$bin_dir/$b" | awk '$1 ~ /^libibverbs\.so/ && $3 ~ /^\// { print $3 }')
+  # A static binary (the plugin) links no library and needs no loader; ldd
+  # says "statically linked" or, for a non-PIE one, fails.
+  plugin_is_static "${bin_path[$b]}" && continue
+  add_libs "${bin_path[$b]}"
+  v=$(ldd "${bin_path[$b]}" | awk '$1 ~ /^libibverbs\.so/ && $3 ~ /^\// { print $3 }')
   if [ -n "$v" ]; then verbs=$v; fi
 done
 

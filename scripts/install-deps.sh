@@ -6,6 +6,8 @@ set -euo pipefail
 PACKAGES=(
   # kernel tooling used by tests, the simulated fabric and byte comparisons
   iproute2 strace procps iputils-ping
+  # readelf, to check that the plugin is built statically linked
+  binutils
   # reference CNI plugins (chaining tests, benchmark baseline)
   containernetworking-plugins
   # RDMA uapi headers and libibverbs for the daemon's live port data
