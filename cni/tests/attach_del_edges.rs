@@ -304,3 +304,48 @@ fn add_into_a_pod_that_has_the_ifname_leaves_both_as_they_were() {
     );
     assert_reusable(&node, &vf);
 }
+
+/// The delegated IPAM plugin runs while the VF moves into the pod; when it
+/// refuses, the ADD fails with the plugin's own error, the VF comes back as
+/// it was, and the plugin gets its DEL (CNI spec section 4).
+#[test]
+fn an_ipam_refusal_during_the_move_is_the_error_and_rolls_back() {
+    use std::os::unix::fs::PermissionsExt;
+    let node = Node::small(1);
+    let vf = node.vf(0);
+    let before = node.snapshot(&vf);
+    let plugins = tempfile::tempdir().unwrap();
+    let script = plugins.path().join("refusing-ipam");
+    std::fs::write(
+        &script,
+        "#!/bin/sh\nd=$(dirname \"$0\")\ncat > /dev/null\n\
+         echo \"$CNI_COMMAND $CNI_CONTAINERID\" >> \"$d/calls\"\n\
+         [ \"$CNI_COMMAND\" = ADD ] || exit 0\n\
+         echo '{\"cniVersion\":\"1.0.0\",\"code\":11,\"msg\":\"no addresses left\"}'\nexit 1\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let pod = Netns::new("jndel");
+    let cid = common::unique("refuse");
+    let call =
+        CniCall::new("ADD", &cid, &pod.path(), "net1").cni_path(plugins.path().to_str().unwrap());
+    let mut conf = node.conf("1.0.0", "deledge", &vf, &cid, "net1");
+    conf["ipam"] = json!({"type": "refusing-ipam"});
+    conf["mac"] = json!("02:de:1e:7e:00:03");
+    let err = node.call(&call, &conf).expect_error(11);
+    assert!(
+        err["msg"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("no addresses left"),
+        "{err}"
+    );
+    assert_eq!(node.snapshot(&vf), before, "VF not restored");
+    node.assert_no_state();
+    assert_eq!(kernel::links(&pod.name).len(), 1, "pod not empty");
+    let calls = std::fs::read_to_string(plugins.path().join("calls")).unwrap_or_default();
+    assert_eq!(
+        calls.lines().collect::<Vec<_>>(),
+        [format!("ADD {cid}"), format!("DEL {cid}")],
+    );
+}

@@ -53,19 +53,21 @@ fn pf_side_settings_refused_by_a_veth_pf_roll_back() {
             msg.to_lowercase().contains("not supported") || msg.contains("EOPNOTSUPP"),
             "{what}: the kernel's answer is lost: {msg}"
         );
-        // Nothing moved, nothing left, the address released.
+        // Nothing moved, nothing left.
         node.assert_vf_home(&vf);
         assert_eq!(&node.snapshot(&node.vf(0)), node.original(&node.vf(0)));
         node.assert_no_state();
         assert!(!node.devinfo_path(&cid, "net1").exists(), "{what}");
         assert_eq!(kernel::links(&pod.name).len(), 1, "{what}: pod not empty");
+        // The IPAM plugin runs during the VF's move into the pod, which
+        // never came: nothing was allocated, so nothing is handed back.
         assert_eq!(
             ipam.calls()
                 .iter()
                 .filter(|c| c.ends_with(&cid))
                 .cloned()
                 .collect::<Vec<_>>(),
-            [format!("ADD {cid}"), format!("DEL {cid}")],
+            Vec::<String>::new(),
             "{what}"
         );
     }

@@ -260,7 +260,7 @@ fn restart_keeps_state_and_ownership() {
         for k in [a.key(), committed_since.key()] {
             let found = left.iter().find(|x| x.key() == k);
             assert_eq!(
-                found.map(|x| x.state.clone()),
+                found.map(|x| x.state),
                 Some(AttachmentState::Committed),
                 "{k:?} lost: {left:?}"
             );

@@ -18,24 +18,10 @@ use super::device::{self, DeviceEnv};
 use super::overlap::Overlapped;
 use super::AddRequest;
 
-/// Releases an IPAM allocation unless disarmed: the undo of `Delegate::add`.
-struct IpamRelease<'a> {
-    delegate: Option<&'a Delegate<'a>>,
-}
-
-impl IpamRelease<'_> {
-    fn disarm(mut self) {
-        self.delegate = None;
-    }
-}
-
-impl Drop for IpamRelease<'_> {
-    fn drop(&mut self) {
-        if let Some(d) = self.delegate {
-            if let Err(e) = d.del() {
-                tracing::warn!(plugin = %d.plugin, error = %e, "releasing IPAM allocation after a failed ADD");
-            }
-        }
+/// Hands an IPAM allocation back after a failed ADD (the plugin's DEL).
+fn release_ipam(delegate: &Delegate<'_>) {
+    if let Err(e) = delegate.del() {
+        tracing::warn!(plugin = %delegate.plugin, error = %e, "releasing IPAM allocation after a failed ADD");
     }
 }
 
@@ -130,104 +116,160 @@ fn add_with_delegated_ipam(
     });
     timings::lap("lock");
     let _lock = lock?;
-    device::block_on(async {
-        // The IPAM plugin runs on a helper thread while this one prepares
-        // the attach (in this runtime: the connections are its tasks).
-        let (added, prepared) = std::thread::scope(|s| {
-            let added = delegate
-                .as_ref()
-                .map(|d| s.spawn(|| d.add(req.conf.cni_version)));
-            let prepared = sriov::Prepared::new(&env.sysfs, pci, att.netns.as_path());
-            let added = added.map(|h| {
-                h.join().unwrap_or_else(|_| {
-                    Err(CniError::new(
-                        ErrorCode::IoFailure,
-                        "the IPAM plugin's runner panicked",
-                    ))
-                })
-            });
-            (added, prepared)
-        });
-        add_delegated_prepared(req, faults, &env, pci, delegate.as_ref(), added, prepared).await
-    })?
+    std::thread::scope(|s| {
+        // The IPAM plugin runs on a helper thread while the VF moves into
+        // the pod: only the pod's addresses and routes need its answer, and
+        // they come after the move.
+        let ipam = delegate
+            .as_ref()
+            .map(|d| LateIpam::new(s, d, req.conf.cni_version));
+        device::block_on(add_delegated(req, faults, &env, pci, ipam.as_ref()))?
+    })
 }
 
-/// The rest of [`add_with_delegated_ipam`] once the IPAM plugin answered
-/// (`added`, `None` without an `ipam` plugin) and the attach is prepared.
-#[allow(clippy::too_many_arguments)]
-async fn add_delegated_prepared(
+/// The delegated IPAM plugin's ADD on a helper thread: started by the VF's
+/// move (or when its answer is needed first), its answer kept once taken.
+struct LateIpam<'scope> {
+    run: Overlapped<'scope, Result<CniResult, CniError>>,
+    delegate: &'scope Delegate<'scope>,
+    started: std::sync::atomic::AtomicBool,
+    answer: std::sync::OnceLock<Result<CniResult, CniError>>,
+}
+
+impl<'scope> LateIpam<'scope> {
+    fn new<'env>(
+        s: &'scope std::thread::Scope<'scope, 'env>,
+        delegate: &'scope Delegate<'scope>,
+        version: CniVersion,
+    ) -> Self {
+        Self {
+            run: Overlapped::new(s, move || delegate.add(version)),
+            delegate,
+            started: std::sync::atomic::AtomicBool::new(false),
+            answer: std::sync::OnceLock::new(),
+        }
+    }
+
+    fn start(&self) {
+        self.started
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+        self.run.start();
+    }
+
+    /// The plugin's answer, running it now if nothing started it.
+    fn answer(&self) -> &Result<CniResult, CniError> {
+        self.start();
+        self.answer.get_or_init(|| {
+            self.run.wait().unwrap_or_else(|| {
+                Err(CniError::new(
+                    ErrorCode::IoFailure,
+                    "the IPAM plugin's runner did not finish",
+                ))
+            })
+        })
+    }
+
+    /// The answer if the plugin was started (`None`: it never ran, so
+    /// there is no allocation to hand back).
+    fn settled(&self) -> Option<&Result<CniResult, CniError>> {
+        self.started
+            .load(std::sync::atomic::Ordering::SeqCst)
+            .then(|| self.answer())
+    }
+}
+
+async fn add_delegated(
     req: &AddRequest,
     faults: &dyn FaultHook,
     env: &DeviceEnv,
     pci: jobnet_hw::PciAddr,
-    delegate: Option<&Delegate<'_>>,
-    added: Option<Result<CniResult, CniError>>,
-    prepared: sriov::Prepared,
+    ipam: Option<&LateIpam<'_>>,
 ) -> Result<CniResult, CniError> {
     let att = &req.env;
-    let (allocation, release) = match (delegate, added) {
-        (Some(d), Some(added)) => match added {
-            Ok(r) => (Some(r), IpamRelease { delegate: Some(d) }),
-            Err(e) => {
-                // Spec section 4: a failed delegated ADD is followed by its
-                // DEL; but not when this ADD repeats one that finished (most
-                // IPAM plugins, host-local among them, refuse a second
-                // allocation for one attachment): that allocation is the
-                // finished attachment's, in use by the pod, and only the
-                // attachment's own DEL may hand it back.
-                if !finished(env, req) {
-                    drop(IpamRelease { delegate: Some(d) });
-                }
-                return Err(e);
-            }
-        },
-        _ => (None, IpamRelease { delegate: None }),
-    };
-    timings::lap("ipam");
-    let ipam_routes = allocation
-        .as_ref()
-        .map(|a| a.routes.clone())
-        .unwrap_or_default();
-    let result = build_result(
-        &req.conf,
-        att.ifname.as_str(),
-        att.netns.as_str(),
-        allocation,
-    );
+    let (ifname, netns) = (att.ifname.as_str(), att.netns.as_str());
+    // Read before the attach replaces the cache (see the refusal below).
+    let was_finished = ipam.is_some() && finished(env, req);
+    let prepared = sriov::Prepared::new(&env.sysfs, pci, att.netns.as_path());
+    timings::lap("prepare");
     let ctx = env.context(faults);
+    // What the pod gets from the plugin's answer: the result, and the spec
+    // whose addresses and routes it names.
+    let outcome = || -> Result<(CniResult, sriov::AttachSpec), CniError> {
+        let allocation = ipam.map(|i| i.answer().clone()).transpose()?;
+        let ipam_routes = allocation
+            .as_ref()
+            .map(|a| a.routes.clone())
+            .unwrap_or_default();
+        let result = build_result(&req.conf, ifname, netns, allocation);
+        let spec = device::attach_spec(
+            &req.conf,
+            att.container_id.as_str(),
+            ifname,
+            netns,
+            pci,
+            &own_ips(&result, ifname, netns),
+            &ipam_routes,
+        );
+        Ok((result, spec))
+    };
+    let late = || outcome().ok().map(|(_, s)| (s.addresses, s.routes));
+    let result = || outcome().map(|(r, _)| r);
+    // Everything but the addresses and routes, which `late` gives.
     let spec = device::attach_spec(
         &req.conf,
         att.container_id.as_str(),
-        att.ifname.as_str(),
-        att.netns.as_str(),
+        ifname,
+        netns,
         pci,
-        &own_ips(&result, att.ifname.as_str(), att.netns.as_str()),
-        &ipam_routes,
+        &[],
+        &[],
     );
     let opts = AttachOptions {
         ownership: Ownership::Local,
         network: Some(req.conf.name.as_str().to_owned()),
     };
-    match attach_and_commit(
+    let beside = match ipam {
+        Some(i) => Beside::Ipam {
+            ipam: i,
+            late: &late,
+        },
+        None => Beside::Nothing,
+    };
+    let attached = attach_and_commit(
         env,
         &ctx,
         std::slice::from_ref(&spec),
-        result,
-        None,
+        &result,
+        beside,
         &opts,
         Some(prepared),
     )
-    .await
-    {
-        Ok(result) => {
-            release.disarm();
-            Ok(result)
-        }
-        Err(f) => {
-            if f.keep {
-                release.disarm();
-            }
+    .await;
+    timings::lap("ipam_settled");
+    let Some(i) = ipam else {
+        return attached.map_err(|f| f.error);
+    };
+    match (attached, i.settled()) {
+        (Ok(result), _) => Ok(result),
+        // A replay's repeat allocation stays the finished attachment's.
+        (Err(f), _) if f.keep => Err(f.error),
+        // Never ran: nothing was allocated.
+        (Err(f), None) => Err(f.error),
+        (Err(f), Some(Ok(_))) => {
+            release_ipam(i.delegate);
             Err(f.error)
+        }
+        (Err(_), Some(Err(e))) => {
+            // Spec section 4: a failed delegated ADD is followed by its
+            // DEL; but not when this ADD repeats one that finished (most
+            // IPAM plugins, host-local among them, refuse a second
+            // allocation for one attachment): that allocation is the
+            // finished attachment's, in use by the pod, and only the
+            // attachment's own DEL may hand it back.
+            if !was_finished {
+                release_ipam(i.delegate);
+            }
+            Err(e.clone())
         }
     }
 }
@@ -420,7 +462,16 @@ async fn attach_reserved(
         ownership: Ownership::Daemon,
         network: Some(req.conf.name.as_str().to_owned()),
     };
-    attach_and_commit(env, ctx, &specs, result, Some(daemon), &opts, prepared).await
+    attach_and_commit(
+        env,
+        ctx,
+        &specs,
+        &|| Ok(result.clone()),
+        Beside::Daemon(daemon),
+        &opts,
+        prepared,
+    )
+    .await
 }
 
 /// Attaches every spec (one per rail), commits in the daemon (when there is
@@ -433,22 +484,30 @@ async fn attach_and_commit(
     env: &DeviceEnv,
     ctx: &sriov::Context<'_>,
     specs: &[sriov::AttachSpec],
-    mut result: CniResult,
-    daemon: Option<&Commit<'_, '_>>,
+    result: &dyn Fn() -> Result<CniResult, CniError>,
+    beside: Beside<'_, '_>,
     opts: &AttachOptions,
     mut prepared: Option<sriov::Prepared>,
 ) -> Result<CniResult, Failed> {
+    let daemon = match &beside {
+        Beside::Daemon(d) => Some(*d),
+        _ => None,
+    };
     let mut attached: Vec<sriov::Attachment> = Vec::with_capacity(specs.len());
-    let start_commit = || {
-        if let Some(d) = daemon {
-            d.commit.start();
-        }
+    let start_beside = || match &beside {
+        Beside::Daemon(d) => d.commit.start(),
+        Beside::Ipam { ipam, .. } => ipam.start(),
+        Beside::Nothing => {}
     };
     let last = specs.len().saturating_sub(1);
     for (i, spec) in specs.iter().enumerate() {
-        let on_move: Option<&dyn Fn()> = (i == last).then_some(&start_commit);
+        let on_move: Option<&dyn Fn()> = (i == last).then_some(&start_beside);
         let ready = prepared.take_if(|p| p.is_for(spec));
-        match sriov::attach_overlapped(ctx, spec, opts, on_move, ready).await {
+        let late = match &beside {
+            Beside::Ipam { late, .. } if i == 0 => Some(*late),
+            _ => None,
+        };
+        match sriov::attach_overlapped(ctx, spec, opts, on_move, ready, late).await {
             Ok(a) => attached.push(a),
             Err(e) => {
                 if let Some(d) = daemon {
@@ -472,6 +531,9 @@ async fn attach_and_commit(
                 .await
                 .map_err(|e| keep(daemon::replay_commit_error(&e)))?;
         }
+        // The delegated plugin is asked again, as for any ADD; its refusal
+        // fails the repeat and leaves the attachment as it is.
+        result().map_err(keep)?;
         let stored = attached
             .first()
             .and_then(|a| a.record.result.clone())
@@ -480,6 +542,15 @@ async fn attach_and_commit(
             CniResult::parse(&stored, CniVersion::LATEST, "cached result").map_err(keep)?;
         return Ok(prev);
     }
+    let mut result = match result() {
+        Ok(r) => r,
+        Err(e) => {
+            // Only when no move asked for the addresses (a VF without a
+            // netdev): the plugin's refusal undoes the attach.
+            abort_all(env, attached).await;
+            return Err(e.into());
+        }
+    };
     for (spec, a) in specs.iter().zip(&attached) {
         device::describe_interface(&mut result, &spec.ifname, &a.record);
     }
@@ -513,6 +584,20 @@ async fn attach_and_commit(
     }
     timings::lap("cache_commit");
     Ok(result)
+}
+
+/// What runs beside the attach, started by the (last) VF's move.
+enum Beside<'a, 'scope> {
+    /// Nothing (delegated mode without an IPAM plugin).
+    Nothing,
+    /// jobnetd's commit.
+    Daemon(&'a Commit<'a, 'scope>),
+    /// The delegated IPAM plugin's ADD, whose addresses `late` gives the
+    /// attach once the VF is in the pod.
+    Ipam {
+        ipam: &'a LateIpam<'scope>,
+        late: sriov::LateAddresses<'a>,
+    },
 }
 
 /// Undoes attaches that were not committed, last first.

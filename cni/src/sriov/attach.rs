@@ -147,6 +147,20 @@ impl Prepared {
     }
 }
 
+/// The pod's addresses and routes when they come while the VF moves (the
+/// delegated IPAM plugin runs during the move): called once the netdev is
+/// in the pod, before its first address, in place of the spec's. `None`
+/// stops the attach with [`AttachError::AddressesWithheld`] and rolls it
+/// back.
+pub type LateAddresses<'a> = &'a (dyn Fn() -> Option<(Vec<IpNet>, Vec<Route>)> + Sync);
+
+/// What an attach runs around the VF's move: `on_move` just before it,
+/// `late` once the netdev is in the pod.
+struct MoveHooks<'a> {
+    on_move: Option<&'a dyn Fn()>,
+    late: Option<LateAddresses<'a>>,
+}
+
 /// How an attach records the VF's ownership, and for which network.
 #[derive(Debug, Clone, Default)]
 pub struct AttachOptions {
@@ -181,7 +195,7 @@ pub async fn attach_with(
     spec: &AttachSpec,
     opts: &AttachOptions,
 ) -> Result<Attachment, AttachError> {
-    attach_overlapped(ctx, spec, opts, None, None).await
+    attach_overlapped(ctx, spec, opts, None, None, None).await
 }
 
 /// [`attach_with`], calling `on_move` (when given) just before the VF's
@@ -190,13 +204,15 @@ pub async fn attach_with(
 /// (jobnetd's commit) starts there. It is not called when the attach does
 /// not move a netdev (a replay, a userspace-driver VF) or fails first.
 /// `prepared`, when it is for this spec, saves the sysfs read and the
-/// netlink connections.
+/// netlink connections; `late`, when given, supplies the addresses and
+/// routes once the netdev is in the pod.
 pub async fn attach_overlapped(
     ctx: &Context<'_>,
     spec: &AttachSpec,
     opts: &AttachOptions,
     on_move: Option<&dyn Fn()>,
     prepared: Option<Prepared>,
+    late: Option<LateAddresses<'_>>,
 ) -> Result<Attachment, AttachError> {
     let (mut ready_vf, links) = match prepared.filter(|p| p.is_for(spec)) {
         Some(p) => (p.vf, p.links),
@@ -310,8 +326,10 @@ pub async fn attach_overlapped(
         siblings: Vec::new(),
         ownership: opts.ownership,
         network: opts.network.clone(),
+        pod_mac: spec.mac,
     };
-    match attach_steps(ctx, spec, &vf, &mut rec, &cache_path, on_move, links).await {
+    let hooks = MoveHooks { on_move, late };
+    match attach_steps(ctx, spec, &vf, &mut rec, &cache_path, hooks, links).await {
         Ok(()) => Ok(Attachment {
             record: rec,
             cache_path,
@@ -427,9 +445,10 @@ async fn attach_steps(
     vf: &VfInfo,
     rec: &mut AttachmentRecord,
     cache_path: &std::path::Path,
-    on_move: Option<&dyn Fn()>,
+    hooks: MoveHooks<'_>,
     links: Option<Links>,
 ) -> Result<(), AttachError> {
+    let MoveHooks { on_move, late } = hooks;
     let faults = ctx.faults;
     if rec.dpdk {
         // A userspace-driver VF has no netdev: the pod gets it through the
@@ -572,8 +591,17 @@ async fn attach_steps(
             .map_err(AttachError::kernel(Step::SetMtu))?;
     }
     timings::lap("mac_mtu");
+    let arrived;
+    let (addresses, routes) = match late {
+        Some(f) => {
+            arrived = f().ok_or(AttachError::AddressesWithheld)?;
+            timings::lap("late_addresses");
+            (&arrived.0, &arrived.1)
+        }
+        None => (&spec.addresses, &spec.routes),
+    };
     faults.before(Step::Addresses)?;
-    for addr in &spec.addresses {
+    for addr in addresses {
         // No DAD: the address is ours by allocation, and DAD would delay
         // the pod's first packets by a second or more.
         pod.add_address_with(moved.index, *addr, AddressOptions { nodad: true })
@@ -592,7 +620,7 @@ async fn attach_steps(
         .map_err(AttachError::kernel(Step::LinkUp))?;
     timings::lap("up");
     faults.before(Step::Routes)?;
-    for route in &spec.routes {
+    for route in routes {
         let mut r = route.clone();
         r.oif = Some(moved.index);
         pod.add_route(&r)
@@ -609,12 +637,11 @@ async fn attach_steps(
         index: now.index,
         mac: now.mac(),
         mtu: now.mtu,
-        addresses: spec.addresses.clone(),
+        addresses: addresses.clone(),
         hw_addr: now.hw_addr.clone(),
         configured_mac: spec.mac.filter(|_| !ipoib),
         configured_mtu: spec.mtu,
-        routes: spec
-            .routes
+        routes: routes
             .iter()
             .filter_map(|r| {
                 Some(RouteRecord {
@@ -806,11 +833,14 @@ pub async fn restore_with(
                     // A finished ADD recorded the pod link's index.
                     Some(p) => p.index == l.index,
                     // Mid-ADD in another run (a rollback in the same run
-                    // knows the index the move gave it): the MAC is the
-                    // VF's until ADD set its own. Not the index: the pod's
-                    // own devices may have the one the VF had in the host.
+                    // knows the index the move gave it): the VF's own MAC,
+                    // or the one ADD was to give it. Not the index: the
+                    // pod's own devices may have the one the VF had in the
+                    // host.
                     None => match orig.mac {
-                        Some(mac) => l.mac() == Some(mac),
+                        Some(mac) => {
+                            l.mac() == Some(mac) || (l.mac().is_some() && l.mac() == rec.pod_mac)
+                        }
                         // IPoIB has no MAC to go by.
                         None => l.index == orig.index,
                     },

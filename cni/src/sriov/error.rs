@@ -26,6 +26,10 @@ pub const CODE_RDMA_UNAVAILABLE: u32 = 104;
 /// Why attaching, checking or detaching a VF failed.
 #[derive(Debug, thiserror::Error)]
 pub enum AttachError {
+    /// The addresses due while the VF moved did not come (the caller that
+    /// withheld them knows why, and reports that instead).
+    #[error("the pod's addresses did not come")]
+    AddressesWithheld,
     /// `deviceID` does not name a usable SR-IOV VF.
     #[error("device {pci}: {source}")]
     Device {
@@ -111,6 +115,7 @@ impl AttachError {
                 CODE_KERNEL
             }
             AttachError::RdmaUnavailable(_) => CODE_RDMA_UNAVAILABLE,
+            AttachError::AddressesWithheld => CODE_IO,
         }
     }
 

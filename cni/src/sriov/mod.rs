@@ -17,7 +17,7 @@ pub mod steps;
 
 pub use attach::{
     attach, attach_overlapped, attach_with, restore, AttachOptions, AttachSpec, Attachment,
-    Context, Prepared,
+    Context, LateAddresses, Prepared,
 };
 pub use check::{check, CheckError};
 pub use detach::{detach, detach_with, DetachOutcome};

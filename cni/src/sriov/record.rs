@@ -121,6 +121,11 @@ pub struct AttachmentRecord {
     /// collects its own network's attachments.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub network: Option<String>,
+    /// The MAC ADD gives the pod interface (config `mac`), recorded before
+    /// the move: a DEL after an ADD killed midway knows the VF in the pod by
+    /// it as well as by its original MAC.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pod_mac: Option<MacAddr>,
 }
 
 /// Who records that a VF belongs to an attachment.
