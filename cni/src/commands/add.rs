@@ -192,6 +192,17 @@ async fn add_delegated(
     let prepared = sriov::Prepared::new(&env.sysfs, pci, att.netns.as_path());
     timings::lap("prepare");
     let ctx = env.context(faults);
+    let spec_with = |ips: &[IpConfig], routes: &[crate::protocol::result::Route]| {
+        device::attach_spec(
+            &req.conf,
+            att.container_id.as_str(),
+            ifname,
+            netns,
+            pci,
+            ips,
+            routes,
+        )
+    };
     // What the pod gets from the plugin's answer: the result, and the spec
     // whose addresses and routes it names.
     let outcome = || -> Result<(CniResult, sriov::AttachSpec), CniError> {
@@ -201,29 +212,13 @@ async fn add_delegated(
             .map(|a| a.routes.clone())
             .unwrap_or_default();
         let result = build_result(&req.conf, ifname, netns, allocation);
-        let spec = device::attach_spec(
-            &req.conf,
-            att.container_id.as_str(),
-            ifname,
-            netns,
-            pci,
-            &own_ips(&result, ifname, netns),
-            &ipam_routes,
-        );
+        let spec = spec_with(&own_ips(&result, ifname, netns), &ipam_routes);
         Ok((result, spec))
     };
     let late = || outcome().ok().map(|(_, s)| (s.addresses, s.routes));
     let result = || outcome().map(|(r, _)| r);
     // Everything but the addresses and routes, which `late` gives.
-    let spec = device::attach_spec(
-        &req.conf,
-        att.container_id.as_str(),
-        ifname,
-        netns,
-        pci,
-        &[],
-        &[],
-    );
+    let spec = spec_with(&[], &[]);
     let opts = AttachOptions {
         ownership: Ownership::Local,
         network: Some(req.conf.name.as_str().to_owned()),
